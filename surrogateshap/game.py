@@ -190,7 +190,8 @@ class CoalitionStore:
 
     def _load(self):
         with open(self.path) as f:
-            lines = f.read().split("\n")
+            text = f.read()
+        lines = text.split("\n")
         try:
             head = json.loads(lines[0])["header"]
         except (ValueError, KeyError, IndexError) as e:
@@ -210,8 +211,9 @@ class CoalitionStore:
                 self._n_torn += 1  # interrupted write; that coalition is recomputed
                 continue
             self.records[rec["key"]] = rec
-        if self._n_torn:
-            # rewrite without the torn line so appends start on a clean line
+        if self._n_torn or not text.endswith("\n"):
+            # rewrite without the torn line (or with the missing final newline) so
+            # appends start on a clean line
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
             with open(tmp, "w") as f:
                 f.write(json.dumps({"header": self.header}, sort_keys=True) + "\n")

@@ -36,9 +36,13 @@ def unregister(name: str) -> None:
 def _load_builtins():
     global _loaded
     if not _loaded:
-        _loaded = True
-        for mod in _BUILTIN_MODULES:
-            importlib.import_module(mod)
+        _loaded = True  # set first: a built-in module may look up the registry
+        try:
+            for mod in _BUILTIN_MODULES:
+                importlib.import_module(mod)
+        except BaseException:
+            _loaded = False  # fail again next time instead of a silently partial registry
+            raise
 
 
 def available_estimators() -> list[str]:

@@ -1,0 +1,318 @@
+"""Memoisation, cost accounting, crash-safe persistence, budgets and the estimator base."""
+
+import json
+
+import numpy as np
+import pytest
+
+import surrogateshap
+from surrogateshap import (
+    AdditiveGame,
+    BudgetedGame,
+    BudgetExceededError,
+    CachedGame,
+    Estimator,
+    FunctionGame,
+    Game,
+    register,
+)
+from surrogateshap import registry
+
+N = 4
+W = np.array([1.0, 2.0, 4.0, 8.0])
+
+
+class Counter:
+    """A game function that records every batch it is asked for."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, masks):
+        self.calls.append(np.array(masks))
+        return masks @ W
+
+    @property
+    def rows(self):
+        return sum(len(c) for c in self.calls)
+
+
+def counting_game():
+    fn = Counter()
+    return FunctionGame(fn, N, name="counted"), fn
+
+
+def rows(*members):
+    out = np.zeros((len(members), N), bool)
+    for r, m in enumerate(members):
+        out[r, list(m)] = True
+    return out
+
+
+def store_records(path):
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    assert "header" in lines[0]
+    return [rec["key"] for rec in lines[1:]]
+
+
+# ---------------------------------------------------------------- memoisation and cost
+
+
+def test_cached_game_memoises():
+    game, fn = counting_game()
+    cached = CachedGame(game)
+    out = cached(rows([0], [1, 2], [0], []))  # a repeat inside one batch
+    assert out.tolist() == [1.0, 6.0, 1.0, 0.0]
+    assert cached.n_evaluations == 3 and cached.n_queries == 4 and fn.rows == 3
+    out = cached(rows([1, 2], [3], [0]))
+    assert out.tolist() == [6.0, 8.0, 1.0]
+    assert cached.n_evaluations == 4 and cached.n_queries == 7 and fn.rows == 4
+    assert cached.seconds >= 0.0
+
+
+class CostlyGame(Game):
+    """Each coalition costs one model training per member (a toy cost model)."""
+
+    cost_unit = "model trainings"
+
+    def _evaluate(self, masks):
+        return masks.sum(1).astype(float)
+
+    def cost_of(self, masks):
+        return float(masks.sum())
+
+
+def test_cost_accounting():
+    cached = CachedGame(CostlyGame(N))
+    assert cached.cost_unit == "model trainings"
+    cached(rows([0, 1], [2]))
+    assert cached.cost == 3.0
+    cached(rows([0, 1], [0, 1, 2, 3]))  # the repeat costs nothing
+    assert cached.cost == 7.0
+    budgeted = BudgetedGame(CostlyGame(N), budget=10)
+    budgeted(rows([0, 1], [2], [0, 1]))
+    assert budgeted.cost == 3.0 and budgeted.cost_unit == "model trainings"
+
+
+# ---------------------------------------------------------------- persistence
+
+
+def test_persisted_results_reload_without_recomputation(tmp_path):
+    path = tmp_path / "sub" / "store.jsonl"  # parent folders are created
+    game, fn = counting_game()
+    first = CachedGame(game, path=path)
+    expected = first(rows([0], [1, 2], [0, 1, 2, 3]))
+    assert fn.rows == 3
+
+    game2, fn2 = counting_game()
+    second = CachedGame(game2, path=path)
+    np.testing.assert_array_equal(second(rows([0], [1, 2], [0, 1, 2, 3])), expected)
+    assert fn2.calls == [] and second.n_evaluations == 0 and second.n_queries == 3
+
+
+def test_torn_last_line_loses_only_that_entry(tmp_path):
+    path = tmp_path / "store.jsonl"
+    game, fn = counting_game()
+    coalitions = rows([0], [1], [2, 3])
+    expected = CachedGame(game, path=path)(coalitions)
+    # crash while writing the last record: only half of its line reached the disk
+    text = path.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    path.write_text(text[: len(text) - len(last) - 1] + last[: len(last) // 2])
+
+    game2, fn2 = counting_game()
+    resumed = CachedGame(game2, path=path)
+    np.testing.assert_array_equal(resumed(coalitions), expected)
+    assert len(fn2.calls) == 1 and fn2.calls[0].tolist() == rows([2, 3]).tolist()
+    keys = store_records(path)
+    assert len(keys) == len(set(keys)) == 3
+
+    game3, fn3 = counting_game()
+    np.testing.assert_array_equal(CachedGame(game3, path=path)(coalitions), expected)
+    assert fn3.calls == []
+
+
+def test_torn_half_line_appended(tmp_path):
+    # a crash while appending a new coalition's record: the earlier ones all survive
+    path = tmp_path / "store.jsonl"
+    game, _ = counting_game()
+    CachedGame(game, path=path)(rows([0], [1]))
+    with open(path, "a") as f:
+        f.write('{"cost": 1.0, "key": "0011", "secon')
+    game2, fn2 = counting_game()
+    resumed = CachedGame(game2, path=path)
+    assert resumed(rows([0], [1], [2, 3])).tolist() == [1.0, 2.0, 12.0]
+    assert fn2.rows == 1
+    keys = store_records(path)
+    assert sorted(keys) == ["0011", "0100", "1000"]
+
+
+def test_record_without_its_newline_is_kept_and_next_append_survives(tmp_path):
+    # a crash after the record but before its newline reached the disk: the record is
+    # whole and must be kept, and the next append must not be glued onto its line
+    path = tmp_path / "store.jsonl"
+    game, _ = counting_game()
+    CachedGame(game, path=path)(rows([0], [1]))
+    path.write_text(path.read_text().rstrip("\n"))
+    game2, fn2 = counting_game()
+    CachedGame(game2, path=path)(rows([0], [1], [2]))
+    assert fn2.rows == 1
+    game3, fn3 = counting_game()
+    assert CachedGame(game3, path=path)(rows([0], [1], [2])).tolist() == [1.0, 2.0, 4.0]
+    assert fn3.calls == []
+    keys = store_records(path)
+    assert len(keys) == len(set(keys)) == 3
+
+
+def test_store_of_a_different_game_raises(tmp_path):
+    path = tmp_path / "store.jsonl"
+    CachedGame(AdditiveGame(W), path=path)(rows([0]))
+    with pytest.raises(ValueError, match="different game"):
+        CachedGame(AdditiveGame(W * 2), path=path)
+    # a file that is not a store at all
+    other = tmp_path / "other.jsonl"
+    other.write_text("hello\n")
+    with pytest.raises(ValueError, match="not a coalition store"):
+        CachedGame(AdditiveGame(W), path=other)
+
+
+# ---------------------------------------------------------------- budgets
+
+
+def test_budgeted_game_enforces_budget_and_repeats_are_free():
+    game, fn = counting_game()
+    b = BudgetedGame(game, budget=3)
+    b(rows([0], [1]))
+    b(rows([0], [1], [0]))  # repeats: free
+    assert b.n_evaluations == 2 and b.remaining == 1 and fn.rows == 2
+    b(rows([2], [0]))
+    assert b.n_evaluations == 3 and b.remaining == 0
+    with pytest.raises(BudgetExceededError, match="budget of 3"):
+        b(rows([3]))
+    with pytest.raises(BudgetExceededError):
+        b(rows([0], [1, 2]))  # one new coalition is one too many
+    assert b.n_evaluations == 3 and fn.rows == 3  # nothing evaluated past the budget
+    assert b(rows([2], [1], [0])).tolist() == [4.0, 2.0, 1.0]
+    assert b.is_cached(rows([2])[0]) and not b.is_cached(rows([3])[0])
+    assert BudgetedGame(game, budget=None)(rows([0, 1, 2, 3])).tolist() == [15.0]
+
+
+# ---------------------------------------------------------------- estimator base
+
+
+@pytest.fixture
+def tiny_estimators(monkeypatch):
+    """Two throwaway estimators, registered for one test and unregistered after.
+
+    The built-in estimator modules are kept out (``_loaded``): these tests are about the
+    registry and the base class, not about which estimators ship.
+    """
+    monkeypatch.setattr(registry, "_loaded", True)
+
+    @register("_test-tiny")
+    class Tiny(Estimator):
+        def min_budget(self, n_players):
+            return n_players + 1
+
+        def _estimate(self, game, budget, rng, **resources):
+            n = game.n_players
+            v_full = game(np.ones((1, n), bool))[0]
+            game(np.zeros((1, n), bool))
+            return np.full(n, v_full / n)
+
+    @register("_test-needs-proxy")
+    class NeedsProxy(Estimator):
+        requires = ("proxy",)
+
+        def _estimate(self, game, budget, rng, proxy=None):
+            return proxy(np.eye(game.n_players, dtype=bool))
+
+    @register("_test-greedy")
+    class Greedy(Estimator):
+        def _estimate(self, game, budget, rng):
+            return game(np.eye(game.n_players, dtype=bool))  # n evaluations, any budget
+
+    yield Tiny, NeedsProxy, Greedy
+    for name in ("_test-tiny", "_test-needs-proxy", "_test-greedy"):
+        registry.unregister(name)
+
+
+def test_unknown_estimator_lists_known_ones(tiny_estimators):
+    with pytest.raises(KeyError) as err:
+        surrogateshap.get_estimator("nope")
+    assert "nope" in str(err.value) and "_test-tiny" in str(err.value)
+    assert "_test-tiny" in surrogateshap.available_estimators()
+    assert isinstance(surrogateshap.get_estimator("_test-tiny"), tiny_estimators[0])
+
+
+def test_unregister_removes_the_name(tiny_estimators):
+    registry.unregister("_test-tiny")
+    with pytest.raises(KeyError):
+        surrogateshap.get_estimator("_test-tiny")
+
+
+def test_estimate_counts_and_returns_an_attribution(tiny_estimators):
+    att = surrogateshap.get_estimator("_test-tiny").estimate(AdditiveGame(W), budget=5, seed=1)
+    assert att.estimator == "_test-tiny" and att.budget == 5 and att.seed == 1
+    assert att.n_evaluations == 2 and att.values.tolist() == [3.75] * 4
+
+
+def test_budget_below_min_budget_raises(tiny_estimators):
+    est = surrogateshap.get_estimator("_test-tiny")
+    with pytest.raises(ValueError, match="at least 5"):
+        est.estimate(AdditiveGame(W), budget=4)
+
+
+@pytest.mark.parametrize("budget", [10.0, "10", True, None])
+def test_non_integer_budget_raises(tiny_estimators, budget):
+    est = surrogateshap.get_estimator("_test-tiny")
+    with pytest.raises(TypeError, match="budget"):
+        est.estimate(AdditiveGame(W), budget=budget)
+
+
+def test_numpy_integer_budget_is_accepted(tiny_estimators):
+    est = surrogateshap.get_estimator("_test-tiny")
+    assert est.estimate(AdditiveGame(W), budget=np.int64(5)).budget == 5
+
+
+def test_missing_or_unexpected_resource_raises(tiny_estimators):
+    est = surrogateshap.get_estimator("_test-needs-proxy")
+    with pytest.raises(TypeError, match="proxy"):
+        est.estimate(AdditiveGame(W), budget=4)
+    with pytest.raises(TypeError, match="unexpected resources"):
+        est.estimate(AdditiveGame(W), budget=4, proxy=AdditiveGame(W), task=object())
+    att = est.estimate(AdditiveGame(W), budget=4, proxy=AdditiveGame(W))
+    assert att.values.tolist() == W.tolist() and att.n_evaluations == 0
+
+
+def test_estimator_cannot_overspend(tiny_estimators):
+    est = surrogateshap.get_estimator("_test-greedy")
+    with pytest.raises(BudgetExceededError):
+        est.estimate(AdditiveGame(W), budget=3)
+    assert est.estimate(AdditiveGame(W), budget=4).n_evaluations == 4
+
+
+def test_estimate_rejects_non_game(tiny_estimators):
+    with pytest.raises(TypeError, match="Game"):
+        surrogateshap.get_estimator("_test-tiny").estimate(lambda m: m.sum(1), budget=10)
+
+
+def test_registry_rejects_name_clash_and_non_estimators(tiny_estimators):
+    class Other(Estimator):
+        def _estimate(self, game, budget, rng):
+            return np.zeros(game.n_players)
+
+    with pytest.raises(ValueError, match="already registered"):
+        register("_test-tiny")(Other)
+    with pytest.raises(TypeError, match="not an Estimator"):
+        register("_test-not-estimator")(object)
+
+
+def test_failed_builtin_import_is_not_silently_forgotten(monkeypatch):
+    # if importing a built-in estimator module fails, the next lookup must fail again
+    # rather than proceed with a registry missing those estimators
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_BUILTIN_MODULES", ("surrogateshap._no_such_module",))
+    for _ in range(2):
+        with pytest.raises(ImportError):
+            registry.available_estimators()
