@@ -1,0 +1,105 @@
+"""Command line: ``surrogateshap run`` (value contributors), ``build-table``, ``report``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+ALPHAS = (0.25, 0.5, 0.75)
+
+
+def _run(args) -> int:
+    import pandas as pd
+
+    from surrogateshap.metrics import compare_to_exact, lds_summary
+    from surrogateshap.registry import get_estimator
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.reference import load_reference
+
+    task = get_task(args.task, scale=args.scale)
+    print(f"task {task.name} ({task.n_players} contributors, scale {args.scale}); "
+          f"utility {args.utility}; cache {task.cache_dir}", flush=True)
+    proxy = task.proxy_game(args.utility)
+    proxy(np.ones((1, task.n_players), bool))  # trains the full model if not cached
+    names = [args.estimator, *args.compare]
+    results = {name: get_estimator(name).estimate(proxy, args.budget, seed=args.seed) for name in names}
+    table = pd.DataFrame({name: a.values for name, a in results.items()}, index=task.players)
+    try:
+        ref = load_reference(task, args.reference)
+    except FileNotFoundError as e:
+        ref = None
+        print(f"(no ground truth: {e})")
+    if ref is not None and ref.complete_seeds() and args.scale == "default":
+        table["exact (retraining)"] = ref.exact_shapley(args.utility)
+    print(f"\nShapley values of the proxy game, budget {args.budget} evaluations:")
+    print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
+    for name, a in results.items():
+        print(f"{name}: {a.n_evaluations} evaluations, {a.seconds:.2f} s")
+    if ref is not None and ref.complete_seeds() and args.scale == "default":
+        exact = ref.exact_shapley(args.utility)
+        print(f"\nAgainst the retraining game (seeds {ref.complete_seeds()}):")
+        rows = []
+        for name, a in {**results, "exact (retraining)": None}.items():
+            vals = exact if a is None else a.values
+            row = {"estimator": name}
+            for alpha in ALPHAS:
+                masks, utils = ref.lds_ground_truth(args.utility, alpha)
+                s = lds_summary(vals, masks, utils)
+                row[f"LDS@{alpha}"] = f"{s['mean']:.1f} ± {s['ci95']:.1f}"
+            if a is not None:
+                row.update({k: round(v, 3) for k, v in compare_to_exact(vals, exact, k=3).items()})
+            rows.append(row)
+        print(pd.DataFrame(rows).set_index("estimator").to_string())
+    return 0
+
+
+def _build_table(args) -> int:
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.reference import build_retraining_table
+
+    task = get_task(args.task, scale=args.scale)
+    table = build_retraining_table(task, args.seeds, out_dir=args.out)
+    print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
+    return 0
+
+
+def _report(args) -> int:
+    from surrogateshap.report import write_report
+
+    write_report(args.json, args.out)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="surrogateshap", description=__doc__)
+    sub = p.add_subparsers(dest="cmd")
+    r = sub.add_parser("run", help="value a task's contributors with an estimator on the proxy game")
+    r.add_argument("--task", default="digits10")
+    r.add_argument("--utility", default="neg_fid")
+    r.add_argument("--estimator", default="surrogateshap")
+    r.add_argument("--compare", nargs="*", default=["permutation-antithetic", "kernelshap"])
+    r.add_argument("--budget", type=int, default=256)
+    r.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--reference", default=None, help="path to a retraining table CSV")
+    r.set_defaults(fn=_run)
+    b = sub.add_parser("build-table", help="retrain every coalition (resumable) and write the reference table")
+    b.add_argument("--task", default="digits10")
+    b.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    b.add_argument("--seeds", type=int, nargs="+", default=[0])
+    b.add_argument("--out", default=None)
+    b.set_defaults(fn=_build_table)
+    rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
+    rep.add_argument("json")
+    rep.add_argument("--out", default="results/report")
+    rep.set_defaults(fn=_report)
+    args = p.parse_args(argv)
+    if not getattr(args, "fn", None):
+        args = p.parse_args(["run", *(argv or [])])
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

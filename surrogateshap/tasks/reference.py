@@ -1,0 +1,85 @@
+"""Reference tables of a task: build them (resumable) and load the shipped copies.
+
+The shipped tables live in the repository's ``datasets/<task>/`` folder beside the
+package (a dataset card, the per-coalition retraining table, and the exact Shapley
+values computed from it).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from surrogateshap.game import all_coalitions, coalition_key
+from surrogateshap.table import CoalitionTable
+from surrogateshap.tasks.base import DiffusionTask, RetrainingGame
+
+__all__ = ["reference_dir", "load_reference", "build_retraining_table", "RETRAINING_CSV", "EXACT_CSV"]
+
+RETRAINING_CSV = "retraining_table.csv"
+EXACT_CSV = "exact_shapley.csv"
+
+
+def reference_dir(task_name: str) -> Path:
+    """$SURROGATESHAP_DATASETS/<task>, else the repository's datasets/<task>."""
+    root = os.environ.get("SURROGATESHAP_DATASETS")
+    base = Path(root) if root else Path(__file__).resolve().parents[2] / "datasets"
+    return base / task_name
+
+
+def load_reference(task: DiffusionTask, path: str | os.PathLike | None = None) -> CoalitionTable:
+    """The shipped retraining table of ``task``, with a clear error when absent."""
+    path = Path(path) if path is not None else reference_dir(task.name) / RETRAINING_CSV
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no reference table for task {task.name!r} at {path}. Build it with "
+            f"`surrogateshap build-table --task {task.name}` or point "
+            "SURROGATESHAP_DATASETS at a folder holding <task>/" + RETRAINING_CSV
+        )
+    return CoalitionTable.read_csv(path, task.players, task.utilities)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except Exception:  # noqa: BLE001 - provenance only
+        return "unknown"
+
+
+def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLike | None = None,
+                           progress: bool = True) -> CoalitionTable:
+    """Retrain every coalition for each seed (resuming from the task's cache), then write
+    the table and, for complete seeds, the exact Shapley values to ``out_dir``."""
+    out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
+    masks = all_coalitions(task.n_players)
+    rows = []
+    for seed in seeds:
+        game = RetrainingGame(task, task.utilities[0], seed=seed, progress=progress)
+        recs = game.records(masks)
+        for m, r in zip(masks, recs):
+            rows.append({"coalition": coalition_key(m), "seed": seed,
+                         **{u: r[u] for u in task.utilities}, "seconds": r["seconds"]})
+    frame = pd.DataFrame(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Reference table (shipped on purpose): every coalition of {task.name} retrained.\n"
+        f"# config {task.config_id()}: {task.config}\n"
+        f"# produced by: surrogateshap build-table --task {task.name} --seeds "
+        f"{' '.join(map(str, seeds))}  (commit {_commit()}, {platform.machine()}, "
+        f"torch device {getattr(task, 'device', 'cpu')})\n"
+    )
+    with open(out_dir / RETRAINING_CSV, "w") as f:
+        f.write(header)
+        frame.to_csv(f, index=False, float_format="%.6g")
+    table = CoalitionTable(frame, task.players, task.utilities)
+    if table.complete_seeds():
+        with open(out_dir / EXACT_CSV, "w") as f:
+            f.write(f"# Exact Shapley values of the retraining game, from {RETRAINING_CSV}.\n")
+            table.exact_frame().to_csv(f, index=False, float_format="%.6g")
+    return table
