@@ -60,7 +60,7 @@ def _build_table(args) -> int:
     from surrogateshap.tasks.reference import build_retraining_table
 
     task = get_task(args.task, scale=args.scale)
-    table = build_retraining_table(task, args.seeds, out_dir=args.out)
+    table = build_retraining_table(task, args.seeds, out_dir=args.out, train=not args.export_only)
     print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
     return 0
 
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     b.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
     b.add_argument("--out", default=None)
+    b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
     b.set_defaults(fn=_build_table)
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")

@@ -84,6 +84,17 @@ class BatchedDenoiser(nn.Module):
             h = h + down(nn.functional.silu(up(nn.functional.silu(h))))
         return self.out(nn.functional.silu(h))
 
+    @torch.no_grad()
+    def reinit(self, seeds: list[int]) -> None:
+        """Draw model k's initial weights from a generator seeded by seeds[k]."""
+        for k, seed in enumerate(seeds):
+            gk = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
+            for mod in self.modules():
+                if isinstance(mod, _BLinear) and mod.weight[k].abs().sum() > 0:
+                    w = torch.randn(mod.weight.shape[1:], generator=gk) / math.sqrt(mod.weight.shape[1])
+                    mod.weight[k].copy_(w)
+            self.label[k].copy_(torch.randn(self.label.shape[1:], generator=gk) * 0.02)
+
     def select(self, k: int) -> "BatchedDenoiser":
         """A single-model denoiser holding model k's weights."""
         one = BatchedDenoiser(1, self.cfg).to(next(self.parameters()).device)
@@ -102,7 +113,7 @@ def train_denoisers(
     batch_size: int,
     lr: float,
     p_uncond: float = 0.1,
-    seed: int = 0,
+    seeds: list[int] | int = 0,
     device: str | torch.device = "cpu",
     progress=None,
 ) -> BatchedDenoiser:
@@ -110,7 +121,9 @@ def train_denoisers(
 
     Model k only ever draws items from ``members[k]``: a coalition's data never leaks
     into another coalition's model. The condition is dropped with probability
-    ``p_uncond`` (replaced by the null label) for classifier-free guidance.
+    ``p_uncond`` (replaced by the null label) for classifier-free guidance. Model k's
+    initialisation and every random draw come from its own generator seeded by
+    ``seeds[k]``, so a model does not depend on which others it was trained beside.
     """
     K = len(members)
     if K == 0:
@@ -118,9 +131,13 @@ def train_denoisers(
     for k, m in enumerate(members):
         if len(m) == 0:
             raise ValueError(f"model {k} has no training items (empty coalition)")
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    model = BatchedDenoiser(K, cfg).to(device)
+    seeds = [int(seeds)] * K if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if len(seeds) != K:
+        raise ValueError(f"need one seed per model: {len(seeds)} seeds for {K} models")
+    gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+    model = BatchedDenoiser(K, cfg)
+    model.reinit([int(s) for s in seeds])
+    model = model.to(device)
     data, labels = data.to(device), labels.to(device)
     sizes = torch.tensor([len(m) for m in members], device=device)
     table = torch.zeros(K, int(sizes.max()), dtype=torch.long)
@@ -131,13 +148,14 @@ def train_denoisers(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     for step in range(steps):
-        u = torch.rand(K, batch_size, generator=g).to(device)
-        idx = torch.gather(table, 1, (u * sizes[:, None]).long())
+        # per-model draws: uniform item, dropout, timestep and noise from model k's generator
+        r = torch.stack([torch.rand(batch_size, 3 + cfg.dim, generator=gk) for gk in gens]).to(device)
+        idx = torch.gather(table, 1, (r[..., 0] * sizes[:, None]).long().clamp_max(table.shape[1] - 1))
         x0, y = data[idx], labels[idx]
-        drop = torch.rand(K, batch_size, generator=g).to(device) < p_uncond
-        y = torch.where(drop, torch.full_like(y, cfg.n_labels), y)
-        t = torch.randint(0, cfg.T, (K, batch_size), generator=g).to(device)
-        noise = torch.randn(x0.shape, generator=g).to(device)
+        y = torch.where(r[..., 1] < p_uncond, torch.full_like(y, cfg.n_labels), y)
+        t = (r[..., 2] * cfg.T).long().clamp_max(cfg.T - 1)
+        # Box-Muller would need two uniforms; the normal CDF inverse keeps one draw per dim
+        noise = torch.special.ndtri(r[..., 3:].clamp(1e-7, 1 - 1e-7))
         a = ab[t][..., None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         # mean over batch and dims, summed over models: each model gets its own gradient
@@ -157,20 +175,23 @@ def ddim_sample(
     labels: torch.Tensor,
     steps: int = 20,
     guidance: float = 1.0,
-    seed: int = 0,
+    seed: int | list[int] = 0,
     clip: float = 1.0,
 ) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) with classifier-free guidance.
 
-    ``labels`` is (K, B): row k is sampled from model k. Returns x0 of shape (K, B, dim)
+    ``labels`` is (K, B): row k is sampled from model k, starting from noise seeded by
+    ``seed`` (one int, or one per model). Returns x0 of shape (K, B, dim)
     clipped to [-clip, clip].
     """
     device = next(model.parameters()).device
     cfg = model.cfg
     labels = labels.to(device)
     K, B = labels.shape
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    x = torch.randn(K, B, cfg.dim, generator=g).to(device)
+    seeds = [int(seed)] * K if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    x = torch.stack([
+        torch.randn(B, cfg.dim, generator=torch.Generator(device="cpu").manual_seed(s)) for s in seeds
+    ]).to(device)
     ab = cosine_alphas_cumprod(cfg.T).to(device)
     ts = torch.linspace(cfg.T - 1, 0, steps).round().long().tolist()
     null = torch.full_like(labels, cfg.n_labels)

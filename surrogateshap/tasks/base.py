@@ -29,12 +29,18 @@ import numpy as np
 from surrogateshap.game import CoalitionStore, Game, coalition_key, stable_hash
 from surrogateshap.utilities import LabelStats, mix_stats, utility_from_stats
 
-__all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "allocate_counts", "default_cache_dir"]
+__all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "allocate_counts", "coalition_seed", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
     """$SURROGATESHAP_CACHE, else ~/.cache/surrogateshap."""
     return Path(os.environ.get("SURROGATESHAP_CACHE", Path.home() / ".cache" / "surrogateshap"))
+
+
+def coalition_seed(seed: int, mask) -> int:
+    """A seed for one (seed, coalition) pair, so a retrained model does not depend on
+    which other coalitions were trained beside it."""
+    return int(stable_hash([int(seed), coalition_key(np.asarray(mask, bool))]), 16) % (2**31)
 
 
 def allocate_counts(total: int, weights: np.ndarray) -> np.ndarray:
@@ -90,8 +96,12 @@ class DiffusionTask(ABC):
             raise ValueError("the empty coalition has no data proportions")
         return c / c.sum()
 
+    #: config fields that change how fast, not what, is computed (kept out of cache keys)
+    execution_fields: tuple[str, ...] = ("models_per_batch", "device")
+
     def config_id(self) -> str:
-        return f"{self.name}-{stable_hash(dataclasses.asdict(self.config))}"
+        cfg = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.execution_fields}
+        return f"{self.name}-{stable_hash(cfg)}"
 
     # --- models and statistics -------------------------------------------------
     @abstractmethod

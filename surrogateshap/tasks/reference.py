@@ -53,18 +53,29 @@ def _commit() -> str:
 
 
 def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLike | None = None,
-                           progress: bool = True) -> CoalitionTable:
+                           progress: bool = True, train: bool = True) -> CoalitionTable:
     """Retrain every coalition for each seed (resuming from the task's cache), then write
-    the table and, for complete seeds, the exact Shapley values to ``out_dir``."""
+    the table and, for complete seeds, the exact Shapley values to ``out_dir``.
+    ``train=False`` exports what the cache already holds (a partial table)."""
     out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
     masks = all_coalitions(task.n_players)
     rows = []
     for seed in seeds:
         game = RetrainingGame(task, task.utilities[0], seed=seed, progress=progress)
-        recs = game.records(masks)
+        if train:
+            recs = game.records(masks)
+        else:  # export what the cache holds, retraining nothing
+            recs = [game.store.get(coalition_key(m)) if m.any() else game.records(m[None])[0] for m in masks]
         for m, r in zip(masks, recs):
-            rows.append({"coalition": coalition_key(m), "seed": seed,
-                         **{u: r[u] for u in task.utilities}, "seconds": r["seconds"]})
+            if r is not None:
+                rows.append({"coalition": coalition_key(m), "seed": seed,
+                             **{u: r[u] for u in task.utilities}, "seconds": r["seconds"]})
+        if train:  # write after every seed so a cut-short run keeps finished seeds
+            _write(task, rows, seeds, out_dir)
+    return _write(task, rows, seeds, out_dir)
+
+
+def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
     frame = pd.DataFrame(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = (
