@@ -33,8 +33,8 @@ class Digits10Config:
 
     hidden: int = 128
     blocks: int = 2
-    steps: int = 1500
-    batch_size: int = 256
+    steps: int = 1000
+    batch_size: int = 128
     lr: float = 3e-3
     p_uncond: float = 0.1
     guidance: float = 0.5  # best FID of w in {0, 0.5, 1, 2} (see dataset card)
