@@ -10,7 +10,7 @@ __all__ = ["register", "get_estimator", "available_estimators", "unregister"]
 
 _REGISTRY: dict[str, type[Estimator]] = {}
 # modules holding the built-in estimators, imported on first lookup
-_BUILTIN_MODULES = ("surrogateshap.surrogate", "baselines")
+_BUILTIN_MODULES = ("surrogateshap.surrogate", "baselines", "surrogateshap.control_variate")
 _loaded = False
 
 
