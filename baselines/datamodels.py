@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines._budget import BudgetPlanner, sample_distinct
 from surrogateshap.estimator import Estimator
 from surrogateshap.registry import register
+from surrogateshap.sampling import BudgetPlanner, sample_distinct
 
 __all__ = ["Datamodels"]
 

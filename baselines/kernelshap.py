@@ -9,8 +9,8 @@ over the coalitions of size 1..n-1, with the Shapley kernel
 w(S) = (n - 1) / (C(n, |S|) |S| (n - |S|)) (Charnes et al. 1988; Lundberg & Lee 2017).
 Both estimators evaluate the empty and the full coalition (counted in the budget),
 solve a sampled version of this problem under the exact efficiency constraint (by
-projecting onto sum-zero vectors, :func:`constrained_solve`), and so return values
-that sum to v(N) - v(empty) to rounding.
+projecting onto sum-zero vectors, :func:`surrogateshap.sampling.constrained_solve`),
+and so return values that sum to v(N) - v(empty) to rounding.
 
 - "kernelshap": KernelSHAP in the form of Covert & Lee (2021), "Improving KernelSHAP:
   practical Shapley value estimation via linear regression". Coalitions are drawn
@@ -40,49 +40,25 @@ from math import comb
 
 import numpy as np
 
-from baselines._budget import BudgetPlanner, _key
 from surrogateshap.estimator import Estimator
 from surrogateshap.registry import register
+from surrogateshap.sampling import (
+    BudgetPlanner,
+    anchor_masks,
+    constrained_solve,
+    draw_units,
+    kernel_size_distribution,
+    kernel_units,
+    mask_key,
+    random_subsets,
+)
 
-__all__ = ["KernelSHAP", "LeverageSHAP", "constrained_solve", "shapley_kernel_size_probs"]
-
-
-def shapley_kernel_size_probs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sizes 1..n-1 and the Shapley kernel's probability of each size."""
-    k = np.arange(1, n)
-    p = 1.0 / (k * (n - k))
-    return k, p / p.sum()
-
-
-def constrained_solve(A: np.ndarray, b: np.ndarray, total: float):
-    """argmin phi^T A phi - 2 b^T phi subject to sum(phi) = total.
-
-    Solved on the sum-zero subspace: phi = total/n * 1 + P u with P = I - 11^T/n and
-    (P A P) u = P (b - A 1 total/n), using the pseudo-inverse so a rank-deficient
-    sample still gives the minimum-norm solution. Returns phi and pinv(P A P), the
-    map from a perturbation of b to the change of phi (for standard errors).
-    """
-    n = A.shape[0]
-    P = np.eye(n) - 1.0 / n
-    H = P @ A @ P
-    Hinv = np.linalg.pinv((H + H.T) / 2, hermitian=True)
-    base = np.full(n, total / n)
-    phi = base + P @ (Hinv @ (P @ (b - A @ base)))
-    # the projection keeps sum(phi) = total up to rounding; remove that rounding too
-    phi += (total - phi.sum()) / n
-    return phi, Hinv
-
-
-def _random_subsets(rng: np.random.Generator, n: int, sizes: np.ndarray) -> np.ndarray:
-    """One uniformly random subset of each given size, (len(sizes), n) booleans."""
-    r = rng.random((len(sizes), n))
-    kth = np.sort(r, axis=1)[np.arange(len(sizes)), sizes - 1]
-    return r <= kth[:, None]
+__all__ = ["KernelSHAP", "LeverageSHAP"]
 
 
 def _exact_kernel_A(n: int) -> np.ndarray:
     """E[z z^T] under the Shapley kernel distribution (diagonal 1/2 by symmetry)."""
-    k, p = shapley_kernel_size_probs(n)
+    k, p = np.arange(1, n), kernel_size_distribution(n)
     off = float(np.sum(p * k * (k - 1))) / (n * (n - 1)) if n > 1 else 0.0
     A = np.full((n, n), off)
     np.fill_diagonal(A, 0.5)
@@ -96,7 +72,7 @@ def _check_flag(name, value):
 
 def _empty_full(game) -> tuple[float, float]:
     n = game.n_players
-    v = game(np.array([np.zeros(n, bool), np.ones(n, bool)]))
+    v = game(anchor_masks(n))
     return float(v[0]), float(v[1])
 
 
@@ -127,32 +103,19 @@ class KernelSHAP(Estimator):
         total = v_full - v_empty
         if n == 1:
             return {"values": np.array([total]), "stderr": np.zeros(1)}
-        sizes, probs = shapley_kernel_size_probs(n)
         per = 2 if self.paired else 1
         max_units = (self.max_draws if self.max_draws is not None else 10 * budget) // per
         max_units = max(int(max_units), 1)
-        planner = BudgetPlanner(game)
-        units: list[np.ndarray] = []  # (k, per, n) masks
-        values: list[np.ndarray] = []  # (k, per)
-        n_units = 0
-        while n_units < max_units:
-            # as many draws as should fit at the cost per draw seen so far (repeats
-            # are free); extra draws are harmless, drawing stops at the first misfit
-            cost = (game.n_evaluations - 2) / n_units if n_units else per
-            k = int(min(max_units - n_units, max(1.25 * planner.left / max(cost, 0.1), 256)))
-            z = _random_subsets(rng, n, rng.choice(sizes, size=k, p=probs))
-            block = np.stack([z, ~z], axis=1) if self.paired else z[:, None, :]
-            fit = 0
-            while fit < k and planner.take(block[fit]):
-                fit += 1
-            if fit:
-                units.append(block[:fit])
-                values.append(planner.evaluate(block[:fit].reshape(-1, n)).reshape(fit, per))
-                n_units += fit
-            if fit < k:
-                break
-        Z = np.concatenate(units).astype(float)  # (U, per, n)
-        y = np.concatenate(values) - v_empty  # (U, per)
+        # a unit costs at most 2 evaluations: draw at least 256 a batch
+        units, values = draw_units(
+            BudgetPlanner(game),
+            lambda k: kernel_units(n, k, rng, self.paired),
+            max_units,
+            per,
+            min_batch=256,
+        )
+        Z = units.astype(float)  # (U, per, n)
+        y = values - v_empty  # (U, per)
         U = Z.shape[0]
         Zf, yf = Z.reshape(-1, n), y.reshape(-1)
         A = _exact_kernel_A(n) if self.unbiased else Zf.T @ Zf / len(Zf)
@@ -192,9 +155,9 @@ def _distinct_subsets(rng: np.random.Generator, n: int, k: int, count: int) -> n
     out: list[np.ndarray] = []
     seen: set[bytes] = set()
     while len(out) < count:
-        batch = _random_subsets(rng, n, np.full(2 * (count - len(out)), k))
+        batch = random_subsets(n, np.full(2 * (count - len(out)), k), rng)
         for row in batch:
-            key = _key(row)
+            key = mask_key(row)
             if key not in seen:
                 seen.add(key)
                 out.append(row)

@@ -28,26 +28,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines._budget import BudgetPlanner
 from surrogateshap.estimator import Estimator
 from surrogateshap.registry import register
+from surrogateshap.sampling import (
+    BudgetPlanner,
+    anchor_masks,
+    draw_units,
+    order_marginals,
+    permutation_units,
+    prefix_masks,
+    random_orders,
+)
 
 __all__ = ["PermutationSampling", "AntitheticPermutationSampling", "TMCShapley"]
-
-
-def _positions(perms: np.ndarray) -> np.ndarray:
-    """pos[k, i]: where player i stands in order k."""
-    return np.argsort(perms, axis=1)
-
-
-def _prefix_masks(pos: np.ndarray) -> np.ndarray:
-    """(K, n+1, n): row j of order k holds its first j players."""
-    n = pos.shape[1]
-    return pos[:, None, :] < np.arange(n + 1)[None, :, None]
-
-
-def _random_orders(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
-    return rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1)
 
 
 def _summarise(unit_marginals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,57 +59,37 @@ def _check_max_permutations(value):
 
 
 class _PermutationBase(Estimator):
-    #: orders per independent unit (1 plain, 2 antithetic)
-    _orders_per_unit = 1
+    #: each unit an order and its reverse (else one order)
+    _antithetic = False
 
     def __init__(self, max_permutations: int | None = None):
         self.max_permutations = max_permutations
 
     def min_budget(self, n_players: int) -> int:
         # one unit: the empty and full coalitions plus n - 1 new prefixes per order
-        return 2 + self._orders_per_unit * (n_players - 1)
-
-    def _make_units(self, rng, k, n) -> np.ndarray:
-        """(k, orders_per_unit, n) orders."""
-        return _random_orders(rng, k, n)[:, None, :]
+        return 2 + (2 if self._antithetic else 1) * (n_players - 1)
 
     def _estimate(self, game, budget, rng: np.random.Generator):
         _check_max_permutations(self.max_permutations)
         n = game.n_players
-        per = self._orders_per_unit
+        per = 2 if self._antithetic else 1
         max_units = (
             (self.max_permutations if self.max_permutations is not None else 10 * budget)
             // per
         )
         max_units = max(int(max_units), 1)
-        planner = BudgetPlanner(game)
-        unit_marginals: list[np.ndarray] = []
-        n_units = 0
-        while n_units < max_units:
-            # plan as many units as should fit at the cost per unit seen so far
-            # (repeated prefixes are free); planning too many wastes nothing, as
-            # sampling stops at the first unit that does not fit
-            cost = (game.n_evaluations / n_units) if n_units else per * max(n - 1, 1)
-            k = int(min(max_units - n_units, max(1.25 * planner.left / max(cost, 0.1), 16)))
-            orders = self._make_units(rng, k, n).reshape(k * per, n)
-            pos = _positions(orders)
-            masks = _prefix_masks(pos).reshape(k, per * (n + 1), n)
-            fit = 0
-            while fit < k and planner.take(masks[fit]):
-                fit += 1
-            if fit:
-                v = planner.evaluate(masks[:fit].reshape(-1, n)).reshape(fit * per, n + 1)
-                steps = np.diff(v, axis=1)  # steps[r, j]: marginal of orders[r, j]
-                marg = np.take_along_axis(steps, pos[: fit * per], axis=1)
-                unit_marginals.append(marg.reshape(fit, per, n).mean(axis=1))
-                n_units += fit
-            if fit < k:
-                break
-        values, stderr = _summarise(np.concatenate(unit_marginals))
+        # repeated prefixes are free, so the cost per unit falls as orders accumulate
+        masks, v = draw_units(
+            BudgetPlanner(game),
+            lambda k: permutation_units(n, k, rng, self._antithetic),
+            max_units,
+            per * max(n - 1, 1),
+        )
+        values, stderr = _summarise(order_marginals(masks, v))
         return {
             "values": values,
             "stderr": stderr,
-            "extra": {"n_permutations": n_units * per},
+            "extra": {"n_permutations": len(masks) * per},
         }
 
 
@@ -129,11 +102,7 @@ class PermutationSampling(_PermutationBase):
 class AntitheticPermutationSampling(_PermutationBase):
     """Permutation sampling with antithetic pairs: each order followed by its reverse."""
 
-    _orders_per_unit = 2
-
-    def _make_units(self, rng, k, n):
-        orders = _random_orders(rng, k, n)
-        return np.stack([orders, orders[:, ::-1]], axis=1)
+    _antithetic = True
 
 
 @register("tmc")
@@ -158,7 +127,7 @@ class TMCShapley(Estimator):
         n = game.n_players
         max_perms = self.max_permutations if self.max_permutations is not None else 10 * budget
         planner = BudgetPlanner(game)
-        v_empty, v_full = game(np.array([np.zeros(n, bool), np.ones(n, bool)]))
+        v_empty, v_full = game(anchor_masks(n))
         threshold = self.tolerance * abs(v_full)
         marginals: list[np.ndarray] = []
         n_perms, n_steps = 0, 0
@@ -171,15 +140,14 @@ class TMCShapley(Estimator):
             cost = (game.n_evaluations - 2) / n_perms if n_perms else max(n - 1, 1)
             k = int(min(max_perms - n_perms, max(1.25 * planner.left / max(cost, 0.1), 16)))
             if len(queue) < k:
-                queue = np.vstack([queue, _random_orders(rng, k - len(queue), n)])
-            pos_all = _positions(queue[:k])
-            masks = _prefix_masks(pos_all)
+                queue = np.vstack([queue, random_orders(n, k - len(queue), rng)])
+            masks = prefix_masks(queue[:k])
             fit = 0
             while fit < k and planner.take(masks[fit]):
                 fit += 1
             if fit == 0:
                 break
-            orders, pos = queue[:fit], pos_all[:fit]
+            orders = queue[:fit]
             queue = queue[fit:]
             v_prev = np.full(fit, v_empty)
             marg = np.zeros((fit, n))
@@ -188,7 +156,7 @@ class TMCShapley(Estimator):
                 active = rows[np.abs(v_full - v_prev) >= threshold]
                 if active.size == 0:
                     break
-                v_new = game(pos[active] < j + 1)
+                v_new = game(masks[active, j + 1])
                 marg[active, orders[active, j]] = v_new - v_prev[active]
                 v_prev[active] = v_new
                 n_steps += active.size

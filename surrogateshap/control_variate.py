@@ -25,13 +25,14 @@ Residual estimators (``residual=``):
   phi(p) is exact and c is independent of unit u. ``stderr`` is the standard deviation
   of e_u over units / sqrt(units) (the pair is the independent unit).
 - "kernel": paired KernelSHAP in the constrained closed form of Covert & Lee (2021),
-  as in :class:`baselines.kernelshap.KernelSHAP`. Fitted on the same coalitions, that
-  estimator is linear in the utilities, so its estimate for r is KS(v) - c KS(p), and
-  phi = KS(v) + c (phi(p) - KS(p)). ``stderr`` is the sandwich estimate of the residual
-  regression. With the sampled E[z z^T] KernelSHAP itself has an O(1/m) bias, so this
-  variant is consistent rather than unbiased (and c is not cross-fitted). It runs from
-  4 evaluations (the permutation residual needs 2n) and was the more accurate of the
-  two at every budget measured (scripts/control_variate_demo.py).
+  as in the "kernelshap" estimator (:func:`surrogateshap.sampling.constrained_solve`).
+  Fitted on the same coalitions, that estimator is linear in the utilities, so its
+  estimate for r is KS(v) - c KS(p), and phi = KS(v) + c (phi(p) - KS(p)). ``stderr``
+  is the sandwich estimate of the residual regression. With the sampled E[z z^T]
+  KernelSHAP itself has an O(1/m) bias, so this variant is consistent rather than
+  unbiased (and c is not cross-fitted). It runs from 4 evaluations (the permutation
+  residual needs 2n) and was the more accurate of the two at every budget measured
+  (scripts/control_variate_demo.py).
 
 The coefficient c (``c=``): a float fixes it (1.0: the plain difference v - p).
 ``"auto"`` (default) estimates the variance-optimal c = sum_i Cov(dv_i, dp_i) /
@@ -101,12 +102,19 @@ from numbers import Real
 
 import numpy as np
 
-from baselines._budget import BudgetPlanner
-from baselines.kernelshap import constrained_solve, shapley_kernel_size_probs
 from surrogateshap.estimator import Estimator
 from surrogateshap.exact import MAX_EXACT_PLAYERS, shapley_from_table
 from surrogateshap.game import CachedGame, Game, all_coalitions
 from surrogateshap.registry import get_estimator, register
+from surrogateshap.sampling import (
+    BudgetPlanner,
+    anchor_masks,
+    constrained_solve,
+    draw_units,
+    kernel_units,
+    order_marginals,
+    permutation_units,
+)
 
 __all__ = ["ProxyControlVariate", "optimal_coefficient", "RESIDUALS"]
 
@@ -163,69 +171,6 @@ def _pooled_stats(dv: np.ndarray, dp: np.ndarray, dr: np.ndarray) -> tuple[float
     corr = float(np.sum(xv * xp) / np.sqrt(svv * spp)) if svv > 0 and spp > 0 else float("nan")
     ratio = float(np.sum(xr * xr)) / svv if svv > 0 else float("nan")
     return corr, ratio
-
-
-# --------------------------------------------------------------------------- sampling
-
-
-def _antithetic_prefixes(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
-    """k units of an order and its reverse: (k, 2 (n + 1), n) prefix masks."""
-    orders = rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1)
-    orders = np.stack([orders, orders[:, ::-1]], axis=1).reshape(2 * k, n)
-    pos = np.argsort(orders, axis=1)
-    masks = pos[:, None, :] < np.arange(n + 1)[None, :, None]
-    return masks.reshape(k, 2 * (n + 1), n)
-
-
-def _order_marginals(masks: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Marginals per order from its n+1 prefixes (r, n+1, n) and their utilities (r, n+1).
-
-    Player i joins at row n + 1 - |{rows holding i}|, so its marginal is the step there.
-    """
-    n = masks.shape[2]
-    pos = n - masks.sum(axis=1)  # (r, n): 0-based position of player i in the order
-    return np.take_along_axis(np.diff(v, axis=1), pos, axis=1)
-
-
-def _kernel_pairs(rng: np.random.Generator, k: int, n: int) -> np.ndarray:
-    """k complement pairs drawn from the Shapley kernel: (k, 2, n)."""
-    sizes, probs = shapley_kernel_size_probs(n)
-    size = rng.choice(sizes, size=k, p=probs)
-    keys = rng.random((k, n))
-    z = keys.argsort(axis=1).argsort(axis=1) < size[:, None]
-    return np.stack([z, ~z], axis=1)
-
-
-def _draw_units(planner, make, max_units: int, first_cost: float):
-    """Units of coalitions from ``make(k) -> (k, rows, n)`` while they fit the budget.
-
-    Returns the masks (U, rows, n) and the expensive utilities (U, rows). Sampling stops
-    at the first unit whose new coalitions do not fit, or after ``max_units``.
-    """
-    game = planner.game
-    used0 = game.n_evaluations
-    blocks, values = [], []
-    n_units = 0
-    while n_units < max_units:
-        cost = (game.n_evaluations - used0) / n_units if n_units else first_cost
-        room = planner.left
-        want = 1.25 * room / max(cost, 0.1) if np.isfinite(room) else max_units
-        k = int(min(max_units - n_units, max(want, 16)))
-        block = make(k)
-        fit = 0
-        while fit < k and planner.take(block[fit]):
-            fit += 1
-        if fit:
-            rows = block.shape[1]
-            y = planner.evaluate(block[:fit].reshape(fit * rows, -1)).reshape(fit, rows)
-            blocks.append(block[:fit])
-            values.append(y)
-            n_units += fit
-        if fit < k:
-            break
-    if not blocks:
-        raise ValueError("the budget does not fit one sampling unit")
-    return np.concatenate(blocks), np.concatenate(values)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -379,15 +324,13 @@ class ProxyControlVariate(Estimator):
 
     def _permutation(self, game, cheap, planner, rng, phi_p, auto, max_units):
         n = game.n_players
-        masks, yv = _draw_units(
-            planner, lambda k: _antithetic_prefixes(rng, k, n), max_units, 2.0 * (n - 1)
+        masks, yv = draw_units(
+            planner, lambda k: permutation_units(n, k, rng, antithetic=True), max_units,
+            2.0 * (n - 1),
         )
         u = masks.shape[0]
-        rows = masks.reshape(-1, n)
-        yp = cheap(rows).reshape(u, 2 * (n + 1))
-        order_masks = masks.reshape(2 * u, n + 1, n)
-        dv = _order_marginals(order_masks, yv.reshape(2 * u, n + 1)).reshape(u, 2, n).mean(1)
-        dp = _order_marginals(order_masks, yp.reshape(2 * u, n + 1)).reshape(u, 2, n).mean(1)
+        yp = cheap(masks.reshape(-1, n)).reshape(u, 2 * (n + 1))
+        dv, dp = order_marginals(masks, yv), order_marginals(masks, yp)
         cross_fit = auto if self.cross_fit is None else bool(self.cross_fit)
         if not auto:
             c_unit = np.full(u, float(self.c))
@@ -418,10 +361,10 @@ class ProxyControlVariate(Estimator):
 
     def _kernel(self, game, cheap, planner, rng, phi_p, auto, max_units):
         n = game.n_players
-        ends = np.array([np.zeros(n, bool), np.ones(n, bool)])
+        ends = anchor_masks(n)
         v0, v1 = game(ends)
         p0, p1 = cheap(ends)
-        Z, yv = _draw_units(planner, lambda k: _kernel_pairs(rng, k, n), max_units, 2.0)
+        Z, yv = draw_units(planner, lambda k: kernel_units(n, k, rng), max_units, 2.0)
         u = Z.shape[0]
         yp = cheap(Z.reshape(-1, n)).reshape(u, 2)
         Zf = Z.reshape(-1, n).astype(float)

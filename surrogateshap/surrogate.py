@@ -31,12 +31,18 @@ from surrogateshap.estimator import Estimator
 from surrogateshap.exact import shapley_from_table
 from surrogateshap.game import BudgetedGame, all_coalitions
 from surrogateshap.registry import register
+from surrogateshap.sampling import (
+    BudgetPlanner,
+    anchor_masks,
+    mask_key,
+    order_marginals,
+    permutation_units,
+    sample_kernel_coalitions,
+)
 
 __all__ = [
     "DEFAULT_MODEL_PARAMS",
     "EFFICIENCY_MODES",
-    "kernel_size_distribution",
-    "sample_kernel_coalitions",
     "fit_surrogate",
     "surrogate_values",
     "surrogate_interactions",
@@ -67,45 +73,6 @@ MAX_EXACT_INTERACTION_PLAYERS = 12
 # --------------------------------------------------------------------------- sampling
 
 
-def kernel_size_distribution(n: int) -> np.ndarray:
-    """p(k) for k = 1..n-1, proportional to (n-1) / (k (n-k)): the Shapley kernel's sizes."""
-    if n < 2:
-        raise ValueError(f"the Shapley kernel needs n >= 2 players; got n={n}")
-    k = np.arange(1, n)
-    w = (n - 1) / (k * (n - k))
-    return w / w.sum()
-
-
-def sample_kernel_coalitions(
-    n: int, m: int, rng: np.random.Generator, paired: bool = False
-) -> np.ndarray:
-    """Draw m coalitions, boolean (m, n): size k in 1..n-1 with p(k) ∝ (n-1)/(k(n-k)),
-    then uniform among the size-k subsets.
-
-    With ``paired=True`` every drawn coalition is followed by its complement (rows
-    0, 2, 4, ... are drawn, rows 1, 3, 5, ... are their complements; an odd m ends on
-    a drawn row). Complements have the same size distribution, since p(k) = p(n-k).
-    """
-    if m < 0:
-        raise ValueError(f"m must be >= 0; got {m}")
-    p = kernel_size_distribution(n)
-    n_draw = (m + 1) // 2 if paired else m
-    sizes = rng.choice(np.arange(1, n), size=n_draw, p=p)
-    # a uniform random k-subset: the k players with the smallest uniform keys
-    ranks = rng.random((n_draw, n)).argsort(axis=1).argsort(axis=1)
-    masks = ranks < sizes[:, None]
-    if paired:
-        out = np.empty((2 * n_draw, n), dtype=bool)
-        out[0::2] = masks
-        out[1::2] = ~masks
-        masks = out[:m]
-    return masks
-
-
-def _key(mask: np.ndarray) -> bytes:
-    return np.packbits(mask).tobytes()
-
-
 def _draw_until_distinct(
     n: int,
     n_new: int,
@@ -127,7 +94,7 @@ def _draw_until_distinct(
         )
         stop = len(batch)
         for r, mask in enumerate(batch):
-            k = _key(mask)
+            k = mask_key(mask)
             if k not in known:
                 known.add(k)
                 added += 1
@@ -300,18 +267,13 @@ def _sample_and_evaluate(game: BudgetedGame, budget: int, rng, paired, max_draws
     if 2**n <= budget:
         masks = all_coalitions(n)
         return masks, game(masks), {"all_coalitions": True, "n_draws": 0}
-    anchors = _anchor_masks(n)
-    known = {_key(anchors[0]), _key(anchors[1])}
+    anchors = anchor_masks(n)
+    known = {mask_key(anchors[0]), mask_key(anchors[1])}
     rows, n_draws = _draw_until_distinct(
         n, budget - 2, rng, known, paired, max_draws=max_draws_factor * budget
     )
     masks = np.concatenate([anchors, rows])
     return masks, game(masks), {"all_coalitions": False, "n_draws": int(n_draws)}
-
-
-def _anchor_masks(n: int) -> np.ndarray:
-    """The empty and the full coalition, in that order."""
-    return np.stack([np.zeros(n, dtype=bool), np.ones(n, dtype=bool)])
 
 
 def _anchor_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -435,7 +397,7 @@ class SurrogateSHAP(Estimator):
             masks, y - shift, rng, sample_weight=weight, n_jobs=self.n_jobs, **params
         )
         values = surrogate_values(model, n)
-        f0, f1 = (_predict(model, _anchor_masks(n)) + shift).tolist()
+        f0, f1 = (_predict(model, anchor_masks(n)) + shift).tolist()
         gap = (v1 - v0) - float(values.sum())
         correction = 0.0 if self.efficiency == "none" else gap / n
         values = values + correction
@@ -526,22 +488,6 @@ def _kernel_residual(n, r_rows, masks, r0, r1):
     return est.mean(axis=0), est
 
 
-def _permutation_residual(n, perms, r_of):
-    """Antithetic permutation sampling: each (pi, reversed pi) pair is one unit."""
-    ests = []
-    for perm in perms:
-        prefixes = np.zeros((n + 1, n), dtype=bool)
-        for k, p in enumerate(perm):
-            prefixes[k + 1] = prefixes[k]
-            prefixes[k + 1, p] = True
-        r = r_of(prefixes)
-        phi = np.empty(n)
-        phi[perm] = np.diff(r)
-        ests.append(phi)
-    est = np.asarray(ests).reshape(-1, 2, n).mean(axis=1)
-    return est.mean(axis=0), est
-
-
 @register("surrogateshap-rc")
 class ResidualCorrectedSurrogateSHAP(Estimator):
     """Published SurrogateSHAP plus an unbiased Monte Carlo estimate of the residual.
@@ -605,40 +551,28 @@ class ResidualCorrectedSurrogateSHAP(Estimator):
         model = fit_surrogate(masks, y, rng, n_jobs=self.n_jobs, **params)
         phi_g = surrogate_values(model, n)
         v0, v1 = float(y[0]), float(y[1])
-        f0, f1 = _predict(model, _anchor_masks(n)).tolist()
-        known = {_key(m) for m in masks}
-        max_units = self.max_draws_factor * budget
-        remaining = game.remaining
+        f0, f1 = _predict(model, anchor_masks(n)).tolist()
+        # one unit per rng call, drawn until the first that does not fit the budget
+        draw = (
+            (lambda: sample_kernel_coalitions(n, 2, rng, paired=True))
+            if self.residual == "kernel"
+            else (lambda: permutation_units(n, 1, rng, antithetic=True)[0])
+        )
+        planner = BudgetPlanner(game)  # the surrogate's coalitions are already paid for
+        units = []
+        while len(units) < self.max_draws_factor * budget:
+            unit = draw()
+            if not planner.take(unit):
+                break
+            units.append(unit)
+        units = np.stack(units)  # (U, rows, n)
+        rows = units.reshape(-1, n)
+        r = (planner.evaluate(rows) - _predict(model, rows)).reshape(len(units), -1)
         if self.residual == "kernel":
-            units = []
-            while len(units) < max_units:
-                pair = sample_kernel_coalitions(n, 2, rng, paired=True)
-                new = {_key(m) for m in pair} - known
-                if len(new) > remaining:
-                    break
-                known |= new
-                remaining -= len(new)
-                units.append(pair)
-            rows = np.concatenate(units)
-            r = game(rows) - _predict(model, rows)
-            phi_r, est = _kernel_residual(n, r, rows, v0 - f0, v1 - f1)
+            phi_r, est = _kernel_residual(n, r.reshape(-1), rows, v0 - f0, v1 - f1)
         else:
-            perms = []
-            while len(perms) < 2 * max_units:
-                perm = rng.permutation(n)
-                pair = [perm, perm[::-1]]
-                prefixes = [np.isin(np.arange(n), p[:k]) for p in pair for k in range(1, n)]
-                new = {_key(m) for m in prefixes} - known
-                if len(new) > remaining:
-                    break
-                known |= new
-                remaining -= len(new)
-                perms.extend(pair)
-
-            def r_of(m):
-                return game(m) - _predict(model, m)
-
-            phi_r, est = _permutation_residual(n, perms, r_of)
+            est = order_marginals(units, r)
+            phi_r = est.mean(axis=0)
         n_units = len(est)
         stderr = (
             est.std(axis=0, ddof=1) / np.sqrt(n_units) if n_units > 1 else np.full(n, np.nan)

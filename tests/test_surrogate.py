@@ -22,11 +22,10 @@ from surrogateshap import (
     random_unanimity_game,
     shapley_from_table,
 )
+from surrogateshap.sampling import kernel_size_distribution, sample_kernel_coalitions
 from surrogateshap.surrogate import (
     EFFICIENCY_MODES,
     fit_surrogate,
-    kernel_size_distribution,
-    sample_kernel_coalitions,
     surrogate_interactions,
     surrogate_values,
 )
