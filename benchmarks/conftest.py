@@ -1,0 +1,236 @@
+"""The benchmark suite's machinery: cases from options, marks, regression, reference.
+
+Cases come from :func:`surrogateshap.suites.benchmark_cases` (every registered
+estimator x task x utility x game x budget x seed of the ``--scale`` preset, filtered
+by ``--task/--utility/--game/--estimator/--budget/--seeds``). Cases marked ``slow`` are
+deselected unless ``--run-slow``, a ``-m`` expression, or an explicit ``--task`` or
+``--budget`` asks for them; ``gpu`` cases are skipped without CUDA.
+
+Regression: each case's figures are compared with ``results/reference_<scale>.json``
+(or ``--reference PATH``) by :func:`surrogateshap.evaluation.check_regression`;
+``--update-reference`` writes this run's seed-aggregated figures there instead.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from surrogateshap.evaluation import check_regression
+from surrogateshap.suites import (
+    BenchmarkCase,
+    json_safe,
+    benchmark_cases,
+    ceiling_figures,
+    read_reference,
+    reference_entries,
+    write_reference,
+)
+
+ARGNAMES = ("task", "utility", "game", "estimator", "budget", "seed")
+
+
+def _names(values) -> list[str]:
+    return [v.strip() for item in values for v in str(item).split(",") if v.strip()]
+
+
+def _seeds(opt) -> list[int] | None:
+    if opt is None:
+        return None
+    parts = _names([opt])
+    try:
+        ints = [int(p) for p in parts]
+    except ValueError:
+        raise pytest.UsageError(f"--seeds takes a count N or a comma list of ints; got {opt!r}")
+    return list(range(ints[0])) if len(ints) == 1 else ints
+
+
+class BenchSession:
+    """Per-run state: the selection, the reference, per-seed figures for updating it."""
+
+    def __init__(self, config):
+        self.config = config
+        opt = config.getoption
+        self.scale = opt("--scale")
+        self.root = Path(str(config.rootpath))
+        ref = opt("--reference")
+        self.reference_path = Path(ref) if ref else self.root / "results" / f"reference_{self.scale}.json"
+        self.update = bool(opt("--update-reference"))
+        self.check_enabled = not self.update and not opt("--no-regression")
+        self.reference = None
+        if self.check_enabled and self.reference_path.exists():
+            self.reference = read_reference(self.reference_path)
+        elif ref and self.check_enabled:
+            raise pytest.UsageError(f"--reference {ref}: no such file")
+        self.records: dict[str, list[dict]] = defaultdict(list)
+        self.fingerprints: dict[str, str] = {}
+        self.n_checked = 0
+        self.n_failed = 0
+        self.n_unreferenced = 0
+
+    def cases(self) -> list[BenchmarkCase]:
+        if getattr(self, "_cases", None) is None:
+            self._cases = self._select()
+        return self._cases
+
+    def _select(self) -> list[BenchmarkCase]:
+        opt = self.config.getoption
+        budgets = _names(opt("--budget"))
+        try:
+            return benchmark_cases(
+                scale=self.scale,
+                tasks=_names(opt("--task")) or None,
+                utilities=_names(opt("--utility")) or None,
+                games=_names(opt("--game")) or None,
+                estimators=_names(opt("--estimator")) or None,
+                budgets=[int(b) for b in budgets] or None,
+                seeds=_seeds(opt("--seeds")),
+            )
+        except (KeyError, ValueError) as e:
+            raise pytest.UsageError(str(e.args[0] if e.args else e))
+
+    def case(self, task, utility, game, estimator, budget, seed) -> BenchmarkCase:
+        return BenchmarkCase(task, utility, game, estimator, int(budget), int(seed), self.scale)
+
+    def record(self, case, truth, figures, attribution, extra_info: dict):
+        info = {
+            "task": case.task, "utility": case.utility, "game": case.game,
+            "estimator": case.estimator, "budget": case.budget, "seed": case.seed,
+            "scale": case.scale, "n_players": truth.n_players, "truth": truth.fingerprint(),
+            **figures, **ceiling_figures(truth),
+        }
+        from surrogateshap.suites import get_benchmark_task
+
+        game_info = get_benchmark_task(case.task, case.scale).game_info(case.utility, case.game)
+        if "game_seconds_per_evaluation" in game_info:
+            info["game_seconds_estimate"] = (
+                game_info["game_seconds_per_evaluation"] * figures.get("n_evaluations", 0)
+            )
+        if attribution.extra:
+            info["estimator_extra"] = {
+                k: v for k, v in attribution.extra.items() if isinstance(v, (int, float, str, bool))
+            }
+        extra_info.update(json_safe(info))
+        self.records[case.key].append({**figures, "seed": case.seed})
+        self.fingerprints[case.key] = info["truth"]
+
+    def check(self, case, truth, figures, extra_info: dict) -> list[str]:
+        if not self.check_enabled:
+            extra_info["regression"] = "off"
+            return []
+        entry = None if self.reference is None else self.reference["cases"].get(case.key)
+        if entry is None:
+            self.n_unreferenced += 1
+            extra_info["regression"] = "no reference"
+            return []
+        self.n_checked += 1
+        fp = truth.fingerprint()
+        if entry.get("truth") not in (None, fp):
+            failures = [
+                f"the reference was recorded on another ground truth (fingerprint "
+                f"{entry.get('truth')}, now {fp}: the table or the game changed); regenerate it "
+                f"with `{self.reference_command()}`"
+            ]
+        else:
+            failures = check_regression(figures, entry["figures"])
+        extra_info["regression"] = "fail" if failures else "pass"
+        if failures:
+            extra_info["regression_failures"] = failures
+            self.n_failed += 1
+        return failures
+
+    def reference_command(self) -> str:
+        m = self.reference.get("meta", {}) if self.reference else {}
+        return m.get("command") or f"pytest benchmarks/ --scale {self.scale} --update-reference"
+
+    def write(self) -> int:
+        args = list(self.config.invocation_params.args)
+        command = "pytest " + shlex.join(args)
+        entries = reference_entries(self.records, self.fingerprints)
+        write_reference(self.reference_path, entries, command=command, scale=self.scale, root=self.root,
+                        note="per case (task/utility/game/estimator/budget): figures aggregated over "
+                             "estimator seeds; mean, seed std (ddof=1), n, tolerance")
+        return len(entries)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device")
+    config._surrogateshap_bench = bs = BenchSession(config)
+    args = [str(a) for a in config.invocation_params.args]
+    if any("benchmarks" in a for a in args) or any(
+        _names(config.getoption(o)) for o in ("--task", "--estimator", "--budget")
+    ):
+        bs.cases()  # bad names are a usage error now, not a collection error later
+
+
+def pytest_generate_tests(metafunc):
+    if not set(ARGNAMES) <= set(metafunc.fixturenames):
+        return
+    bs: BenchSession = metafunc.config._surrogateshap_bench
+    params = []
+    for c in bs.cases():
+        marks = [pytest.mark.benchmark(group=c.group)]
+        if c.slow:
+            marks.append(pytest.mark.slow)
+        if c.gpu:
+            marks.append(pytest.mark.gpu)
+        if c.skip:
+            marks.append(pytest.mark.skip(reason=c.skip))
+        params.append(pytest.param(c.task, c.utility, c.game, c.estimator, c.budget, c.seed,
+                                   marks=marks, id=c.id))
+    metafunc.parametrize(",".join(ARGNAMES), params)
+
+
+def pytest_collection_modifyitems(config, items):
+    opt = config.getoption
+    explicit = opt("--run-slow") or opt("-m") or _names(opt("--task")) or _names(opt("--budget"))
+    keep, dropped = [], []
+    for item in items:
+        if "slow" in item.keywords and not explicit and "benchmarks" in item.nodeid.split("/")[0]:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    if any("gpu" in i.keywords for i in items):
+        try:
+            import torch
+
+            has_cuda = torch.cuda.is_available()
+        except ImportError:
+            has_cuda = False
+        if not has_cuda:
+            skip = pytest.mark.skip(reason="marked gpu: needs a CUDA device (or use --scale default)")
+            for i in items:
+                if "gpu" in i.keywords:
+                    i.add_marker(skip)
+
+
+@pytest.fixture
+def bench_session(request) -> BenchSession:
+    return request.config._surrogateshap_bench
+
+
+def pytest_sessionfinish(session, exitstatus):
+    bs: BenchSession = session.config._surrogateshap_bench
+    if bs.update and bs.records:
+        bs._written = bs.write()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    bs: BenchSession = config._surrogateshap_bench
+    tr = terminalreporter
+    if bs.update:
+        n = getattr(bs, "_written", 0)
+        tr.write_line(f"surrogateshap: wrote {n} reference cases to {bs.reference_path}")
+    elif bs.check_enabled and (bs.n_checked or bs.n_unreferenced):
+        where = bs.reference_path if bs.reference is not None else "(no reference file)"
+        tr.write_line(
+            f"surrogateshap regression vs {where}: {bs.n_checked} cases checked, "
+            f"{bs.n_failed} failed, {bs.n_unreferenced} without a reference entry"
+        )

@@ -1,0 +1,154 @@
+"""The plug-in story: an estimator defined outside the library runs through the benchmark
+suite, its figures come back, and a broken one is caught by the regression check.
+
+These run the real ``benchmarks/`` directory in-process through pytest's ``pytester``
+on the cheap sanity task (unanimity10), so they take a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surrogateshap import Estimator
+from surrogateshap.registry import register, unregister
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = str(REPO / "benchmarks")
+BASE_ARGS = ["--task", "unanimity10", "--budget", "32,64", "--seeds", "3", "-p", "no:cacheprovider"]
+
+
+def _permutation_estimator():
+    """A small, correct plug-in estimator: permutation sampling within the budget."""
+
+    class PluginPermutation(Estimator):
+        def min_budget(self, n_players):
+            return n_players + 1
+
+        def _estimate(self, game, budget, rng):
+            n = game.n_players
+            phi, count = np.zeros(n), 0
+            while True:
+                perm = rng.permutation(n)
+                masks = np.zeros((n + 1, n), bool)
+                for k, p in enumerate(perm):
+                    masks[k + 1] = masks[k]
+                    masks[k + 1, p] = True
+                new = sum(not game.is_cached(m) for m in masks)
+                if new > game.remaining:
+                    break
+                phi[perm] += np.diff(game(masks))
+                count += 1
+            return phi / max(count, 1)
+
+    return PluginPermutation
+
+
+def _broken_estimator():
+    """Returns random values: plausible-looking, meaningless."""
+
+    class Broken(Estimator):
+        def min_budget(self, n_players):
+            return n_players + 1
+
+        def _estimate(self, game, budget, rng):
+            game(np.ones((1, game.n_players), bool))
+            return rng.normal(size=game.n_players)
+
+    return Broken
+
+
+@pytest.fixture(autouse=True)
+def _import_the_stack_first():
+    """pytester's in-process runs drop the modules a run imported; numpy's extension
+    modules cannot be imported twice, so import everything the suite touches up front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import numpy.fft  # noqa: F401
+    import pytest_benchmark.plugin  # noqa: F401
+    import scipy.sparse  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    import surrogateshap.report  # noqa: F401
+    import surrogateshap.suites  # noqa: F401
+    from surrogateshap import available_estimators
+
+    available_estimators()  # imports the built-in estimators (xgboost, shap)
+
+
+@pytest.fixture
+def plugin_name():
+    name = "plugin-test-estimator"
+    yield name
+    unregister(name)
+
+
+def test_plugin_estimator_runs_through_the_benchmark(pytester, plugin_name, tmp_path):
+    register(plugin_name)(_permutation_estimator())
+    out = tmp_path / "bench.json"
+    res = pytester.runpytest_inprocess(
+        BENCH, "--estimator", plugin_name, *BASE_ARGS, "--no-regression", "--benchmark-json", str(out)
+    )
+    # 2 utilities (clean, noisy) x 2 budgets x 3 seeds
+    res.assert_outcomes(passed=12)
+    doc = json.loads(out.read_text())
+    infos = [b["extra_info"] for b in doc["benchmarks"]]
+    assert len(infos) == 12 and {i["estimator"] for i in infos} == {plugin_name}
+    for info in infos:
+        for fig in ("lds_0.25_mean", "lds_0.5_mean", "lds_0.75_mean", "relative_l2", "spearman",
+                    "removal_0.1_top", "n_evaluations", "cost"):
+            assert fig in info, fig
+        assert info["n_evaluations"] <= info["budget"]
+        assert info["relative_l2"] < 1.0  # a real estimate, not noise
+    groups = {b["group"] for b in doc["benchmarks"]}
+    assert groups == {"unanimity10/clean/known", "unanimity10/noisy/known"}
+
+    from surrogateshap.report import write_report
+
+    report = write_report(out, tmp_path / "report")
+    text = report.read_text()
+    assert plugin_name in text and "LDS@0.5" in text
+    assert len(list((tmp_path / "report").glob("*.png"))) == 6
+
+
+def test_regression_check_catches_a_broken_estimator(pytester, plugin_name, tmp_path):
+    ref = tmp_path / "reference.json"
+    args = [BENCH, "--estimator", plugin_name, *BASE_ARGS, "--benchmark-disable", "--reference", str(ref)]
+    register(plugin_name)(_permutation_estimator())
+    res = pytester.runpytest_inprocess(*args, "--update-reference")
+    res.assert_outcomes(passed=12)
+    doc = json.loads(ref.read_text())
+    assert "--update-reference" in doc["meta"]["command"] and doc["meta"]["git_commit"]
+    assert len(doc["cases"]) == 4  # 2 utilities x 2 budgets, seeds aggregated
+    entry = doc["cases"][f"unanimity10/noisy/known/{plugin_name}/64"]
+    assert entry["seeds"] == [0, 1, 2]
+    assert set(entry["figures"]) == {"lds_0.25_mean", "lds_0.5_mean", "lds_0.75_mean", "relative_l2"}
+
+    # the same estimator passes against its own reference
+    res = pytester.runpytest_inprocess(*args)
+    res.assert_outcomes(passed=12)
+    assert "12 cases checked, 0 failed" in res.stdout.str()
+
+    # a broken estimator under the same name fails, naming the figure and the shortfall
+    unregister(plugin_name)
+    register(plugin_name)(_broken_estimator())
+    broken_json = tmp_path / "broken.json"
+    res = pytester.runpytest_inprocess(*[a for a in args if a != "--benchmark-disable"],
+                                       "--benchmark-json", str(broken_json))
+    outcomes = res.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 10, outcomes
+    text = res.stdout.str()
+    assert "attribution quality regressed" in text
+    assert "lds_0.5_mean" in text and "relative_l2" in text
+    assert "worse) than the reference mean" in text and "exceeded by" in text
+
+    # the figures of failed cases still reach the JSON, and the report lists them
+    from surrogateshap.report import write_report
+
+    text = write_report(broken_json, tmp_path / "report", plots=False).read_text()
+    assert "Regressed cases:" in text and "exceeded by" in text
