@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "LabelStats",
+    "StatsBank",
     "stats_from_features",
     "mix_stats",
     "frechet_distance",
@@ -86,33 +87,75 @@ def _psd_sqrt(c: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
+def _unbiased_cov(second, mean, count):
+    cov = second - mean[..., :, None] * mean[..., None, :]
+    count = np.asarray(count, dtype=float)[..., None, None]
+    return np.where(count > 1, cov * count / np.maximum(count - 1, 1), cov)
+
+
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
-    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2)).
+    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2))."""
+    s2 = _psd_sqrt(cov2)
+    return float(_fid_batch(mu1[None], cov1[None], mu2, cov2, s2)[0])
 
-    Tr (C1 C2)^(1/2) = Tr (S C2 S)^(1/2) with S = C1^(1/2): a symmetric PSD
-    eigenproblem, stable where features have dead units (singular covariances).
+
+def _fid_batch(mu, cov, mu_r, cov_r, sqrt_r) -> np.ndarray:
+    """FID of m Gaussians (mu (m, d), cov (m, d, d)) against one reference.
+
+    Tr (C C_r)^(1/2) = Tr (S C S)^(1/2) with S = C_r^(1/2): a symmetric PSD
+    eigenproblem, stable where features have dead units (singular covariances), and
+    batched over coalitions.
     """
-    diff = mu1 - mu2
-    s1 = _psd_sqrt(cov1)
-    eig = np.linalg.eigvalsh(s1 @ cov2 @ s1)
-    tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
-    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * tr_covmean)
+    diff = mu - mu_r
+    eig = np.linalg.eigvalsh(sqrt_r @ cov @ sqrt_r)
+    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum(-1)
+    return (diff**2).sum(-1) + np.trace(cov, axis1=-2, axis2=-1) + np.trace(cov_r) - 2 * tr_covmean
 
 
-def utility_from_stats(name: str, gen: LabelStats, real: LabelStats, unbiased_cov: bool = True) -> float:
+class StatsBank:
+    """Per-label statistics stacked into arrays: utilities of many mixtures at once.
+
+    ``utility(name, weights)`` takes mixture weights (m, L) (rows summing to 1) and
+    returns m utilities; the mixture of the labels with non-zero weight has the pooled
+    count of their banks (FID's n - 1 correction), as :func:`mix_stats` gives.
+    """
+
+    def __init__(self, stats: list[LabelStats], real: LabelStats):
+        if not stats:
+            raise ValueError("need at least one label's statistics")
+        self.mean = np.stack([s.mean for s in stats])
+        d = self.mean.shape[1]
+        self.second = np.stack([s.second for s in stats]).reshape(len(stats), d * d)
+        self.pbar = np.stack([s.pbar for s in stats])
+        self.neg_entropy = np.array([s.neg_entropy for s in stats])
+        self.modes = np.stack([s.modes for s in stats])
+        self.count = np.array([s.count for s in stats], dtype=float)
+        self.real = real
+        self._cov_r = _unbiased_cov(real.second, real.mean, real.count)
+        self._sqrt_r = _psd_sqrt(self._cov_r)
+
+    def utility(self, name: str, weights: np.ndarray) -> np.ndarray:
+        w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        if w.shape[1] != len(self.mean):
+            raise ValueError(f"weights must have {len(self.mean)} columns, got {w.shape}")
+        if name == "neg_fid":
+            d = self.mean.shape[1]
+            mu = w @ self.mean
+            count = (w > 0) @ self.count
+            cov = _unbiased_cov((w @ self.second).reshape(-1, d, d), mu, count)
+            return -_fid_batch(mu, cov, self.real.mean, self._cov_r, self._sqrt_r)
+        if name == "inception_score":
+            pbar = w @ self.pbar
+            kl = w @ self.neg_entropy - (pbar * np.log(np.clip(pbar, 1e-12, None))).sum(1)
+            return np.exp(kl)
+        if name == "coverage":
+            return np.minimum(w @ self.modes, self.real.modes).sum(1)
+        raise KeyError(f"unknown utility {name!r}; known: {', '.join(UTILITIES)}")
+
+
+def utility_from_stats(name: str, gen: LabelStats, real: LabelStats) -> float:
     """One utility of generated statistics ``gen`` against the real data's ``real``.
 
-    FID uses the unbiased (n - 1) covariance as torchmetrics does; with mixtures the
-    count is the pooled count.
+    FID uses the unbiased (n - 1) covariance, as torchmetrics does.
     """
-    if name == "neg_fid":
-        def cov(s):
-            c = s.cov()
-            return c * s.count / (s.count - 1) if unbiased_cov and s.count > 1 else c
-        return -frechet_distance(gen.mean, cov(gen), real.mean, cov(real))
-    if name == "inception_score":
-        kl = gen.neg_entropy - float(np.sum(gen.pbar * np.log(np.clip(gen.pbar, 1e-12, None))))
-        return float(np.exp(kl))
-    if name == "coverage":
-        return float(np.minimum(gen.modes, real.modes).sum())
-    raise KeyError(f"unknown utility {name!r}; known: {', '.join(UTILITIES)}")
+    return float(StatsBank([gen], real).utility(name, np.ones((1, 1)))[0])

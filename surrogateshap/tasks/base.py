@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.game import CoalitionStore, Game, coalition_key, stable_hash
-from surrogateshap.utilities import LabelStats, mix_stats, utility_from_stats
+from surrogateshap.utilities import LabelStats, StatsBank, utility_from_stats
 
 __all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "allocate_counts", "coalition_seed", "default_cache_dir"]
 
@@ -225,7 +225,7 @@ class ProxyGame(Game):
     """SurrogateSHAP's proxy game over the one full-data model.
 
     mode="stats": mix the per-label sample-bank statistics with weights pi_S (no
-    images touched; microseconds per coalition). mode="regenerate": generate
+    images touched; batched over coalitions: see ``scripts/proxy_cost.py``). mode="regenerate": generate
     ``config.n_samples`` fresh samples per coalition (the paper's protocol; slow),
     kept to show both agree within sampling error.
     """
@@ -238,31 +238,25 @@ class ProxyGame(Game):
             raise ValueError(f"mode must be 'stats' or 'regenerate', got {mode!r}")
         super().__init__(task.players)
         self.task, self.utility, self.mode, self.seed = task, utility, mode, int(seed)
-        self._banks = None
+        self._bank = None
         self._empty = None
-        self._real = None
 
     def _prepare(self):
-        if self._banks is None:
-            self._banks = self.task.bank_stats()
-            self._real = self.task.real_stats()
-            self._empty = utility_from_stats(self.utility, self.task.empty_stats(), self._real)
+        if self._bank is None:
+            self._bank = StatsBank(self.task.bank_stats(), self.task.real_stats())
+            self._empty = utility_from_stats(self.utility, self.task.empty_stats(), self.task.real_stats())
 
     def _evaluate(self, masks):
         self._prepare()
-        counts = self.task.counts()
-        out = np.empty(len(masks))
-        for r, m in enumerate(masks):
-            if not m.any():
-                out[r] = self._empty
-                continue
-            if self.mode == "stats":
-                idx = np.flatnonzero(m)
-                w = counts[idx] / counts[idx].sum()
-                s = mix_stats([self._banks[i] for i in idx], w)
-            else:
-                s = self.task.regenerate_stats(m, self.seed)
-            out[r] = utility_from_stats(self.utility, s, self._real)
+        out = np.full(len(masks), self._empty)
+        some = masks.any(1)
+        if self.mode == "stats":
+            w = masks[some] * self.task.counts()
+            out[some] = self._bank.utility(self.utility, w / w.sum(1, keepdims=True))
+        else:
+            real = self.task.real_stats()
+            out[some] = [utility_from_stats(self.utility, self.task.regenerate_stats(m, self.seed), real)
+                         for m in masks[some]]
         return out
 
     def cost_of(self, masks):
