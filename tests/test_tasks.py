@@ -245,6 +245,13 @@ def test_reference_table_roundtrip_and_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="build-table"):
         load_reference(t, tmp_path / "nowhere.csv")
 
+    # a later session without the cache resumes from the shipped table: nothing retrained
+    _STORES.clear()
+    fresh = _FakeTask(tmp_path / "other-cache")
+    again = build_retraining_table(fresh, [0, 1], out_dir=tmp_path / "ref", progress=False)
+    assert fresh.trained == []
+    np.testing.assert_allclose(again.exact_shapley("neg_fid"), table.exact_shapley("neg_fid"), rtol=1e-5)
+
 
 def test_non_finite_utility_is_an_error(tmp_path):
     t = _FakeTask(tmp_path)

@@ -60,8 +60,10 @@ def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLik
     out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
     masks = all_coalitions(task.n_players)
     rows = []
-    for seed in seeds:
-        game = RetrainingGame(task, task.utilities[0], seed=seed, progress=progress)
+    games = [RetrainingGame(task, task.utilities[0], seed=seed, progress=progress) for seed in seeds]
+    for game in games:  # before any write replaces the earlier table
+        _resume_from_table(task, game, out_dir / RETRAINING_CSV)
+    for seed, game in zip(seeds, games):
         if train:
             recs = game.records(masks)
         else:  # export what the cache holds, retraining nothing
@@ -73,6 +75,26 @@ def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLik
         if train:  # write after every seed so a cut-short run keeps finished seeds
             _write(task, rows, seeds, out_dir)
     return _write(task, rows, seeds, out_dir)
+
+
+def _resume_from_table(task: DiffusionTask, game: RetrainingGame, path: Path) -> int:
+    """Copy rows of an earlier table of the same configuration into the cache, so a
+    table grows across sessions and machines without retraining what it holds."""
+    if game.store is None or not path.exists():
+        return 0
+    with open(path) as f:
+        header = "".join(line for line in f if line.startswith("#"))
+    if f"# config {task.config_id()}:" not in header:
+        return 0
+    frame = pd.read_csv(path, comment="#", dtype={"coalition": str})
+    added = 0
+    for row in frame[frame["seed"] == game.seed].to_dict("records"):
+        key = str(row["coalition"]).zfill(task.n_players)
+        if "1" in key and key not in game.store:
+            game.store.append(key, {**{u: float(row[u]) for u in task.utilities},
+                                    "seconds": float(row["seconds"]), "trainings": 1})
+            added += 1
+    return added
 
 
 def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
