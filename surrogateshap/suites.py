@@ -37,7 +37,6 @@ import datetime as _dt
 import json
 import math
 import os
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from surrogateshap.games import (
 )
 from surrogateshap.metrics import sample_test_coalitions
 from surrogateshap.registry import available_estimators, get_estimator
+from surrogateshap.tasks.reference import git_commit
 
 __all__ = [
     "SCALES",
@@ -593,17 +593,6 @@ def reference_entries(records: dict[str, list[dict]], fingerprints: dict[str, st
     return out
 
 
-def _git_commit(root: Path) -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=root, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=root, timeout=10).stdout.strip()
-        return (head or "unknown") + ("-dirty" if dirty else "")
-    except Exception:  # noqa: BLE001 - provenance only
-        return "unknown"
-
-
 def json_safe(obj):
     """JSON-safe: numpy scalars to Python, nan/inf to None."""
     if isinstance(obj, dict):
@@ -629,7 +618,7 @@ def write_reference(path, entries: dict, command: str, scale: str, root=None, no
     doc = {
         "meta": {
             "command": command,
-            "git_commit": _git_commit(root),
+            "git_commit": git_commit(root),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "scale": scale,
             "tolerance": {

@@ -44,10 +44,16 @@ def load_reference(task: DiffusionTask, path: str | os.PathLike | None = None) -
     return CoalitionTable.read_csv(path, task.players, task.utilities)
 
 
-def _commit() -> str:
+def git_commit(root: str | os.PathLike | None = None) -> str:
+    """The checkout's commit (with "-dirty" when tracked files changed): provenance of
+    reference files."""
+    root = root or Path(__file__).parent
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=root, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=root, timeout=10).stdout.strip()
+        return (head or "unknown") + ("-dirty" if dirty else "")
     except Exception:  # noqa: BLE001 - provenance only
         return "unknown"
 
@@ -104,7 +110,7 @@ def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
         f"# Reference table (shipped on purpose): every coalition of {task.name} retrained.\n"
         f"# config {task.config_id()}: {task.config}\n"
         f"# produced by: surrogateshap build-table --task {task.name} --seeds "
-        f"{' '.join(map(str, seeds))}  (commit {_commit()}, {platform.machine()}, "
+        f"{' '.join(map(str, seeds))}  (commit {git_commit()}, {platform.machine()}, "
         f"torch device {getattr(task, 'device', 'cpu')})\n"
     )
     with open(out_dir / RETRAINING_CSV, "w") as f:
