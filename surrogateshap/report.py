@@ -153,6 +153,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
+def _save_with_legend(fig, ax, path: Path) -> str:
+    """Grid, legend outside the axes, save as PNG, close; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
 def _plot_group(name, s, raw, alphas, fractions, style, out: Path) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -208,13 +220,7 @@ def _plot_group(name, s, raw, alphas, fractions, style, out: Path) -> list[tuple
     ax.set_xlabel("wall-clock seconds of the estimator (pytest-benchmark; game replay included)")
     ax.set_ylabel(f"LDS @ alpha={a}")
     ax.set_title(f"{name}: LDS vs wall-clock (points: budgets)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    f = out / f"{_slug(name)}_lds_vs_time.png"
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(("LDS vs wall-clock", f.name))
+    files.append(("LDS vs wall-clock", _save_with_legend(fig, ax, out / f"{_slug(name)}_lds_vs_time.png")))
 
     # top-k removal at each estimator's largest budget
     if fractions:
@@ -232,13 +238,7 @@ def _plot_group(name, s, raw, alphas, fractions, style, out: Path) -> list[tuple
         ax.set_xlabel("fraction of players removed (highest-valued first)")
         ax.set_ylabel("utility change v(N - top k) - v(N)")
         ax.set_title(f"{name}: top-k removal (lower = better ranking)", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        fig.tight_layout()
-        f = out / f"{_slug(name)}_removal.png"
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(("Top-k removal", f.name))
+        files.append(("Top-k removal", _save_with_legend(fig, ax, out / f"{_slug(name)}_removal.png")))
     return files
 
 
