@@ -185,14 +185,15 @@ class RetrainingGame(Game):
         from tqdm.auto import tqdm
 
         keys = [coalition_key(m) for m in masks]
-        todo = []
+        todo, queued = [], set()
         for k, m in zip(keys, masks):
-            if k in self._memo or (self.store is not None and k in self.store) or k in {t[0] for t in todo}:
+            if k in self._memo or (self.store is not None and k in self.store) or k in queued:
                 continue
             if not m.any():
                 self._memo[k] = {**self.task.score(self.task.empty_stats()), "seconds": 0.0, "trainings": 0}
                 continue
             todo.append((k, m))
+            queued.add(k)
         chunk = max(1, int(getattr(self.task.config, "models_per_batch", 1)))
         bar = tqdm(total=len(todo), desc=f"retraining {self.task.name} seed {self.seed}",
                    unit="model", disable=not self.progress or len(todo) <= 1)
