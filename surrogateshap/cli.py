@@ -96,9 +96,10 @@ def main(argv=None) -> int:
     rep.add_argument("json")
     rep.add_argument("--out", default="results/report")
     rep.set_defaults(fn=_report)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in sub.choices and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]  # `surrogateshap --budget 64` means `surrogateshap run --budget 64`
     args = p.parse_args(argv)
-    if not getattr(args, "fn", None):
-        args = p.parse_args(["run", *(argv or [])])
     return args.fn(args)
 
 

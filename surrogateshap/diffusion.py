@@ -150,7 +150,8 @@ def train_denoisers(
     for step in range(steps):
         # per-model draws: uniform item, dropout, timestep and noise from model k's generator
         r = torch.stack([torch.rand(batch_size, 3 + cfg.dim, generator=gk) for gk in gens]).to(device)
-        idx = torch.gather(table, 1, (r[..., 0] * sizes[:, None]).long().clamp_max(table.shape[1] - 1))
+        pick = torch.minimum((r[..., 0] * sizes[:, None]).long(), sizes[:, None] - 1)
+        idx = torch.gather(table, 1, pick)  # never past model k's own items
         x0, y = data[idx], labels[idx]
         y = torch.where(r[..., 1] < p_uncond, torch.full_like(y, cfg.n_labels), y)
         t = (r[..., 2] * cfg.T).long().clamp_max(cfg.T - 1)

@@ -78,7 +78,7 @@ def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
         pbar=sum(wi * s.pbar for wi, s in zip(w, stats)),
         neg_entropy=float(sum(wi * s.neg_entropy for wi, s in zip(w, stats))),
         modes=sum(wi * s.modes for wi, s in zip(w, stats)),
-        count=int(sum(s.count for s in stats)),
+        count=int(sum(s.count for wi, s in zip(w, stats) if wi > 0)),
     )
 
 

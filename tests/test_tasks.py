@@ -245,12 +245,27 @@ def test_reference_table_roundtrip_and_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="build-table"):
         load_reference(t, tmp_path / "nowhere.csv")
 
+    # building one seed keeps the table's other seeds; repeated seeds count once
+    _STORES.clear()
+    one = build_retraining_table(_FakeTask(tmp_path / "cache"), [1, 1], out_dir=tmp_path / "ref",
+                                 progress=False)
+    assert one.complete_seeds() == [0, 1] and len(one.frame) == 2 * 16
+
     # a later session without the cache resumes from the shipped table: nothing retrained
     _STORES.clear()
     fresh = _FakeTask(tmp_path / "other-cache")
     again = build_retraining_table(fresh, [0, 1], out_dir=tmp_path / "ref", progress=False)
     assert fresh.trained == []
     np.testing.assert_allclose(again.exact_shapley("neg_fid"), table.exact_shapley("neg_fid"), rtol=1e-5)
+
+
+def test_table_of_another_configuration_is_not_overwritten(tmp_path):
+    _STORES.clear()
+    build_retraining_table(_FakeTask(tmp_path / "cache"), [0], out_dir=tmp_path / "ref", progress=False)
+    other = _FakeTask(tmp_path / "cache")
+    other.name = "fake4-other"  # another config id
+    with pytest.raises(ValueError, match="another configuration"):
+        build_retraining_table(other, [0], out_dir=tmp_path / "ref", progress=False)
 
 
 def test_non_finite_utility_is_an_error(tmp_path):

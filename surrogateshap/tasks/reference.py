@@ -60,15 +60,21 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
 
 def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLike | None = None,
                            progress: bool = True, train: bool = True) -> CoalitionTable:
-    """Retrain every coalition for each seed (resuming from the task's cache), then write
-    the table and, for complete seeds, the exact Shapley values to ``out_dir``.
+    """Retrain every coalition for each seed (resuming from the task's cache and from an
+    earlier table of the same configuration in ``out_dir``), then write the table and,
+    for complete seeds, the exact Shapley values. Rows of other seeds already in the
+    table are kept; a table of another configuration is never overwritten.
     ``train=False`` exports what the cache already holds (a partial table)."""
     out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    earlier = _earlier_rows(task, out_dir / RETRAINING_CSV)
+    kept = [r for r in earlier if int(r["seed"]) not in seeds]
+    all_seeds = sorted(set(seeds) | {int(r["seed"]) for r in kept})
     masks = all_coalitions(task.n_players)
-    rows = []
     games = [RetrainingGame(task, task.utilities[0], seed=seed, progress=progress) for seed in seeds]
-    for game in games:  # before any write replaces the earlier table
-        _resume_from_table(task, game, out_dir / RETRAINING_CSV)
+    for game in games:
+        _resume(task, game, [r for r in earlier if int(r["seed"]) == game.seed])
+    rows = list(kept)
     for seed, game in zip(seeds, games):
         if train:
             recs = game.records(masks)
@@ -79,22 +85,32 @@ def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLik
                 rows.append({"coalition": coalition_key(m), "seed": seed,
                              **{u: r[u] for u in task.utilities}, "seconds": r["seconds"]})
         if train:  # write after every seed so a cut-short run keeps finished seeds
-            _write(task, rows, seeds, out_dir)
-    return _write(task, rows, seeds, out_dir)
+            _write(task, rows, all_seeds, out_dir)
+    return _write(task, rows, all_seeds, out_dir)
 
 
-def _resume_from_table(task: DiffusionTask, game: RetrainingGame, path: Path) -> int:
-    """Copy rows of an earlier table of the same configuration into the cache, so a
-    table grows across sessions and machines without retraining what it holds."""
-    if game.store is None or not path.exists():
-        return 0
+def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
+    """Rows of the table already at ``path``; refuses a table of another configuration."""
+    if not path.exists():
+        return []
     with open(path) as f:
-        header = "".join(line for line in f if line.startswith("#"))
-    if f"# config {task.config_id()}:" not in header:
+        header = [line for line in f if line.startswith("#")]
+    if not any(line.startswith(f"# config {task.config_id()}:") for line in header):
+        found = next((line.split(":")[0][2:] for line in header if line.startswith("# config ")), "none")
+        raise ValueError(
+            f"{path} holds a table of another configuration ({found}); this task is "
+            f"{task.config_id()}. Write elsewhere (--out DIR) or move that file first."
+        )
+    return pd.read_csv(path, comment="#", dtype={"coalition": str}).to_dict("records")
+
+
+def _resume(task: DiffusionTask, game: RetrainingGame, rows: list[dict]) -> int:
+    """Copy an earlier table's rows of this seed into the cache, so a table grows across
+    sessions and machines without retraining what it holds."""
+    if game.store is None:
         return 0
-    frame = pd.read_csv(path, comment="#", dtype={"coalition": str})
     added = 0
-    for row in frame[frame["seed"] == game.seed].to_dict("records"):
+    for row in rows:
         key = str(row["coalition"]).zfill(task.n_players)
         if "1" in key and key not in game.store:
             game.store.append(key, {**{u: float(row[u]) for u in task.utilities},
@@ -121,4 +137,6 @@ def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
         with open(out_dir / EXACT_CSV, "w") as f:
             f.write(f"# Exact Shapley values of the retraining game, from {RETRAINING_CSV}.\n")
             table.exact_frame().to_csv(f, index=False, float_format="%.6g")
+    else:  # never leave exact values of an older table beside this one
+        (out_dir / EXACT_CSV).unlink(missing_ok=True)
     return table
