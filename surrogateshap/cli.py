@@ -31,21 +31,22 @@ def _run(args) -> int:
     except FileNotFoundError as e:
         ref = None
         print(f"(no ground truth: {e})")
+    exact = None
     if ref is not None and ref.complete_seeds() and args.scale == "default":
-        table["exact (retraining)"] = ref.exact_shapley(args.utility)
+        exact = ref.exact_shapley(args.utility)
+        table["exact (retraining)"] = exact
     print(f"\nShapley values of the proxy game, budget {args.budget} evaluations:")
     print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
     for name, a in results.items():
         print(f"{name}: {a.n_evaluations} evaluations, {a.seconds:.2f} s")
-    if ref is not None and ref.complete_seeds() and args.scale == "default":
-        exact = ref.exact_shapley(args.utility)
+    if exact is not None:
         print(f"\nAgainst the retraining game (seeds {ref.complete_seeds()}):")
+        test_sets = {alpha: ref.lds_ground_truth(args.utility, alpha) for alpha in ALPHAS}
         rows = []
         for name, a in {**results, "exact (retraining)": None}.items():
             vals = exact if a is None else a.values
             row = {"estimator": name}
-            for alpha in ALPHAS:
-                masks, utils = ref.lds_ground_truth(args.utility, alpha)
+            for alpha, (masks, utils) in test_sets.items():
                 s = lds_summary(vals, masks, utils)
                 row[f"LDS@{alpha}"] = f"{s['mean']:.1f} ± {s['ci95']:.1f}"
             if a is not None:
