@@ -1,6 +1,6 @@
 """The benchmark suite's machinery: cases from options, marks, regression, reference.
 
-Cases come from :func:`surrogateshap.suites.benchmark_cases` (every registered
+Cases come from :func:`surrogateshap.benchmark.benchmark_cases` (every registered
 estimator x task x utility x game x budget x seed of the ``--scale`` preset, filtered
 by ``--task/--utility/--game/--estimator/--budget/--seeds``). Cases marked ``slow`` are
 deselected unless ``--run-slow``, a ``-m`` expression, or an explicit ``--task`` or
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from surrogateshap.evaluation import check_regression
-from surrogateshap.suites import (
+from surrogateshap.benchmark import (
     BenchmarkCase,
     json_safe,
     benchmark_cases,
@@ -102,7 +102,7 @@ class BenchSession:
             "scale": case.scale, "n_players": truth.n_players, "truth": truth.fingerprint(),
             **figures, **ceiling_figures(truth),
         }
-        from surrogateshap.suites import get_benchmark_task
+        from surrogateshap.benchmark import get_benchmark_task
 
         game_info = get_benchmark_task(case.task, case.scale).game_info(case.utility, case.game)
         if "game_seconds_per_evaluation" in game_info:

@@ -1,7 +1,7 @@
 """Attribution quality and cost of every registered estimator on every benchmark task.
 
 One case = task x utility x game x estimator x budget x seed (see benchmarks/conftest.py
-and :mod:`surrogateshap.suites`). The estimator runs once under pytest-benchmark's
+and :mod:`surrogateshap.benchmark`). The estimator runs once under pytest-benchmark's
 timer; every figure of :func:`surrogateshap.evaluation.evaluate` goes to
 ``benchmark.extra_info``; the figures the regression reference covers (LDS per alpha,
 relative L2 against exact values) must not be worse than the reference beyond its
@@ -15,7 +15,7 @@ seed-spread tolerance.
 import pytest
 
 from surrogateshap.evaluation import evaluate
-from surrogateshap.suites import prepare_case
+from surrogateshap.benchmark import prepare_case
 
 
 def test_attribution(task, utility, game, estimator, budget, seed, benchmark, bench_session):

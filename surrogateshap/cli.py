@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-ALPHAS = (0.25, 0.5, 0.75)
+from surrogateshap.evaluation import ALPHAS
 
 
 def _run(args) -> int:

@@ -29,6 +29,7 @@ from surrogateshap.game import stable_hash
 from surrogateshap.metrics import compare_to_exact, lds_summary, topk_removal
 
 __all__ = [
+    "ALPHAS",
     "GroundTruth",
     "evaluate",
     "lds_key",
@@ -39,6 +40,10 @@ __all__ = [
     "aggregate_figures",
     "check_regression",
 ]
+
+
+#: the LDS alphas of the protocol (fractions of the players kept in a test coalition)
+ALPHAS = (0.25, 0.5, 0.75)
 
 
 def lds_key(alpha: float, stat: str = "mean") -> str:

@@ -1,16 +1,31 @@
-"""One registry from names to estimator classes; a new estimator is one file, one line."""
+"""One registry from names to estimator classes; a new estimator is one file, one line.
+
+Estimators register with the ``@register("name")`` class decorator when their module
+is imported. Packages make their modules known through the ``surrogateshap.estimators``
+entry-point group: the built-ins (``surrogateshap.estimators`` and the top-level
+``baselines``) are declared in this project's ``pyproject.toml`` exactly as a user's
+plug-in package declares its own::
+
+    [project.entry-points."surrogateshap.estimators"]
+    my_methods = "my_package.estimators"
+
+The first lookup imports every module of the group, so the library itself never
+imports ``baselines``. A module defined in a script or a test registers by being
+imported (``@register`` runs at import time).
+"""
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 
 from surrogateshap.estimator import Estimator
 
-__all__ = ["register", "get_estimator", "available_estimators", "unregister"]
+__all__ = ["register", "get_estimator", "available_estimators", "unregister", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "surrogateshap.estimators"
 
 _REGISTRY: dict[str, type[Estimator]] = {}
-# modules holding the built-in estimators, imported on first lookup
-_BUILTIN_MODULES = ("surrogateshap.surrogate", "baselines", "surrogateshap.control_variate")
 _loaded = False
 
 
@@ -33,12 +48,17 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def _load_builtins():
+def plugin_modules() -> list[str]:
+    """Module names declared in the ``surrogateshap.estimators`` entry-point group."""
+    return sorted({ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def _load_plugins():
     global _loaded
     if not _loaded:
-        _loaded = True  # set first: a built-in module may look up the registry
+        _loaded = True  # set first: a plug-in module may look up the registry
         try:
-            for mod in _BUILTIN_MODULES:
+            for mod in plugin_modules():
                 importlib.import_module(mod)
         except BaseException:
             _loaded = False  # fail again next time instead of a silently partial registry
@@ -46,15 +66,22 @@ def _load_builtins():
 
 
 def available_estimators() -> list[str]:
-    _load_builtins()
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
 def get_estimator(name: str, **params) -> Estimator:
     """An estimator instance by registry name, with constructor parameters."""
-    _load_builtins()
+    _load_plugins()
     if name not in _REGISTRY:
+        hint = ""
+        if not plugin_modules():
+            hint = (
+                f" (no package declares the {ENTRY_POINT_GROUP!r} entry point: install the "
+                "project, e.g. `pip install -e .`, so the built-in estimators register)"
+            )
         raise KeyError(
-            f"unknown estimator {name!r}; known estimators: {', '.join(sorted(_REGISTRY))}"
+            f"unknown estimator {name!r}; known estimators: "
+            f"{', '.join(sorted(_REGISTRY)) or 'none'}{hint}"
         )
     return _REGISTRY[name](**params)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import baselines  # noqa: F401  (registers the estimators)
-from baselines import banzhaf, datamodels, exact, kernelshap, loo, permutation
 from surrogateshap import (
     AdditiveGame,
     AirportGame,
@@ -45,25 +44,9 @@ SHAPLEY = [  # (name, params) of the sampling Shapley estimators
 ]
 
 
-def _classes_by_name():
-    mods = (banzhaf, datamodels, exact, kernelshap, loo, permutation)
-    classes = [getattr(m, c) for m in mods for c in m.__all__]
-    return {c.name: c for c in classes if getattr(c, "name", "")}
-
-
 def make(name, **params):
-    """An estimator through the registry.
-
-    surrogateshap.registry imports "surrogateshap.surrogate" among its built-ins,
-    which does not exist yet, so the first lookup raises ModuleNotFoundError; fall
-    back to the classes ``import baselines`` registered under the same names.
-    """
-    try:
-        return get_estimator(name, **params)
-    except ModuleNotFoundError as err:
-        if err.name != "surrogateshap.surrogate":
-            raise
-        return _classes_by_name()[name](**params)
+    """An estimator through the registry."""
+    return get_estimator(name, **params)
 
 
 def rel_l2(est, ref):

@@ -20,7 +20,7 @@ from surrogateshap.evaluation import (
 )
 from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.metrics import sample_test_coalitions
-from surrogateshap.suites import (
+from surrogateshap.benchmark import (
     BenchmarkCase,
     KnownGameTask,
     benchmark_cases,
@@ -216,7 +216,7 @@ def test_proxy_requirement_is_served_or_skipped():
         class NoProxyTask(KnownGameTask):
             offers = ()
 
-        from surrogateshap import suites
+        from surrogateshap.benchmark import tasks as suites
 
         suites.BENCHMARK_TASKS["noproxy-test"] = lambda s: NoProxyTask(
             "noproxy-test", random_unanimity_game(6, seed=1), s)
@@ -250,7 +250,7 @@ def _fake_table(path, seeds, n_rows=None):
 
 def test_digits10_table_missing_partial_and_complete(tmp_path):
     pytest.importorskip("torch")
-    from surrogateshap.suites import Digits10Benchmark
+    from surrogateshap.benchmark import Digits10Benchmark
 
     missing = Digits10Benchmark("ci", table_path=tmp_path / "none.csv")
     reason = missing.unavailable()
@@ -277,7 +277,7 @@ def test_digits10_table_missing_partial_and_complete(tmp_path):
 
 def test_replayed_game_is_the_game():
     from surrogateshap import NoisyGame, exact_shapley
-    from surrogateshap.suites import ReplayedGame
+    from surrogateshap.benchmark import ReplayedGame
 
     base = NoisyGame(random_unanimity_game(7, seed=2), sigma=0.3, seed=4)
     rep = ReplayedGame(base)

@@ -75,7 +75,7 @@ def _import_the_stack_first():
     import scipy.stats  # noqa: F401
 
     import surrogateshap.report  # noqa: F401
-    import surrogateshap.suites  # noqa: F401
+    import surrogateshap.benchmark  # noqa: F401
     from surrogateshap import available_estimators
 
     available_estimators()  # imports the built-in estimators (xgboost, shap)

@@ -312,7 +312,7 @@ def test_failed_builtin_import_is_not_silently_forgotten(monkeypatch):
     # if importing a built-in estimator module fails, the next lookup must fail again
     # rather than proceed with a registry missing those estimators
     monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "_BUILTIN_MODULES", ("surrogateshap._no_such_module",))
+    monkeypatch.setattr(registry, "plugin_modules", lambda: ["surrogateshap._no_such_module"])
     for _ in range(2):
         with pytest.raises(ImportError):
             registry.available_estimators()

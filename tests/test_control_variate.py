@@ -1,4 +1,4 @@
-"""Tests of the control-variate estimator "proxy-cv" (surrogateshap.control_variate).
+"""Tests of the control-variate estimator "proxy-cv" (surrogateshap.estimators.control_variate).
 
 The backbone is a pair of games with known values: a cheap game p (a random unanimity
 game) and an expensive game v = a p + d, d a few small unanimity terms, so that
@@ -27,7 +27,7 @@ from surrogateshap import (
     get_estimator,
     random_unanimity_game,
 )
-from surrogateshap.control_variate import ProxyControlVariate, optimal_coefficient
+from surrogateshap.estimators.control_variate import ProxyControlVariate, optimal_coefficient
 
 N = 10
 BUDGET = 64  # three antithetic pairs at n = 10 (2n for the first, 2(n - 1) after)

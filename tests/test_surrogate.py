@@ -23,7 +23,7 @@ from surrogateshap import (
     shapley_from_table,
 )
 from surrogateshap.sampling import kernel_size_distribution, sample_kernel_coalitions
-from surrogateshap.surrogate import (
+from surrogateshap.estimators.surrogate import (
     EFFICIENCY_MODES,
     fit_surrogate,
     surrogate_interactions,

@@ -16,7 +16,7 @@ from surrogateshap.tasks import get_task  # noqa: E402
 from surrogateshap.tasks.base import DiffusionTask, RetrainingGame, _STORES, allocate_counts  # noqa: E402
 from surrogateshap.tasks.digits import Digits10Config, Digits10Task  # noqa: E402
 from surrogateshap.tasks.reference import build_retraining_table, load_reference  # noqa: E402
-from surrogateshap.utilities import mix_stats, utility_from_stats  # noqa: E402
+from surrogateshap.tasks.statistics import mix_stats, utility_from_stats  # noqa: E402
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_training_never_sees_other_coalitions_data(fast_task):
     task = fast_task
     """Poison every item outside the coalition with NaN: one draw of them would make
     the loss, and so the weights, NaN."""
-    from surrogateshap.diffusion import train_denoisers
+    from surrogateshap.tasks.diffusion import train_denoisers
 
     x, y = task._data
     masks = np.zeros((2, 10), bool)
@@ -186,7 +186,7 @@ class _FakeTask(DiffusionTask):
         return np.array([0, 0, 1, 2, 3, 3])
 
     def _stats(self, value):
-        from surrogateshap.utilities import LabelStats
+        from surrogateshap.tasks.statistics import LabelStats
 
         return LabelStats(mean=np.array([value]), second=np.array([[value**2 + 1]]),
                           pbar=np.array([0.5, 0.5]), neg_entropy=-0.5, modes=np.array([1.0]), count=10)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.game import CoalitionStore, Game, coalition_key, stable_hash
-from surrogateshap.utilities import LabelStats, StatsBank, utility_from_stats
+from surrogateshap.tasks.statistics import LabelStats, StatsBank, utility_from_stats
 
 __all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "allocate_counts", "coalition_seed", "default_cache_dir"]
 

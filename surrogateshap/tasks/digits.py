@@ -4,7 +4,7 @@
 With 10 players all 1,024 coalitions can be retrained, which gives the exact Shapley
 values of a real diffusion retraining game (shipped under datasets/digits10/).
 
-Model: a residual-MLP DDPM (see :mod:`surrogateshap.diffusion`), trained K coalitions
+Model: a residual-MLP DDPM (see :mod:`surrogateshap.tasks.diffusion`), trained K coalitions
 at a time. Utilities use a small classifier trained on the real digits whose weights
 ship with the package (``surrogateshap/data/digits10_featurenet.pt``), so the shipped
 table and a user's run score images with the same network.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.tasks.base import DiffusionTask, allocate_counts, coalition_seed
-from surrogateshap.utilities import UTILITIES, LabelStats, stats_from_features
+from surrogateshap.tasks.statistics import UTILITIES, LabelStats, stats_from_features
 
 __all__ = ["Digits10Config", "Digits10Task", "FEATURE_NET_PATH"]
 
@@ -97,7 +97,7 @@ class Digits10Task(DiffusionTask):
     def feature_net(self):
         import torch
 
-        from surrogateshap.features import FeatureNet, train_feature_net
+        from surrogateshap.tasks.features import FeatureNet, train_feature_net
 
         if FEATURE_NET_PATH.exists():
             net = FeatureNet()
@@ -141,13 +141,13 @@ class Digits10Task(DiffusionTask):
 
     # --- training and sampling --------------------------------------------------
     def denoiser_config(self):
-        from surrogateshap.diffusion import DenoiserConfig
+        from surrogateshap.tasks.diffusion import DenoiserConfig
 
         return DenoiserConfig(dim=64, n_labels=10, hidden=self.config.hidden, blocks=self.config.blocks)
 
     def train(self, masks: np.ndarray, seed: int):
         """Train one model per coalition row (batched); returns a BatchedDenoiser."""
-        from surrogateshap.diffusion import train_denoisers
+        from surrogateshap.tasks.diffusion import train_denoisers
 
         masks = np.atleast_2d(np.asarray(masks, dtype=bool))
         members = [self.members(m) for m in masks]
@@ -165,7 +165,7 @@ class Digits10Task(DiffusionTask):
         ``seed`` is one int or one per model."""
         import torch
 
-        from surrogateshap.diffusion import ddim_sample
+        from surrogateshap.tasks.diffusion import ddim_sample
 
         g = self.config.guidance if guidance is None else guidance
         lab = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -187,7 +187,7 @@ class Digits10Task(DiffusionTask):
         """The full-data model (seed 0), trained once and cached on disk."""
         import torch
 
-        from surrogateshap.diffusion import BatchedDenoiser
+        from surrogateshap.tasks.diffusion import BatchedDenoiser
 
         path = self.cache_dir / self.config_id() / "full_model.pt"
         model = BatchedDenoiser(1, self.denoiser_config()).to(self.device)
