@@ -19,6 +19,8 @@ __all__ = ["LeaveOneOut"]
 class LeaveOneOut(Estimator):
     """Leave-one-out: one batch of the full coalition and the n coalitions missing one player."""
 
+    index = "loo"
+
     def min_budget(self, n_players: int) -> int:
         return n_players + 1
 

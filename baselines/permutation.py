@@ -12,9 +12,10 @@ per-player sample variance of the marginals gives a standard error.
   pair is the independent unit for the standard error.
 - "tmc": truncated Monte Carlo (TMC-Shapley, Ghorbani & Zou 2019, "Data Shapley:
   equitable valuation of data for machine learning"): a scan stops once
-  |v(N) - v(prefix)| < tolerance * |v(N)|, and the remaining players get marginal 0.
+  |v(N) - v(prefix)| < tolerance * |v(N) - v(empty)|, and the remaining players get
+  marginal 0.
   Truncation saves evaluations on saturating utilities at the price of a bias of
-  order tolerance * |v(N)|; tolerance=0 is plain permutation sampling.
+  order tolerance * |v(N) - v(empty)|; tolerance=0 is plain permutation sampling.
 
 Budget: the empty and full coalitions are shared by every order and, like any
 repeated prefix, are charged once. Sampling stops at the first order (or order pair)
@@ -69,8 +70,10 @@ class _PermutationBase(Estimator):
         # one unit: the empty and full coalitions plus n - 1 new prefixes per order
         return 2 + (2 if self._antithetic else 1) * (n_players - 1)
 
-    def _estimate(self, game, budget, rng: np.random.Generator):
+    def validate(self):
         _check_max_permutations(self.max_permutations)
+
+    def _estimate(self, game, budget, rng: np.random.Generator):
         n = game.n_players
         per = 2 if self._antithetic else 1
         max_units = (
@@ -109,8 +112,9 @@ class AntitheticPermutationSampling(_PermutationBase):
 class TMCShapley(Estimator):
     """Truncated Monte Carlo Shapley (Ghorbani & Zou 2019).
 
-    ``tolerance`` is relative to |v(N)|: a scan stops when the prefix's utility is
-    within ``tolerance * |v(N)|`` of the full coalition's.
+    ``tolerance`` is relative to |v(N) - v(empty)|: a scan stops when the prefix's
+    utility is within ``tolerance * |v(N) - v(empty)|`` of the full coalition's, so a
+    constant shift of the game changes nothing.
     """
 
     def __init__(self, tolerance: float = 0.01, max_permutations: int | None = None):
@@ -120,15 +124,19 @@ class TMCShapley(Estimator):
     def min_budget(self, n_players: int) -> int:
         return n_players + 1
 
-    def _estimate(self, game, budget, rng: np.random.Generator):
+    def validate(self):
         if not self.tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance!r}")
         _check_max_permutations(self.max_permutations)
+
+    def _estimate(self, game, budget, rng: np.random.Generator):
         n = game.n_players
         max_perms = self.max_permutations if self.max_permutations is not None else 10 * budget
         planner = BudgetPlanner(game)
         v_empty, v_full = game(anchor_masks(n))
-        threshold = self.tolerance * abs(v_full)
+        # relative to the total to be shared, not to |v(N)|: a constant shift of the
+        # game must not change the estimate (with |v(N)| it truncated every scan)
+        threshold = self.tolerance * abs(v_full - v_empty)
         marginals: list[np.ndarray] = []
         n_perms, n_steps = 0, 0
         queue = np.zeros((0, n), dtype=np.int64)  # drawn orders not yet scanned

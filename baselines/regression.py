@@ -52,6 +52,7 @@ from surrogateshap.sampling import (
     mask_key,
     random_subsets,
     sample_distinct,
+    sandwich_stderr,
 )
 
 __all__ = ["KernelSHAP", "LeverageSHAP", "Datamodels"]
@@ -96,9 +97,11 @@ class KernelSHAP(Estimator):
         # empty, full and one coalition pair
         return 2 if n_players == 1 else 4
 
-    def _estimate(self, game, budget, rng: np.random.Generator):
+    def validate(self):
         _check_flag("paired", self.paired)
         _check_flag("unbiased", self.unbiased)
+
+    def _estimate(self, game, budget, rng: np.random.Generator):
         n = game.n_players
         v_empty, v_full = _empty_full(game)
         total = v_full - v_empty
@@ -127,13 +130,7 @@ class KernelSHAP(Estimator):
         # z y (exact A); units are independent draws
         resid = y if self.unbiased else y - Z @ phi
         g = (Z * resid[:, :, None]).mean(axis=1)  # (U, n)
-        if U >= 2:
-            P = np.eye(n) - 1.0 / n
-            M = Hinv @ P
-            cov = M @ np.cov(g, rowvar=False) @ M.T / U
-            stderr = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        else:
-            stderr = np.full(n, np.nan)
+        stderr = sandwich_stderr(Hinv @ (np.eye(n) - 1.0 / n), g)
         return {
             "values": phi,
             "stderr": stderr,
@@ -280,6 +277,8 @@ class Datamodels(Estimator):
     (default 50 * budget), reached only when the budget approaches 2**n.
     """
 
+    index = "datamodel"
+
     def __init__(self, alpha: float = 0.5, ridge_alpha: float = 1.0, max_draws: int | None = None):
         self.alpha = alpha
         self.ridge_alpha = ridge_alpha
@@ -288,13 +287,15 @@ class Datamodels(Estimator):
     def min_budget(self, n_players: int) -> int:
         return 2
 
-    def _estimate(self, game, budget, rng: np.random.Generator):
-        from sklearn.linear_model import Ridge
-
+    def validate(self):
         if not 0.0 < self.alpha < 1.0:
             raise ValueError(f"alpha (subset fraction) must be in (0, 1), got {self.alpha!r}")
         if not self.ridge_alpha >= 0.0:
             raise ValueError(f"ridge_alpha must be >= 0, got {self.ridge_alpha!r}")
+
+    def _estimate(self, game, budget, rng: np.random.Generator):
+        from sklearn.linear_model import Ridge
+
         n = game.n_players
         max_draws = self.max_draws if self.max_draws is not None else 50 * budget
         masks, draws = sample_distinct(

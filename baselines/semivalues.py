@@ -32,6 +32,8 @@ class BanzhafMSR(Estimator):
     approaches 2**n and nearly every draw is a repeat.
     """
 
+    index = "banzhaf"
+
     def __init__(self, max_draws: int | None = None):
         self.max_draws = max_draws
 

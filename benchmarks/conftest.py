@@ -34,7 +34,19 @@ ARGNAMES = ("task", "utility", "game", "estimator", "budget", "seed")
 
 
 def _names(values) -> list[str]:
-    return [v.strip() for item in values for v in str(item).split(",") if v.strip()]
+    """Comma lists, with commas inside a spec's parentheses kept: "a,b(x=1, y=2)"."""
+    out = []
+    for item in values:
+        depth, part = 0, ""
+        for ch in str(item):
+            depth += (ch in "([{") - (ch in ")]}")
+            if ch == "," and depth == 0:
+                out.append(part)
+                part = ""
+            else:
+                part += ch
+        out.append(part)
+    return [v.strip() for v in out if v.strip()]
 
 
 def _seeds(opt) -> list[int] | None:

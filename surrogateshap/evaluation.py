@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from surrogateshap.attribution import Attribution
+from surrogateshap.attribution import Attribution, efficiency_gap
+from surrogateshap.exact import banzhaf_from_table
 from surrogateshap.game import stable_hash
 from surrogateshap.metrics import compare_to_exact, lds_summary, topk_removal
 
 __all__ = [
     "ALPHAS",
+    "REMOVAL_FRACTIONS",
+    "removal_fractions",
+    "ground_truth_from_table",
     "GroundTruth",
     "evaluate",
     "lds_key",
@@ -44,6 +48,18 @@ __all__ = [
 
 #: the LDS alphas of the protocol (fractions of the players kept in a test coalition)
 ALPHAS = (0.25, 0.5, 0.75)
+#: the counterfactual removal fractions of the CIFAR protocol
+REMOVAL_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4)
+
+
+def removal_fractions(n: int, fractions=REMOVAL_FRACTIONS) -> tuple[float, ...]:
+    """The protocol's removal fractions for n players, as the fractions actually removed.
+
+    Each f removes k = max(1, round(f n)) players; fractions giving the same k are kept
+    once, and each is reported as k / n (so n = 10 gives 0.1, 0.2, 0.3, 0.4).
+    """
+    ks = sorted({max(1, round(f * n)) for f in fractions} - {n})
+    return tuple(k / n for k in ks if k < n)
 
 
 def lds_key(alpha: float, stat: str = "mean") -> str:
@@ -65,7 +81,9 @@ class GroundTruth:
     ``removal_game`` is any callable from boolean (m, n) masks to (m,) utilities; the
     top-k removal check removes ``fractions`` of the players from it. ``exact`` are
     the exact Shapley values of the game the estimator approximates (its seed mean for
-    a retraining table), None where unknown.
+    a retraining table), None where unknown; ``exact_other`` maps another index
+    ("banzhaf", ...) to its exact values. Errors against exact values are computed
+    only against truth of the attribution's own index.
     """
 
     players: tuple[str, ...]
@@ -75,6 +93,7 @@ class GroundTruth:
     fractions: tuple[float, ...] = (0.1, 0.2, 0.3)
     cost_unit: str = "evaluations"
     name: str = ""
+    exact_other: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.players = tuple(self.players)
@@ -83,6 +102,13 @@ class GroundTruth:
             self.exact = np.asarray(self.exact, dtype=float).reshape(-1)
             if self.exact.shape[0] != n:
                 raise ValueError(f"exact has {self.exact.shape[0]} values for {n} players")
+        other = {}
+        for index, vals in self.exact_other.items():
+            vals = np.asarray(vals, dtype=float).reshape(-1)
+            if vals.shape[0] != n:
+                raise ValueError(f"exact {index} values: {vals.shape[0]} for {n} players")
+            other[str(index)] = vals
+        self.exact_other = other
         sets = {}
         for alpha, (masks, utils) in self.lds_sets.items():
             masks = np.asarray(masks, dtype=bool)
@@ -107,6 +133,10 @@ class GroundTruth:
     @property
     def alphas(self) -> tuple[float, ...]:
         return tuple(self.lds_sets)
+
+    def exact_for(self, index: str) -> np.ndarray | None:
+        """Exact values of ``index`` ("shapley", "banzhaf", ...), None where unknown."""
+        return self.exact if index == "shapley" else self.exact_other.get(index)
 
     def fingerprint(self) -> str:
         """Short hash of the exact values and LDS test sets (8 significant digits).
@@ -157,17 +187,21 @@ def evaluate(
     - ``removal_{fraction}_top``, ``_bottom``, ``_random_mean`` per fraction: change of
       the removal game's utility when the top / bottom / random k players by value are
       removed (:func:`metrics.topk_removal`; ``n_random`` random sets, ``seed``);
-    - where exact values are known: ``relative_l2``, ``spearman``, ``topk_recall``
-      (``k`` defaults to max(1, round(0.1 n))), and ``efficiency_gap`` = (sum of
-      values - sum of exact values) / sum |exact|;
+    - where exact values of the attribution's ``index`` are known: ``relative_l2``,
+      ``spearman``, ``topk_recall`` (``k`` defaults to :func:`metrics.default_topk`),
+      and ``efficiency_gap`` = (sum of exact values - sum of values) / sum |exact|
+      (:func:`~surrogateshap.attribution.efficiency_gap`, relative);
+    - ``attribution_index``: what the values estimate (a plain array: Shapley values);
     - ``n_evaluations``, ``cost``, ``cost_unit``, ``seconds`` (from the Attribution;
       timing here is informational, benchmarks time with pytest-benchmark).
 
     ``attribution`` may also be a plain array of values (cost figures are then absent).
     Undefined statistics (LDS of constant values) come back as nan.
     """
+    index = "shapley"
     if isinstance(attribution, Attribution):
         values = attribution.values
+        index = attribution.index
         if attribution.players != truth.players:
             raise ValueError(
                 f"attribution players {attribution.players[:3]}... do not match the ground "
@@ -178,7 +212,7 @@ def evaluate(
     n = truth.n_players
     if values.shape[0] != n:
         raise ValueError(f"{values.shape[0]} values for {n} players")
-    out: dict = {}
+    out: dict = {"attribution_index": index}
     with warnings.catch_warnings():
         # constant values make Spearman undefined: reported as nan, not as a warning flood
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -194,15 +228,16 @@ def evaluate(
                 for which in ("top", "bottom", "random_mean"):
                     out[removal_key(row.fraction, which)] = float(getattr(row, which))
                 out[removal_key(row.fraction, "k")] = int(row.k)
-        if truth.exact is not None:
-            cmp = compare_to_exact(values, truth.exact, k=k)
+        exact = truth.exact_for(index)
+        if exact is not None:
+            cmp = compare_to_exact(values, exact, k=k)
             out["relative_l2"] = cmp["relative_l2"]
             out["spearman"] = cmp["spearman"]
             out["topk_recall"] = cmp["topk_recall"]
             out["topk_k"] = cmp["k"]
-            scale = float(np.abs(truth.exact).sum())
+            scale = float(np.abs(exact).sum())
             out["efficiency_gap"] = (
-                (float(values.sum()) - float(truth.exact.sum())) / scale if scale > 0 else float("nan")
+                efficiency_gap(values, exact.sum()) / scale if scale > 0 else float("nan")
             )
     if isinstance(attribution, Attribution):
         out["n_evaluations"] = int(attribution.n_evaluations)
@@ -210,6 +245,30 @@ def evaluate(
         out["cost_unit"] = attribution.cost_unit
         out["seconds"] = float(attribution.seconds)
     return out
+
+
+def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
+                            name: str = "") -> GroundTruth:
+    """The one ground-truth builder: a coalition table plus alphas.
+
+    ``table`` is a :class:`~surrogateshap.table.CoalitionTable` holding every coalition
+    for at least one seed: exact Shapley and Banzhaf values of the seed mean, LDS on
+    every coalition keeping int(alpha n) players with utilities per retraining seed,
+    and the seed-mean table as the removal game. The CLI, the scripts and the
+    benchmark all build the ground truth of a table here.
+    """
+    n = table.n_players
+    utilities = table.full_utilities(utility)
+    return GroundTruth(
+        players=table.players,
+        exact=table.exact_shapley(utility),
+        exact_other={"banzhaf": banzhaf_from_table(utilities, n)},
+        lds_sets={alpha: table.lds_ground_truth(utility, alpha) for alpha in alphas},
+        removal_game=table.game(utility),
+        fractions=removal_fractions(n) if fractions is None else fractions,
+        cost_unit="model trainings",
+        name=name or utility,
+    )
 
 
 # ---------------------------------------------------------------- regression

@@ -8,7 +8,13 @@ import numpy as np
 
 from surrogateshap.game import Game, all_coalitions
 
-__all__ = ["exact_shapley", "shapley_from_table", "banzhaf_from_table", "MAX_EXACT_PLAYERS"]
+__all__ = [
+    "exact_shapley",
+    "shapley_from_table",
+    "banzhaf_from_table",
+    "shapley_interactions_from_table",
+    "MAX_EXACT_PLAYERS",
+]
 
 MAX_EXACT_PLAYERS = 20
 
@@ -43,6 +49,22 @@ def banzhaf_from_table(utilities: np.ndarray, n_players: int) -> np.ndarray:
             for i in range(n_players)
         ]
     )
+
+
+def shapley_interactions_from_table(v: np.ndarray, n: int) -> np.ndarray:
+    """Pairwise Shapley interaction index from all 2**n utilities (all_coalitions order)."""
+    idx = np.arange(2**n)
+    sizes = np.array([bin(i).count("1") for i in range(2**n)]) if n else np.zeros(1, int)
+    # w(s) = s! (n-s-2)! / (n-1)!
+    w = np.array([1.0 / ((n - 1) * comb(n - 2, s)) for s in range(max(n - 1, 0))])
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            base = idx[((idx >> i) & 1 == 0) & ((idx >> j) & 1 == 0)]
+            bi, bj = 1 << i, 1 << j
+            d = v[base | bi | bj] - v[base | bi] - v[base | bj] + v[base]
+            out[i, j] = out[j, i] = np.sum(w[sizes[base]] * d)
+    return out
 
 
 def exact_shapley(game: Game) -> np.ndarray:

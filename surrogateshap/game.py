@@ -40,29 +40,30 @@ class NonFiniteUtilityError(ValueError):
     """A game returned NaN or inf for some coalition."""
 
 
-def as_masks(coalitions, n_players: int) -> np.ndarray:
+def as_masks(coalitions, n_players: int, name: str = "coalitions") -> np.ndarray:
     """Validate coalitions and return them as a boolean (m, n) array.
 
     Accepts booleans, or integers that are all 0/1; a single 1-D coalition of length n
     becomes one row. Floats are rejected: a float mask is almost always a bug (weights,
-    probabilities) and xgboost would treat it differently.
+    probabilities) and xgboost would treat it differently. ``name`` is the argument's
+    name in error messages.
     """
     arr = np.asarray(coalitions)
     if arr.ndim == 1 and arr.shape[0] == n_players:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != n_players:
         raise ValueError(
-            f"coalitions must have shape (m, {n_players}) for a game of {n_players} "
+            f"{name} must have shape (m, {n_players}) for a game of {n_players} "
             f"players; got shape {arr.shape}"
         )
     if arr.dtype == bool:
         return arr
     if np.issubdtype(arr.dtype, np.integer):
         if arr.size and not np.isin(arr, (0, 1)).all():
-            raise ValueError("integer coalitions must contain only 0 and 1")
+            raise ValueError(f"integer {name} must contain only 0 and 1")
         return arr.astype(bool)
     raise TypeError(
-        f"coalitions must be boolean (or 0/1 integer) arrays; got dtype {arr.dtype}"
+        f"{name} must be boolean (or 0/1 integer) arrays; got dtype {arr.dtype}"
     )
 
 
@@ -105,7 +106,7 @@ class Game(ABC):
 
     Subclasses implement ``_evaluate(masks)`` on validated boolean masks. ``cost_unit``
     names what one evaluation costs in the task's terms ("model trainings", "images
-    generated"); ``cost_per_evaluation`` is that amount per coalition.
+    generated"); ``cost_of(masks)`` is that amount for a batch of coalitions.
     """
 
     cost_unit: str = "evaluations"
@@ -141,6 +142,10 @@ class Game(ABC):
     def exact_values(self) -> np.ndarray | None:
         """Closed-form Shapley values where the game knows them, else None."""
         return None
+
+    def is_prepaid(self, mask) -> bool:
+        """Whether evaluating this coalition is already paid for (default: never)."""
+        return False
 
     def cache_id(self) -> str:
         """Identifies the game for on-disk caches; override to include configuration."""
@@ -300,7 +305,9 @@ class BudgetedGame(Game):
     """Counts distinct coalitions an estimator evaluates and enforces its budget.
 
     Repeated coalitions are memoised and free: the budget is in distinct game
-    evaluations, the unit every estimator in this project is compared on.
+    evaluations, the unit every estimator in this project is compared on. A coalition
+    the wrapped game reports as already paid for (:meth:`Game.is_prepaid`, e.g. a
+    residual game over coalitions an earlier stage evaluated) is free too.
     """
 
     def __init__(self, game: Game, budget: int | None):
@@ -309,33 +316,39 @@ class BudgetedGame(Game):
         self.budget = budget
         self.cost_unit = game.cost_unit
         self._memo: dict[str, float] = {}
+        self._charged = 0
         self.cost = 0.0
 
     @property
     def n_evaluations(self) -> int:
-        return len(self._memo)
+        return self._charged
 
     @property
     def remaining(self) -> int | None:
-        return None if self.budget is None else self.budget - len(self._memo)
+        return None if self.budget is None else self.budget - self._charged
 
     def _evaluate(self, masks):
         keys = [coalition_key(m) for m in masks]
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
         if missing:
-            if self.budget is not None and len(self._memo) + len(missing) > self.budget:
-                raise BudgetExceededError(
-                    f"evaluating {len(missing)} new coalitions would exceed the budget "
-                    f"of {self.budget} game evaluations ({len(self._memo)} used)"
-                )
             miss = np.stack([key_to_mask(k) for k in missing])
+            paid = np.array([self.game.is_prepaid(m) for m in miss], dtype=bool)
+            n_new = int((~paid).sum())
+            if self.budget is not None and self._charged + n_new > self.budget:
+                raise BudgetExceededError(
+                    f"evaluating {n_new} new coalitions would exceed the budget "
+                    f"of {self.budget} game evaluations ({self._charged} used)"
+                )
             vals = self.game(miss)
-            self.cost += self.game.cost_of(miss)
+            if n_new:
+                self.cost += self.game.cost_of(miss[~paid])
+            self._charged += n_new
             self._memo.update(zip(missing, map(float, vals)))
         return np.array([self._memo[k] for k in keys])
 
     def is_cached(self, mask) -> bool:
-        return coalition_key(mask) in self._memo
+        """True when evaluating ``mask`` costs nothing (memoised or prepaid)."""
+        return coalition_key(mask) in self._memo or self.game.is_prepaid(mask)
 
     def exact_values(self):
         return self.game.exact_values()

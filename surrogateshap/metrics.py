@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from surrogateshap.attribution import Attribution
+from surrogateshap.game import as_masks
 
 __all__ = [
     "sample_test_coalitions",
@@ -32,6 +33,7 @@ __all__ = [
     "spearman",
     "topk_recall",
     "compare_to_exact",
+    "default_topk",
 ]
 
 #: relative spread below which a vector counts as constant (ranks of float noise are noise)
@@ -57,17 +59,11 @@ def _as_values(values, name: str = "values", n: int | None = None) -> np.ndarray
 
 
 def _as_masks(coalitions, n: int, name: str = "test_coalitions") -> np.ndarray:
-    """A boolean (m, n) array; floats are rejected as in the game core (likely a bug)."""
-    arr = np.asarray(coalitions)
-    if arr.ndim != 2 or arr.shape[1] != n:
-        raise ValueError(f"{name} must have shape (m, {n}) for {n} players; got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr
-    if np.issubdtype(arr.dtype, np.integer):
-        if arr.size and not np.isin(arr, (0, 1)).all():
-            raise ValueError(f"{name} must contain only 0 and 1")
-        return arr.astype(bool)
-    raise TypeError(f"{name} must be a boolean (or 0/1 integer) array; got dtype {arr.dtype}")
+    """A boolean (m, n) array; 1-D input and floats are refused (likely a bug)."""
+    if np.ndim(coalitions) != 2:
+        raise ValueError(f"{name} must have shape (m, {n}) for {n} players; got shape "
+                         f"{np.shape(coalitions)}")
+    return as_masks(coalitions, n, name)
 
 
 def _as_utilities(utilities, m: int, name: str = "test_utilities") -> np.ndarray:
@@ -365,14 +361,20 @@ def topk_recall(est, exact, k: int) -> float:
     return float(true_top[est_top].sum()) / k
 
 
+def default_topk(n: int) -> int:
+    """The one default k of top-k figures: max(1, round(0.1 n)), the smallest removal
+    fraction's size."""
+    return max(1, round(0.1 * n))
+
+
 def compare_to_exact(est, exact, k: int | None = None) -> dict:
     """relative_l2, spearman and topk_recall in one dict (plus the k used).
 
-    ``k`` defaults to max(1, round(0.1 * n)), the smallest removal fraction's size.
+    ``k`` defaults to :func:`default_topk`.
     """
     e, x = _pair(est, exact)
     if k is None:
-        k = max(1, round(0.1 * e.shape[0]))
+        k = default_topk(e.shape[0])
     return {
         "relative_l2": relative_l2(e, x),
         "spearman": spearman(e, x),

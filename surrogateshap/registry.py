@@ -21,7 +21,8 @@ from importlib.metadata import entry_points
 
 from surrogateshap.estimator import Estimator
 
-__all__ = ["register", "get_estimator", "available_estimators", "unregister", "ENTRY_POINT_GROUP"]
+__all__ = ["register", "get_estimator", "available_estimators", "unregister", "parse_spec",
+           "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "surrogateshap.estimators"
 
@@ -70,9 +71,45 @@ def available_estimators() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``"name"`` or ``"name(key=value, ...)"`` -> (name, parameters).
+
+    Values are Python literals (``efficiency='centered'``, ``paired=True``,
+    ``model_params={'n_estimators': 100}``); a bare word is taken as a string. This is
+    how the benchmark and the CLI name a variant of a registered estimator.
+    """
+    import ast
+
+    spec = str(spec).strip()
+    if "(" not in spec:
+        return spec, {}
+    if not spec.endswith(")"):
+        raise ValueError(f"estimator spec {spec!r} must look like name(key=value, ...)")
+    name, args = spec[: spec.index("(")].strip(), spec[spec.index("(") + 1 : -1]
+    try:
+        call = ast.parse(f"f({args})", mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"estimator spec {spec!r}: cannot parse its parameters ({e.msg})") from e
+    if call.args:
+        raise ValueError(f"estimator spec {spec!r}: parameters must be given as key=value")
+    params = {}
+    for kw in call.keywords:
+        try:
+            params[kw.arg] = ast.literal_eval(kw.value)
+        except ValueError:
+            if isinstance(kw.value, ast.Name):
+                params[kw.arg] = kw.value.id
+            else:
+                raise ValueError(f"estimator spec {spec!r}: {kw.arg}= is not a literal") from None
+    return name, params
+
+
 def get_estimator(name: str, **params) -> Estimator:
-    """An estimator instance by registry name, with constructor parameters."""
+    """An estimator instance by registry name (or spec, :func:`parse_spec`), with
+    constructor parameters."""
     _load_plugins()
+    name, spec_params = parse_spec(name)
+    params = {**spec_params, **params}
     if name not in _REGISTRY:
         hint = ""
         if not plugin_modules():

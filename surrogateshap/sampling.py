@@ -43,6 +43,7 @@ __all__ = [
     "BudgetPlanner",
     "draw_units",
     "sample_distinct",
+    "sandwich_stderr",
 ]
 
 
@@ -206,16 +207,21 @@ class BudgetPlanner:
     worst case and evaluates less (truncated scans) calls ``release()``.
     """
 
-    def __init__(self, game: BudgetedGame):
+    def __init__(self, game: BudgetedGame, limit: int | None = None):
         self.game = game
+        self.limit = limit
         self._pending: set[bytes] = set()
 
     @property
     def left(self) -> float:
-        """New distinct coalitions that can still be reserved (inf without a budget)."""
+        """New distinct coalitions that can still be reserved (inf without a budget).
+
+        With ``limit``, the game's total evaluations stop there (a stage of an
+        estimator that leaves the rest of the budget to a later stage)."""
         remaining = self.game.remaining
-        if remaining is None:
-            return math.inf
+        remaining = math.inf if remaining is None else remaining
+        if self.limit is not None:
+            remaining = min(remaining, self.limit - self.game.n_evaluations)
         return remaining - len(self._pending)
 
     def new_keys(self, masks: np.ndarray) -> set[bytes]:
@@ -256,7 +262,7 @@ def draw_units(
 
     Draws as many units per batch as should fit at the cost per unit seen so far
     (``first_cost`` before any; repeated coalitions are free, so the cost falls as the
-    game is memoised), at least ``min_batch``; units drawn past the budget waste
+    game is memoised), at least ``min_batch`` and at most 16,384; units drawn past the budget waste
     nothing but rng draws. Sampling stops at the first unit whose new coalitions do
     not fit, or after ``max_units``. Returns the masks (U, rows, n) and the utilities
     (U, rows), evaluated one game call per batch.
@@ -269,7 +275,7 @@ def draw_units(
         cost = (game.n_evaluations - used0) / n_units if n_units else first_cost
         room = planner.left
         want = 1.25 * room / max(cost, 0.1) if np.isfinite(room) else max_units
-        k = int(min(max_units - n_units, max(want, min_batch)))
+        k = int(min(max_units - n_units, max(want, min_batch), 1 << 14))
         block = make(k)
         fit = 0
         while fit < k and planner.take(block[fit]):
@@ -292,28 +298,55 @@ def sample_distinct(
     draw: Callable[[int], np.ndarray],
     n_players: int,
     max_draws: int,
+    keep_repeats: bool = False,
 ) -> tuple[np.ndarray, int]:
-    """Distinct coalitions from ``draw`` until the budget is used or ``max_draws`` drawn.
+    """Coalitions from ``draw`` until the budget is used or ``max_draws`` drawn.
 
-    ``draw(k)`` returns k random boolean rows. Repeats of a coalition already in the
-    sample are skipped (a repeat costs nothing but, the game being deterministic,
-    carries no information either), so the result is a sample without replacement.
-    Returns the rows and the number of rows drawn. Nothing is evaluated here.
+    ``draw(k)`` returns k random boolean rows. A coalition is reserved with the planner
+    the first time it is drawn, and drawing stops at the first new coalition that does
+    not fit. By default repeats are skipped (a repeat costs nothing but, the game
+    being deterministic, carries no information either), so the result is a sample
+    without replacement. With ``keep_repeats=True`` every drawn row up to the last
+    one taken is returned, repeats included: a regression weighting rows by how often
+    the sampling distribution draws them (SurrogateSHAP) keeps them. Returns the rows
+    and the number of rows drawn. Nothing is evaluated here.
     """
+    if max_draws < 1:
+        raise ValueError(f"max_draws must be >= 1; got {max_draws}")
     rows: list[np.ndarray] = []
     seen: set[bytes] = set()
     draws = 0
     while draws < max_draws and planner.left > 0:
-        want = planner.left
-        k = int(min(max_draws - draws, max(2 * want if want < math.inf else 1024, 64)))
+        # twice what is left, at least 64 and at most 65,536 rows a batch (a budget
+        # far above the number of coalitions must not allocate it)
+        k = int(min(max_draws - draws, max(2 * planner.left, 64), 1 << 16))
         batch = draw(k)
-        draws += k
         for row in batch:
+            draws += 1
             key = mask_key(row)
             if key in seen:
+                if keep_repeats:
+                    rows.append(row)
                 continue
             if not planner.take(row[None, :]):
+                draws -= 1  # the refused row is not part of the sample
                 return np.asarray(rows, dtype=bool).reshape(-1, n_players), draws
             seen.add(key)
             rows.append(row)
+            if planner.left <= 0:
+                return np.asarray(rows, dtype=bool).reshape(-1, n_players), draws
     return np.asarray(rows, dtype=bool).reshape(-1, n_players), draws
+
+
+def sandwich_stderr(M: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-player standard error of a regression estimate phi = phi0 + M mean(scores).
+
+    ``scores`` (U, n): each independent unit's score (its contribution to the normal
+    equations); ``M`` (n, n): how phi moves with their mean. The delta-method
+    (sandwich) variance is M Cov(scores) M^T / U; NaN with fewer than 2 units.
+    """
+    u, n = scores.shape
+    if u < 2:
+        return np.full(n, np.nan)
+    cov = M @ np.cov(scores, rowvar=False) @ M.T / u
+    return np.sqrt(np.clip(np.diag(cov), 0.0, None))

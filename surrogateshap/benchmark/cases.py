@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES
-from surrogateshap.benchmark.tasks import BENCHMARK_TASKS, BenchmarkTask, get_benchmark_task
+from surrogateshap.benchmark.tasks import BENCHMARK_TASKS, get_benchmark_task
 from surrogateshap.evaluation import evaluate
-from surrogateshap.registry import available_estimators, get_estimator
+from surrogateshap.registry import available_estimators, get_estimator, parse_spec
 
 __all__ = ["MAX_EXACT_BUDGET", "BenchmarkCase", "benchmark_cases", "prepare_case", "run_case"]
 
@@ -45,18 +45,6 @@ class BenchmarkCase:
         return f"{self.task}-{self.utility}-{self.game}-{self.estimator}-b{self.budget}-s{self.seed}"
 
 
-def _skip_reason(est, n: int, budget: int, bt: BenchmarkTask, game: str) -> str | None:
-    if est.is_exact and budget < 2**n:
-        return f"{est.name} enumerates all 2**{n} = {2**n} coalitions; budget {budget} is below that"
-    need = est.min_budget(n)
-    if budget < need:
-        return f"budget {budget} below {est.name}'s minimum {need} for n={n}"
-    missing = [r for r in est.requires if r not in bt.offers]
-    if missing:
-        return f"{est.name} requires {missing}; task {bt.name} offers {list(bt.offers) or 'no resources'}"
-    return None
-
-
 def benchmark_cases(
     scale: str = "default",
     tasks: Sequence[str] | None = None,
@@ -70,7 +58,10 @@ def benchmark_cases(
 
     ``tasks`` replaces the preset's task selection (all of a named task's utilities
     and games); ``utilities``/``games`` filter; ``estimators`` defaults to every
-    registered estimator; ``budgets`` and ``seeds`` default to the preset's. An exact
+    registered estimator, and takes variants as specs with parameters
+    (``"surrogateshap(efficiency='centered')"``, see :func:`~surrogateshap.registry.parse_spec`);
+    whether an estimator can run a case is the estimator's own
+    :meth:`~surrogateshap.estimator.Estimator.unsupported`; ``budgets`` and ``seeds`` default to the preset's. An exact
     estimator also gets budget 2**n where that is at most ``MAX_EXACT_BUDGET``.
     Unavailable tasks (missing table) still give cases, with ``skip`` set.
     """
@@ -79,7 +70,7 @@ def benchmark_cases(
         raise KeyError(f"unknown scale {scale!r}; choose from {SCALES}")
     known_est = available_estimators()
     names = list(estimators) if estimators else known_est
-    bad = [e for e in names if e not in known_est]
+    bad = [e for e in names if parse_spec(e)[0] not in known_est]
     if bad:
         raise KeyError(f"unknown estimator(s) {bad}; registered: {', '.join(known_est)}")
     if tasks:
@@ -107,7 +98,7 @@ def benchmark_cases(
                     if est.is_exact and 2**bt.n_players <= MAX_EXACT_BUDGET:
                         bl = sorted(set(bl) | {2**bt.n_players})
                     for b in bl:
-                        skip = reason or _skip_reason(est, bt.n_players, b, bt, g)
+                        skip = reason or est.unsupported(bt.n_players, b, bt.offers)
                         slow = bt.slow or (b > st.slow_budget and not est.is_exact)
                         gpu = scale == "paper" and (
                             g in bt.trains or any(r in bt.trains for r in est.requires)

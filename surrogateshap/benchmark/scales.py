@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from surrogateshap.evaluation import ALPHAS
+from surrogateshap.evaluation import ALPHAS, removal_fractions
 
 __all__ = ["SCALES", "ScaleSettings", "SCALE_SETTINGS", "removal_fractions"]
 
@@ -48,13 +48,3 @@ SCALE_SETTINGS = {
         slow_budget=256,
     ),
 }
-
-
-def removal_fractions(n: int, fractions=(0.05, 0.1, 0.2, 0.3, 0.4)) -> tuple[float, ...]:
-    """The protocol's removal fractions for n players, as the fractions actually removed.
-
-    Each f removes k = max(1, round(f n)) players; fractions giving the same k are kept
-    once, and each is reported as k / n (so n = 10 gives 0.1, 0.2, 0.3, 0.4).
-    """
-    ks = sorted({max(1, round(f * n)) for f in fractions} - {n})
-    return tuple(k / n for k in ks if k < n)

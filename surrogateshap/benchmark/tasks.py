@@ -12,13 +12,17 @@ import numpy as np
 
 from surrogateshap.benchmark.replay import ReplayedGame
 from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, removal_fractions
-from surrogateshap.evaluation import GroundTruth
-from surrogateshap.game import Game
+from surrogateshap.evaluation import GroundTruth, ground_truth_from_table
+from surrogateshap.exact import banzhaf_from_table
+from surrogateshap.game import Game, all_coalitions
 from surrogateshap.games import AirportGame, NoisyGame, WeightedVotingGame, random_unanimity_game
 from surrogateshap.metrics import sample_test_coalitions
 
-__all__ = ["BenchmarkTask", "KnownGameTask", "Digits10Benchmark", "BENCHMARK_TASKS",
-           "get_benchmark_task"]
+__all__ = ["BenchmarkTask", "KnownGameTask", "TableBenchmark", "Digits10Benchmark",
+           "BENCHMARK_TASKS", "get_benchmark_task", "BANZHAF_MAX_PLAYERS"]
+
+#: known games up to this many players also get exact Banzhaf values (2**n evaluations)
+BANZHAF_MAX_PLAYERS = 16
 
 
 class BenchmarkTask:
@@ -140,9 +144,13 @@ class KnownGameTask(BenchmarkTask):
                     [NoisyGame(self.base, self.sigma, seed=s)(masks) for s in range(1, st.n_noise_seeds + 1)]
                 )
             sets[alpha] = (masks, utils)
+        other = {}
+        if n <= BANZHAF_MAX_PLAYERS:
+            other["banzhaf"] = banzhaf_from_table(self.base(all_coalitions(n)), n)
         return GroundTruth(
             players=self.players,
             exact=self.base.exact_values(),
+            exact_other=other,
             lds_sets=sets,
             removal_game=self.base,
             fractions=removal_fractions(n),
@@ -151,26 +159,49 @@ class KnownGameTask(BenchmarkTask):
         )
 
 
-class Digits10Benchmark(BenchmarkTask):
-    """digits10: the retraining table replayed, and the proxy game. See module doc."""
+class TableBenchmark(BenchmarkTask):
+    """A diffusion task with a reference retraining table: the one table-backed task.
 
-    name = "digits10"
-    players = tuple(f"digit_{d}" for d in range(10))
+    Game ``retraining`` replays the shipped table (the seed-mean
+    :class:`~surrogateshap.table.TableGame`, budgets in retrainings, nothing is
+    trained); game ``proxy`` is SurrogateSHAP's proxy game over the one full-data model
+    (its first use trains that model and a sample bank, cached under
+    ``$SURROGATESHAP_CACHE``), tabulated once and replayed (:class:`ReplayedGame`), so a
+    case's wall-clock is the estimator's own. The proxy is built from the task
+    configuration that made the table (read from its ``# config`` header), whatever the
+    scale preset, so a CI run never scores a cheaper proxy against the table.
+    Ground truth comes from :func:`~surrogateshap.evaluation.ground_truth_from_table`.
+    """
+
     games = ("retraining", "proxy")
     trains = ("proxy",)
     offers = ("proxy",)
 
-    def __init__(self, scale: str = "default", table_path: str | os.PathLike | None = None):
+    def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None):
         super().__init__(scale)
-        from surrogateshap.tasks.statistics import UTILITIES
-
-        self.utilities = tuple(UTILITIES)
+        self.name = name
         self.table_path = table_path
         self._task = None
         self._table = None
         self._proxies: dict[str, Game] = {}
         self._reason: str | None = None
         self._checked = False
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        return self._table.players if self._table is not None else self._fallback().players
+
+    @property
+    def utilities(self) -> tuple[str, ...]:
+        return self._table.utilities if self._table is not None else self._fallback().utilities
+
+    def _fallback(self):
+        """The task at this scale: names its players and utilities while no table is there."""
+        if self._task is not None:
+            return self._task
+        from surrogateshap.tasks import get_task
+
+        return get_task(self.name, scale=self.scale)
 
     def _path(self) -> Path:
         from surrogateshap.tasks.reference import RETRAINING_CSV, reference_dir
@@ -179,10 +210,11 @@ class Digits10Benchmark(BenchmarkTask):
 
     @property
     def task(self):
+        """The task at the configuration that made the table."""
         if self._task is None:
-            from surrogateshap.tasks import get_task
+            from surrogateshap.tasks.reference import task_for_table
 
-            self._task = get_task(self.name, scale=self.scale)
+            self._task = task_for_table(self.name, self._path(), prefer=self.scale)
         return self._task
 
     @property
@@ -203,28 +235,33 @@ class Digits10Benchmark(BenchmarkTask):
         try:
             import torch  # noqa: F401
         except ImportError:
-            return "digits10 needs torch: pip install -e '.[diffusion]'"
+            return f"{self.name} needs torch: pip install -e '.[diffusion]'"
         path = self._path()
         if not path.exists():
             return (
-                f"digits10 ground truth missing: no retraining table at {path} (build it with "
-                "`surrogateshap build-table --task digits10 --seeds 0 1 2`, or set "
-                "SURROGATESHAP_DATASETS)"
+                f"{self.name} ground truth missing: no retraining table at {path} (build it with "
+                f"`surrogateshap build-table --task {self.name}`, or set SURROGATESHAP_DATASETS)"
             )
         from surrogateshap.tasks.reference import load_reference
 
         try:
             table = load_reference(self.task, path)
-        except Exception as e:  # noqa: BLE001 - a half-written table is a skip, not a crash
-            return f"digits10 retraining table at {path} is unreadable: {type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - a half-written or foreign table is a skip
+            return f"{self.name} retraining table at {path} is unusable: {type(e).__name__}: {e}"
         if not table.complete_seeds():
             counts = {int(s): int(len(g)) for s, g in table.frame.groupby("seed")}
             return (
-                f"digits10 retraining table at {path} has no complete seed yet "
+                f"{self.name} retraining table at {path} has no complete seed yet "
                 f"(coalitions per seed {counts} of {2**table.n_players}); it is still being built"
             )
         self._table = table
         return None
+
+    def check(self, utility: str, game: str | None = None):
+        reason = self.unavailable()
+        if reason:
+            raise LookupError(reason)
+        super().check(utility, game)
 
     def game(self, utility: str, game: str = "retraining") -> Game:
         self.check(utility, game)
@@ -245,17 +282,13 @@ class Digits10Benchmark(BenchmarkTask):
         return None
 
     def _make_truth(self, utility):
-        table = self.table
-        sets = {alpha: table.lds_ground_truth(utility, alpha) for alpha in self.settings.alphas}
-        return GroundTruth(
-            players=self.players,
-            exact=table.exact_shapley(utility),
-            lds_sets=sets,
-            removal_game=table.game(utility),
-            fractions=removal_fractions(self.n_players),
-            cost_unit="model trainings",
-            name=f"{self.name}/{utility}",
-        )
+        return ground_truth_from_table(self.table, utility, self.settings.alphas,
+                                       name=f"{self.name}/{utility}")
+
+
+def Digits10Benchmark(scale: str = "default", table_path=None) -> TableBenchmark:
+    """``digits10`` with its shipped table (kept for callers of the old class)."""
+    return TableBenchmark("digits10", scale, table_path)
 
 
 def _airport20():
@@ -277,7 +310,7 @@ BENCHMARK_TASKS: dict[str, Callable[[str], BenchmarkTask]] = {
     ),
     "airport20": lambda s: KnownGameTask("airport20", _airport20(), s),
     "voting20": lambda s: KnownGameTask("voting20", _voting20(), s),
-    "digits10": lambda s: Digits10Benchmark(s),
+    "digits10": lambda s: TableBenchmark("digits10", s),
 }
 
 

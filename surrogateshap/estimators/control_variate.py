@@ -105,6 +105,7 @@ import numpy as np
 from surrogateshap.estimator import Estimator
 from surrogateshap.exact import MAX_EXACT_PLAYERS, shapley_from_table
 from surrogateshap.game import CachedGame, Game, all_coalitions
+from surrogateshap.estimators.residual import adjust, as_estimator
 from surrogateshap.registry import get_estimator, register
 from surrogateshap.sampling import (
     BudgetPlanner,
@@ -114,6 +115,7 @@ from surrogateshap.sampling import (
     kernel_units,
     order_marginals,
     permutation_units,
+    sandwich_stderr,
 )
 
 __all__ = ["ProxyControlVariate", "optimal_coefficient", "RESIDUALS"]
@@ -214,14 +216,24 @@ class ProxyControlVariate(Estimator):
             return 2
         if self.residual == "kernel":
             return 4  # empty, full and one complement pair
-        return 2 * n_players  # empty, full and one antithetic pair: 2 (n - 1) prefixes
+        if self.residual == "permutation":
+            return 2 * n_players  # empty, full and one antithetic pair: 2 (n - 1) prefixes
+        return as_estimator(self.residual).min_budget(n_players)
 
     # ---------------------------------------------------------------- validation
 
     def _check(self, game: Game, proxy) -> bool:
-        if self.residual not in RESIDUALS:
-            raise ValueError(f"residual must be one of {RESIDUALS}; got {self.residual!r}")
         auto = isinstance(self.c, str)
+        if self.residual not in RESIDUALS:
+            if not isinstance(self.residual, str):
+                raise ValueError(f"residual must be one of {RESIDUALS} or an estimator name; "
+                                 f"got {self.residual!r}")
+            as_estimator(self.residual)  # an unknown name raises, listing the known ones
+            if auto:
+                raise ValueError(
+                    f"residual={self.residual!r} (an estimator on the residual game) needs a "
+                    f"fixed c; c='auto' is estimated from paired units of {RESIDUALS}"
+                )
         if auto and self.c != "auto":
             raise ValueError(f"c must be 'auto' or a finite number; got {self.c!r}")
         if not auto and (
@@ -299,6 +311,14 @@ class ProxyControlVariate(Estimator):
             return {"values": np.array([v1 - v0]), "stderr": np.zeros(1), "exact": True,
                     "extra": {"proxy_evaluations": 0, "n_units": 0}}
         phi_p, se_p, method, p_exact = self._cheap_values(cheap, proxy, cheap_seed)
+        if self.residual not in RESIDUALS:
+            # any estimator on the residual game v - c p (the shared residual step)
+            values, se_r, att = adjust(as_estimator(self.residual), game, cheap, phi_p, budget,
+                                       int(rng.integers(2**31 - 1)), c=float(self.c))
+            se_r = np.full(n, np.nan) if se_r is None else se_r
+            out = {"values": values, "stderr_residual": se_r, "c": float(self.c),
+                   "n_units": att.extra.get("n_units"), "cross_fit": False}
+            return self._finish(out, se_p, p_exact, method, phi_p, cheap)
         planner = BudgetPlanner(game)
         per = 2 if self.residual == "permutation" else 1
         max_units = self.max_units if self.max_units is not None else 10 * budget // per
@@ -307,6 +327,9 @@ class ProxyControlVariate(Estimator):
             out = self._permutation(game, cheap, planner, rng, phi_p, auto, max_units)
         else:
             out = self._kernel(game, cheap, planner, rng, phi_p, auto, max_units)
+        return self._finish(out, se_p, p_exact, method, phi_p, cheap)
+
+    def _finish(self, out, se_p, p_exact, method, phi_p, cheap):
         stderr = out["stderr_residual"]
         if se_p is not None and not p_exact:
             stderr = np.sqrt(stderr**2 + (out["c"] * np.asarray(se_p, dtype=float)) ** 2)
@@ -388,11 +411,7 @@ class ProxyControlVariate(Estimator):
         c = optimal_coefficient(g_v, g_p, self.shrinkage) if auto else float(self.c)
         values = phi_v + c * (phi_p - phi_q)
         g_r = g_v - c * g_p
-        if u >= 2:
-            cov = M @ np.cov(g_r, rowvar=False) @ M.T / u
-            se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        else:
-            se = np.full(n, np.nan)
+        se = sandwich_stderr(M, g_r)
         corr, ratio = _pooled_stats(psi_v, psi_p, psi_v - c * psi_p)
         return {"values": values, "stderr_residual": se, "c": float(c), "n_units": int(u),
                 "n_draws": int(2 * u), "cross_fit": False,

@@ -19,7 +19,15 @@ from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.table import CoalitionTable
 from surrogateshap.tasks.base import DiffusionTask, RetrainingGame
 
-__all__ = ["reference_dir", "load_reference", "build_retraining_table", "RETRAINING_CSV", "EXACT_CSV"]
+__all__ = [
+    "reference_dir",
+    "load_reference",
+    "table_config_id",
+    "task_for_table",
+    "build_retraining_table",
+    "RETRAINING_CSV",
+    "EXACT_CSV",
+]
 
 RETRAINING_CSV = "retraining_table.csv"
 EXACT_CSV = "exact_shapley.csv"
@@ -32,8 +40,23 @@ def reference_dir(task_name: str) -> Path:
     return base / task_name
 
 
+def table_config_id(path: str | os.PathLike) -> str | None:
+    """The ``config_id`` a table's ``# config <id>: ...`` header names (None: no header)."""
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            if line.startswith("# config "):
+                return line[len("# config "):].split(":", 1)[0].strip()
+    return None
+
+
 def load_reference(task: DiffusionTask, path: str | os.PathLike | None = None) -> CoalitionTable:
-    """The shipped retraining table of ``task``, with a clear error when absent."""
+    """The shipped retraining table of ``task``, checked against the config that made it.
+
+    A table made under another configuration (another scale preset, other training
+    settings) is a different game: loading it for this task raises, naming both.
+    """
     path = Path(path) if path is not None else reference_dir(task.name) / RETRAINING_CSV
     if not path.exists():
         raise FileNotFoundError(
@@ -41,7 +64,33 @@ def load_reference(task: DiffusionTask, path: str | os.PathLike | None = None) -
             f"`surrogateshap build-table --task {task.name}` or point "
             "SURROGATESHAP_DATASETS at a folder holding <task>/" + RETRAINING_CSV
         )
+    found = table_config_id(path)
+    if found is not None and found != task.config_id():
+        raise ValueError(
+            f"{path} was made with configuration {found}, not this task's "
+            f"{task.config_id()} (another scale or settings): its utilities are of another "
+            "game. Use the matching --scale, or build a table for this configuration."
+        )
     return CoalitionTable.read_csv(path, task.players, task.utilities)
+
+
+def task_for_table(name: str, path: str | os.PathLike, prefer: str = "default",
+                   scales=("default", "ci", "paper")) -> DiffusionTask:
+    """The task ``name`` at the scale preset whose configuration made the table at
+    ``path`` (``prefer`` tried first); the preferred scale when the table names none.
+    Raises ValueError when no preset matches."""
+    from surrogateshap.tasks import get_task
+
+    found = table_config_id(path)
+    order = [prefer, *[s for s in scales if s != prefer]]
+    if found is None:
+        return get_task(name, scale=prefer)
+    for scale in order:
+        task = get_task(name, scale=scale)
+        if task.config_id() == found:
+            return task
+    raise ValueError(f"{path} was made with configuration {found}, which no scale preset of "
+                     f"{name} ({', '.join(order)}) has")
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:
