@@ -25,14 +25,16 @@ import numpy as np
 from surrogateshap import AirportGame, FunctionGame, UnanimityGame, random_unanimity_game
 from surrogateshap.registry import get_estimator
 
+#: one class, its variants through parameters
 VARIANTS = {
     "published": ("surrogateshap-published", {}),
-    "anchor-weight": ("surrogateshap-anchor-weight", {}),
-    "anchor-w10": ("surrogateshap-anchor-weight", {"anchor_weight": 10.0}),
-    "centered": ("surrogateshap-centered", {}),
-    "equal-split": ("surrogateshap-equal-split", {}),
-    "rc-kernel": ("surrogateshap-rc", {"residual": "kernel"}),
-    "rc-perm": ("surrogateshap-rc", {"residual": "permutation"}),
+    "anchor-weight": ("surrogateshap", {"efficiency": "anchor-weight"}),
+    "anchor-w10": ("surrogateshap", {"efficiency": "anchor-weight", "anchor_weight": 10.0}),
+    "centered": ("surrogateshap", {"efficiency": "centered"}),
+    "equal-split": ("surrogateshap", {}),
+    "adj-kernel": ("surrogateshap", {"efficiency": "none", "adjustment": "kernelshap",
+                                     "adjustment_params": {"unbiased": True}}),
+    "adj-perm": ("surrogateshap", {"efficiency": "none", "adjustment": "permutation-antithetic"}),
 }
 
 

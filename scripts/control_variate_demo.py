@@ -13,7 +13,7 @@ coalitions): expensive = the retraining table replayed (TableGame, mean over the
 complete seeds), cheap = task.proxy_game(utility) (the first call trains the full-data
 model, ~10-30 s, cached), ground truth = the table's exact Shapley values; utilities
 neg_fid and inception_score. LDS at alpha 0.25 / 0.5 / 0.75 over every coalition of
-that size, against each retraining seed (metrics.lds_summary); "exact" is the LDS of the
+that size, against each retraining seed (evaluation.evaluate); "exact" is the LDS of the
 exact values (the ceiling), "proxy only" the proxy's own exact values (0 retrainings).
 
 Methods: proxy-cv (permutation residual, c estimated and cross-fitted: the default),
@@ -36,7 +36,7 @@ import pandas as pd
 
 from surrogateshap import CachedGame, UnanimityGame, random_unanimity_game
 from surrogateshap.exact import exact_shapley
-from surrogateshap.metrics import lds_summary, relative_l2
+from surrogateshap.evaluation import ALPHAS, GroundTruth, evaluate, ground_truth_from_table
 from surrogateshap.registry import get_estimator
 
 METHODS = {
@@ -47,7 +47,6 @@ METHODS = {
     "kernelshap": ("kernelshap", {}),
 }
 SMALL = [((0, 1), 0.8), ((2, 3, 4), -1.0), ((5,), 0.5), ((6, 7), 0.7), ((1, 8, 9), 0.6)]
-ALPHAS = (0.25, 0.5, 0.75)
 UTILITIES = ("neg_fid", "inception_score")
 
 
@@ -86,11 +85,13 @@ def evaluate_pair(game_name, exp, cheap, exact, budgets, seeds, lds_truth=None):
         rows.append({"game": game_name, "method": method, "budget": budget, "metric": metric,
                      "mean": vals.mean(), "std": vals.std(), "n": len(vals)})
 
+    truth = lds_truth or GroundTruth(players=exp.players, exact=exact)
+
     def score(method, budget, values_list):
-        add(method, budget, "rel_l2", [relative_l2(v, exact) for v in values_list])
-        for alpha, (masks, utils) in (lds_truth or {}).items():
-            add(method, budget, f"lds@{alpha}",
-                [lds_summary(v, masks, utils)["mean"] for v in values_list])
+        figs = [evaluate(v, truth) for v in values_list]
+        add(method, budget, "rel_l2", [f["relative_l2"] for f in figs])
+        for alpha in truth.alphas:
+            add(method, budget, f"lds@{alpha}", [f[f"lds_{alpha:g}_mean"] for f in figs])
 
     # 0 retrainings: the proxy's own values (what SurrogateSHAP's proxy game says)
     score("proxy only", 0, [exact_shapley(cheap)])
@@ -141,7 +142,7 @@ def digits_pairs(utilities):
     for u in utilities:
         exp = table.game(u)  # mean over the complete seeds
         cheap = CachedGame(task.proxy_game(u))  # memo shared by every estimate
-        truth = {a: table.lds_ground_truth(u, a) for a in ALPHAS}
+        truth = ground_truth_from_table(table, u, ALPHAS)
         out.append((f"digits10 {u}", exp, cheap, table.exact_shapley(u), truth))
     return out, f"{path}: complete seeds {complete}"
 

@@ -23,11 +23,10 @@ from scipy.stats import spearmanr
 from surrogateshap import get_estimator
 from surrogateshap.exact import shapley_from_table
 from surrogateshap.game import all_coalitions
-from surrogateshap.metrics import compare_to_exact, lds_summary
+from surrogateshap.evaluation import ALPHAS, evaluate, ground_truth_from_table
+from surrogateshap.metrics import compare_to_exact
 from surrogateshap.tasks import get_task
 from surrogateshap.tasks.reference import load_reference
-
-ALPHAS = (0.25, 0.5, 0.75)
 
 
 def fmt(df: pd.DataFrame) -> str:
@@ -119,17 +118,17 @@ def measure(args):
     # the proxy's one-off cost: the full model and its sample bank (measured above when
     # not cached; else one retraining's recorded time stands in for it)
     full_train = proxy_setup if proxy_setup > 1 else sec_per_retrain
+    def figures(values, truth):
+        f = evaluate(values, truth)
+        return {**{f"LDS@{a}": f[f"lds_{a:g}_mean"] for a in ALPHAS}, "rel L2": f["relative_l2"]}
+
     for u in ("neg_fid", "inception_score"):
-        exact = table.exact_shapley(u)
-        sets = {a: table.lds_ground_truth(u, a) for a in ALPHAS}
+        truth = ground_truth_from_table(table, u, ALPHAS)
+        exact = truth.exact
         rows = [{"estimator": "exact retraining values (ceiling)", "game": "retraining",
-                 "budget": 1024, **{f"LDS@{a}": lds_summary(exact, *sets[a])["mean"] for a in ALPHAS},
-                 "rel L2": 0.0, "wall s": 1023 * sec_per_retrain}]
+                 "budget": 1024, **figures(exact, truth), "wall s": 1023 * sec_per_retrain}]
         rows.append({"estimator": "exact proxy values", "game": "proxy", "budget": 1024,
-                     **{f"LDS@{a}": lds_summary(exact_proxy[u], *sets[a])["mean"]
-                        for a in ALPHAS},
-                     "rel L2": compare_to_exact(exact_proxy[u], exact)["relative_l2"],
-                     "wall s": full_train})
+                     **figures(exact_proxy[u], truth), "wall s": full_train})
         plan = [("surrogateshap", "proxy", b) for b in (64, 128, 256, 512)]
         plan += [("surrogateshap-published", "proxy", b) for b in (64, 128, 256, 512)]
         plan += [(e, "retraining", b) for e in ("permutation-antithetic", "kernelshap", "leverageshap")
@@ -143,8 +142,7 @@ def measure(args):
             for seed in range(args.seeds):
                 a = est.estimate(game, budget, seed=seed)
                 wall = a.seconds + (full_train if game_kind == "proxy" else a.n_evaluations * sec_per_retrain)
-                res.append({**{f"LDS@{al}": lds_summary(a.values, *sets[al])["mean"] for al in ALPHAS},
-                            "rel L2": compare_to_exact(a.values, exact)["relative_l2"], "wall s": wall})
+                res.append({**figures(a, truth), "wall s": wall})
             df = pd.DataFrame(res)
             row = {"estimator": name, "game": game_kind, "budget": budget}
             for c in df.columns:
@@ -158,8 +156,9 @@ def measure(args):
           "fitted trees, not v(full) - v(empty).\n")
     rows = []
     for u in ("neg_fid", "inception_score"):
-        for name in ("surrogateshap-published", "surrogateshap-anchor-weight",
-                     "surrogateshap-centered", "surrogateshap", "surrogateshap-rc"):
+        for name in ("surrogateshap-published", "surrogateshap(efficiency='anchor-weight')",
+                     "surrogateshap(efficiency='centered')", "surrogateshap",
+                     "surrogateshap(adjustment='permutation-antithetic')"):
             for budget in (128, 512):
                 errs, gaps = [], []
                 for seed in range(args.seeds):

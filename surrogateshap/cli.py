@@ -13,7 +13,7 @@ from surrogateshap.evaluation import ALPHAS
 def _run(args) -> int:
     import pandas as pd
 
-    from surrogateshap.metrics import compare_to_exact, lds_summary
+    from surrogateshap.evaluation import evaluate, ground_truth_from_table
     from surrogateshap.registry import get_estimator
     from surrogateshap.tasks import get_task
     from surrogateshap.tasks.reference import load_reference
@@ -21,36 +21,34 @@ def _run(args) -> int:
     task = get_task(args.task, scale=args.scale)
     print(f"task {task.name} ({task.n_players} contributors, scale {args.scale}); "
           f"utility {args.utility}; cache {task.cache_dir}", flush=True)
+    try:
+        ref = load_reference(task, args.reference)
+    except (FileNotFoundError, ValueError) as e:
+        ref = None
+        print(f"(no ground truth: {e})")
     proxy = task.proxy_game(args.utility)
     proxy(np.ones((1, task.n_players), bool))  # trains the full model if not cached
     names = [args.estimator, *args.compare]
     results = {name: get_estimator(name).estimate(proxy, args.budget, seed=args.seed) for name in names}
     table = pd.DataFrame({name: a.values for name, a in results.items()}, index=task.players)
-    try:
-        ref = load_reference(task, args.reference)
-    except FileNotFoundError as e:
-        ref = None
-        print(f"(no ground truth: {e})")
-    exact = None
-    if ref is not None and ref.complete_seeds() and args.scale == "default":
-        exact = ref.exact_shapley(args.utility)
-        table["exact (retraining)"] = exact
+    truth = None
+    if ref is not None and ref.complete_seeds():
+        truth = ground_truth_from_table(ref, args.utility, ALPHAS)
+        table["exact (retraining)"] = truth.exact
     print(f"\nShapley values of the proxy game, budget {args.budget} evaluations:")
     print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
     for name, a in results.items():
         print(f"{name}: {a.n_evaluations} evaluations, {a.seconds:.2f} s")
-    if exact is not None:
+    if truth is not None:
         print(f"\nAgainst the retraining game (seeds {ref.complete_seeds()}):")
-        test_sets = {alpha: ref.lds_ground_truth(args.utility, alpha) for alpha in ALPHAS}
         rows = []
-        for name, a in {**results, "exact (retraining)": None}.items():
-            vals = exact if a is None else a.values
+        for name, a in {**results, "exact (retraining)": truth.exact}.items():
+            figs = evaluate(a, truth)
             row = {"estimator": name}
-            for alpha, (masks, utils) in test_sets.items():
-                s = lds_summary(vals, masks, utils)
-                row[f"LDS@{alpha}"] = f"{s['mean']:.1f} ± {s['ci95']:.1f}"
-            if a is not None:
-                row.update({k: round(v, 3) for k, v in compare_to_exact(vals, exact, k=3).items()})
+            for alpha in ALPHAS:
+                row[f"LDS@{alpha}"] = f"{figs[f'lds_{alpha:g}_mean']:.1f} ± {figs[f'lds_{alpha:g}_ci95']:.1f}"
+            if name in results:
+                row.update({k: round(figs[k], 3) for k in ("relative_l2", "spearman", "topk_recall")})
             rows.append(row)
         print(pd.DataFrame(rows).set_index("estimator").to_string())
     return 0

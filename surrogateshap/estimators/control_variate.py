@@ -16,7 +16,7 @@ far less than v's, and the error at a given number of retrainings shrinks by the
 sqrt(sum_i Var(dv_i - c dp_i) / sum_i Var(dv_i)), which is sqrt(1 - rho^2) under the
 variance-optimal c, rho the pooled correlation of the two games' marginal contributions.
 
-Residual estimators (``residual=``):
+Residual estimators (``residual=``), with c estimated from the same paired units:
 
 - "permutation" (default): antithetic permutation sampling. Each unit is a random order
   and its reverse (2(n-1) new coalitions at most), giving every player one averaged
@@ -33,6 +33,10 @@ Residual estimators (``residual=``):
   unbiased (and c is not cross-fitted). It runs from 4 evaluations (the permutation
   residual needs 2n) and was the more accurate of the two at every budget measured
   (scripts/control_variate_demo.py).
+
+- any registered estimator name (with a fixed numeric ``c``): that estimator on the
+  residual game v - c p (:func:`surrogateshap.estimators.residual.adjust`, the step
+  SurrogateSHAP's ``adjustment=`` uses too).
 
 The coefficient c (``c=``): a float fixes it (1.0: the plain difference v - p).
 ``"auto"`` (default) estimates the variance-optimal c = sum_i Cov(dv_i, dp_i) /
@@ -79,15 +83,8 @@ Budget: counts distinct evaluations of the expensive game only (the game passed 
 as ``proxy=``. ``extra["proxy_evaluations"]`` counts the distinct cheap coalitions
 computed (cheap values plus the residual's), ``extra["proxy_seconds"]`` their time.
 
-Measured (relative L2 error, mean over 20 seeds, n = 10, v = p + five small terms,
-scripts/control_variate_demo.py): at 64 / 256 retrainings proxy-cv 0.036 / 0.014 and
-its kernel variant 0.027 / 0.010, against 0.175 / 0.065 for permutation-antithetic and
-0.144 / 0.050 for KernelSHAP; the proxy's values alone are off by 0.164. At n = 50 (the tests' pair, 500
-retrainings, 3 seeds) the result inherits the cheap values' error: 0.074-0.088 with
-SurrogateSHAP cheap values (4,096 cheap evaluations; their own error 0.068-0.074),
-0.041-0.082 with "permutation-antithetic" cheap values at the same cheap budget (their
-error 0.037-0.046), 0.021-0.059 with exact ones; permutation-antithetic on the
-expensive game alone: 0.149 (RMSE over 10 seeds).
+Measured errors against exact values, on known games and on digits10, are in
+``results/digits10_control_variate.txt`` (``scripts/control_variate_demo.py``).
 
 Other extras: ``cheap_values`` (phi(p) as used), ``residual_values`` (values minus
 c phi(p)), ``cheap_values_method``, ``n_units``, ``correlation`` (pooled correlation of

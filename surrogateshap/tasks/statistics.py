@@ -21,12 +21,39 @@ __all__ = [
     "frechet_distance",
     "UTILITIES",
     "utility_from_stats",
+    "register_utility",
+    "available_utilities",
 ]
 
 UTILITIES = ("neg_fid", "inception_score", "coverage")
-"""Utilities, all higher-is-better: -FID against the real data, Inception Score of the
-project's own classifier, and coverage = histogram intersection between the generated
-and real distributions over k-means modes of the real features."""
+"""The image tasks' default utilities, all higher-is-better: -FID against the real data,
+Inception Score of the project's own classifier, and coverage = histogram intersection
+between the generated and real distributions over k-means modes of the real features."""
+
+#: name -> fn(bank, weights (m, L)) -> (m,) utilities of the m mixtures
+_UTILITY_FNS: dict = {}
+
+
+def register_utility(name: str):
+    """Decorator registering a utility computed from mixed sufficient statistics.
+
+    ``fn(bank: StatsBank, weights: np.ndarray (m, L)) -> np.ndarray (m,)``, higher is
+    better; the bank holds per-label ``mean``, ``second`` (flattened d x d), ``pbar``,
+    ``neg_entropy``, ``modes``, ``count`` and the ``real`` statistics. A task lists the
+    utility by name (``utilities=``).
+    """
+
+    def deco(fn):
+        if name in _UTILITY_FNS and _UTILITY_FNS[name] is not fn:
+            raise ValueError(f"utility {name!r} is already registered")
+        _UTILITY_FNS[name] = fn
+        return fn
+
+    return deco
+
+
+def available_utilities() -> list[str]:
+    return sorted(_UTILITY_FNS)
 
 
 @dataclass
@@ -138,19 +165,30 @@ class StatsBank:
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         if w.shape[1] != len(self.mean):
             raise ValueError(f"weights must have {len(self.mean)} columns, got {w.shape}")
-        if name == "neg_fid":
-            d = self.mean.shape[1]
-            mu = w @ self.mean
-            count = (w > 0) @ self.count
-            cov = _unbiased_cov((w @ self.second).reshape(-1, d, d), mu, count)
-            return -_fid_batch(mu, cov, self.real.mean, self._cov_r, self._sqrt_r)
-        if name == "inception_score":
-            pbar = w @ self.pbar
-            kl = w @ self.neg_entropy - (pbar * np.log(np.clip(pbar, 1e-12, None))).sum(1)
-            return np.exp(kl)
-        if name == "coverage":
-            return np.minimum(w @ self.modes, self.real.modes).sum(1)
-        raise KeyError(f"unknown utility {name!r}; known: {', '.join(UTILITIES)}")
+        if name not in _UTILITY_FNS:
+            raise KeyError(f"unknown utility {name!r}; known: {', '.join(available_utilities())}")
+        return np.asarray(_UTILITY_FNS[name](self, w), dtype=float)
+
+
+@register_utility("neg_fid")
+def _neg_fid(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    d = bank.mean.shape[1]
+    mu = w @ bank.mean
+    count = (w > 0) @ bank.count
+    cov = _unbiased_cov((w @ bank.second).reshape(-1, d, d), mu, count)
+    return -_fid_batch(mu, cov, bank.real.mean, bank._cov_r, bank._sqrt_r)
+
+
+@register_utility("inception_score")
+def _inception_score(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    pbar = w @ bank.pbar
+    kl = w @ bank.neg_entropy - (pbar * np.log(np.clip(pbar, 1e-12, None))).sum(1)
+    return np.exp(kl)
+
+
+@register_utility("coverage")
+def _coverage(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    return np.minimum(w @ bank.modes, bank.real.modes).sum(1)
 
 
 def utility_from_stats(name: str, gen: LabelStats, real: LabelStats) -> float:
