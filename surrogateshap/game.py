@@ -530,9 +530,10 @@ class CachedGame(Game):
             chunks = [miss[i : i + 1] for i in range(len(miss))] if self.store is not None else [miss]
             for chunk in chunks:
                 if self.store is not None:  # another process may have computed it meanwhile
-                    if self.store.refresh():
-                        self._take_stored()
-                    if coalition_key(chunk[0]) in self._memo:
+                    self.store.refresh()
+                    rec = self.store.get(coalition_key(chunk[0]))
+                    if rec is not None:
+                        self._memo[rec["key"]] = float(rec["utility"])
                         continue
                 t0 = time.perf_counter()
                 vals = self.game(chunk)
