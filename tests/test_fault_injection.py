@@ -99,21 +99,26 @@ def _kill_when(proc, ready, timeout=20.0):
 # ---------------------------------------------------------------- CachedGame killed mid-run
 
 GAME_WORKER = """
-    import sys, time
+    import os, sys, time
     import numpy as np
     from surrogateshap.game import CachedGame, FunctionGame, all_coalitions
 
     W = 2.0 ** np.arange(6)
+    PROGRESS = os.environ.get("PROGRESS")
 
     def slow(masks):
-        time.sleep(0.004 * len(masks))
+        for _ in masks:  # one coalition at a time, each one reported when computed
+            time.sleep(0.004)
+            if PROGRESS:
+                with open(PROGRESS, "a") as f:
+                    f.write(".")
         return masks @ W
 
     order = all_coalitions(6)
     if sys.argv[2] == "reverse":
         order = order[::-1]
     game = CachedGame(FunctionGame(slow, 6, name="slow"), path=sys.argv[1])
-    out = game(order)  # one batch: the first batch must persist record by record
+    out = game(order)  # one batch: even the first batch must persist record by record
     assert np.array_equal(out, order @ W)
     print(game.n_evaluations)
 """
@@ -122,17 +127,21 @@ GAME_WORKER = """
 def test_kill_during_cached_game_run_then_resume(tmp_path):
     script = _script(tmp_path, "game_worker.py", GAME_WORKER)
     store = tmp_path / "store.jsonl"
+    progress = tmp_path / "progress"
+    env = _env(tmp_path, PROGRESS=str(progress))
+    computed = lambda: len(progress.read_text()) if progress.exists() else 0  # noqa: E731
     rng = np.random.default_rng(0)
     finished: set[str] = set()
-    for _ in range(3):  # killed at a random point of the run, three times
-        before = len(_whole_keys(store))
-        target = before + int(rng.integers(3, 12))
-        proc = subprocess.Popen([sys.executable, str(script), str(store), "forward"], env=_env(tmp_path),
+    for _ in range(3):  # killed at a random point of the run, three times (first: a fresh store)
+        progress.unlink(missing_ok=True)
+        target = int(rng.integers(3, 12))
+        proc = subprocess.Popen([sys.executable, str(script), str(store), "forward"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _kill_when(proc, lambda: len(_whole_keys(store)) >= target)
+        _kill_when(proc, lambda: computed() >= target)
         now = _whole_keys(store)
         assert finished <= now  # nothing finished earlier was lost
-        assert len(now) > len(finished)  # the killed run kept what it finished
+        # every coalition computed before the kill is stored, but the one in flight
+        assert len(now - finished) >= computed() - 1 >= target - 1
         finished = now
     done = subprocess.run([sys.executable, str(script), str(store), "forward"], env=_env(tmp_path),
                           capture_output=True, text=True, timeout=60)
@@ -150,7 +159,7 @@ def test_kill_during_cached_game_run_then_resume(tmp_path):
 # ---------------------------------------------------------------- build_retraining_table killed
 
 TABLE_WORKER = """
-    import sys, time
+    import os, signal, sys, time
     from dataclasses import dataclass
     import numpy as np
     from surrogateshap.game import coalition_key
@@ -195,6 +204,22 @@ TABLE_WORKER = """
             raise NotImplementedError
 
 
+    KILL_AT = int(os.environ.get("KILL_IN_TABLE_WRITE", "0"))
+    if KILL_AT:  # SIGKILL half-way through the KILL_AT-th write of the table
+        import pandas as pd
+        real, seen = pd.DataFrame.to_csv, []
+
+        def to_csv(self, f=None, **kw):
+            if "coalition" in self.columns:
+                seen.append(1)
+                if len(seen) == KILL_AT:
+                    text = real(self, None, **kw)
+                    f.write(text[: len(text) // 2]); f.flush(); os.fsync(f.fileno())
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, f, **kw)
+
+        pd.DataFrame.to_csv = to_csv
+
     task = Fake(Cfg())  # cache under $SURROGATESHAP_CACHE
     table = build_retraining_table(task, [0, 1], out_dir=sys.argv[1], progress=False)
     print(len(table.frame), table.complete_seeds())
@@ -213,22 +238,40 @@ def test_kill_during_build_retraining_table_then_resume(tmp_path):
     shipped = _tree_digest(REPO / "datasets")
     script = _script(tmp_path, "table_worker.py", TABLE_WORKER)
     out = tmp_path / "ref"
+    table_csv = out / "retraining_table.csv"
+    utilities = ("neg_fid", "inception_score", "coverage")
     stores = lambda: sorted((tmp_path / "cache").rglob("retrain-seed*.jsonl"))  # noqa: E731
     n_done = lambda: sum(len(_whole_keys(p)) for p in stores())  # noqa: E731
     rng = np.random.default_rng(1)
-    for _ in range(3):
-        target = n_done() + int(rng.integers(2, 8))
+
+    # 1) killed at a random retraining of seed 0
+    target = int(rng.integers(2, 12))
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _kill_when(proc, lambda: n_done() >= target)
+    assert n_done() >= target and not table_csv.exists()
+
+    # 2) killed half-way through writing the table the second time (after seed 1): the
+    #    table of seed 0 written before stays whole
+    killed = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, timeout=60,
+                            env=_env(tmp_path, KILL_IN_TABLE_WRITE="2"))
+    assert killed.returncode == -signal.SIGKILL
+    table = CoalitionTable.read_csv(table_csv, "abcd", utilities)
+    assert table.complete_seeds() == [0] and len(table.frame) == 16
+
+    # 3) a random kill of a fresh run (seed 0 and 1 both cached: mostly table writing)
+    for _ in range(2):
         proc = subprocess.Popen([sys.executable, str(script), str(out)], env=_env(tmp_path),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _kill_when(proc, lambda: n_done() >= target)
-        table_csv = out / "retraining_table.csv"
-        if table_csv.exists():  # whatever a kill left is a whole table, never a part
-            CoalitionTable.read_csv(table_csv, "abcd", ("neg_fid", "inception_score", "coverage"))
+        time.sleep(float(rng.uniform(0.3, 1.5)))
+        _kill_when(proc, lambda: True)
+        CoalitionTable.read_csv(table_csv, "abcd", utilities)  # whatever a kill left is whole
+
     done = subprocess.run([sys.executable, str(script), str(out)], env=_env(tmp_path),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "32"
-    frame = pd.read_csv(out / "retraining_table.csv", comment="#", dtype={"coalition": str})
+    frame = pd.read_csv(table_csv, comment="#", dtype={"coalition": str})
     assert len(frame) == 32 and not frame.duplicated(["coalition", "seed"]).any()
     assert sorted(frame.groupby("seed").size().tolist()) == [16, 16]
     for p in stores():
