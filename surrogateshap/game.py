@@ -242,10 +242,14 @@ def _callable_description(fn, depth: int = 0):
     if inspect.ismethod(fn):
         return ["method", _callable_description(fn.__func__, depth), _content(fn.__self__, depth)]
     code = getattr(fn, "__code__", None)
-    if code is None:  # a callable object: its class and its __call__
+    if code is None:  # a builtin, ufunc or callable object: its names, class and __call__
         call = getattr(type(fn), "__call__", None)
         code = getattr(call, "__code__", None)
-        name = f"{type(fn).__module__}.{type(fn).__qualname__}"
+        own = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        name = f"{type(fn).__module__}.{type(fn).__qualname__}:{getattr(fn, '__module__', None)}.{own}"
+        wrapped = getattr(fn, "__wrapped__", None)
+        if wrapped is not None and wrapped is not fn and depth < 8:
+            name += f":{json.dumps(_callable_description(wrapped, depth + 1))}"
     else:
         name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
     cells = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if _filled(c)]
