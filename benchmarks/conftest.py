@@ -9,6 +9,11 @@ deselected unless ``--run-slow``, a ``-m`` expression, or an explicit ``--task``
 Regression: each case's figures are compared with ``results/reference_<scale>.json``
 (or ``--reference PATH``) by :func:`surrogateshap.evaluation.check_regression`;
 ``--update-reference`` writes this run's seed-aggregated figures there instead.
+
+Failures: pytest-benchmark writes only benchmarks that finished, so a case that raised
+(in its set-up or in the estimator) would vanish from ``--benchmark-json``. Each one is
+recorded with its case fields and ``error`` and written under the JSON's
+``"failed_cases"`` key (:data:`surrogateshap.report.FAILED_KEY`); the report lists them.
 """
 
 from __future__ import annotations
@@ -82,6 +87,16 @@ class BenchSession:
         self.n_checked = 0
         self.n_failed = 0
         self.n_unreferenced = 0
+        self.failed_cases: list[dict] = []
+
+    def record_failure(self, params: dict, phase: str, nodeid: str, excinfo):
+        """A case that raised before its benchmark finished: one row with its error."""
+        err = excinfo.value
+        message = " ".join(str(err).split()) or type(err).__name__
+        row = {k: params.get(k) for k in ARGNAMES}
+        row.update(scale=self.scale, phase=phase, nodeid=nodeid,
+                   error=f"{type(err).__name__}: {message}"[:2000])
+        self.failed_cases.append(json_safe(row))
 
     def cases(self) -> list[BenchmarkCase]:
         if getattr(self, "_cases", None) is None:
@@ -228,6 +243,26 @@ def bench_session(request) -> BenchSession:
     return request.config._surrogateshap_bench
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if not rep.failed or call.excinfo is None or not set(ARGNAMES) <= set(params):
+        return
+    bench = getattr(item, "funcargs", {}).get("benchmark")
+    if bench is not None and getattr(bench, "stats", None) is not None and not bench.has_error:
+        return  # it finished (e.g. a regression failure): its figures are in the JSON
+    item.config._surrogateshap_bench.record_failure(params, rep.when, item.nodeid, call.excinfo)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    bs: BenchSession = config._surrogateshap_bench
+    from surrogateshap.report import FAILED_KEY
+
+    output_json[FAILED_KEY] = list(bs.failed_cases)
+
+
 def pytest_sessionfinish(session, exitstatus):
     bs: BenchSession = session.config._surrogateshap_bench
     if bs.update and bs.records:
@@ -237,6 +272,9 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     bs: BenchSession = config._surrogateshap_bench
     tr = terminalreporter
+    if bs.failed_cases:
+        tr.write_line(f"surrogateshap: {len(bs.failed_cases)} case(s) raised; listed with their "
+                      "errors under 'failed_cases' in --benchmark-json")
     if bs.update:
         n = getattr(bs, "_written", 0)
         tr.write_line(f"surrogateshap: wrote {n} reference cases to {bs.reference_path}")

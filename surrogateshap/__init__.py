@@ -12,6 +12,7 @@ from surrogateshap.game import (
     BudgetExceededError,
     CachedGame,
     CoalitionStore,
+    CorruptStoreWarning,
     FunctionGame,
     Game,
     NonFiniteUtilityError,
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attribution", "Estimator", "Game", "FunctionGame", "CachedGame", "BudgetedGame",
-    "CoalitionStore", "BudgetExceededError", "NonFiniteUtilityError", "all_coalitions",
+    "CoalitionStore", "CorruptStoreWarning", "BudgetExceededError", "NonFiniteUtilityError", "all_coalitions",
     "exact_shapley", "shapley_from_table", "AdditiveGame", "AirportGame", "NoisyGame",
     "UnanimityGame", "WeightedVotingGame", "random_unanimity_game",
     "available_estimators", "get_estimator", "register",

@@ -13,7 +13,10 @@ writes, under ``out_dir``:
   LDS against wall-clock, and top-k removal curves.
 
 Figures are read from each benchmark's ``extra_info`` (written by
-:func:`surrogateshap.evaluation.evaluate`); wall-clock from its ``stats``.
+:func:`surrogateshap.evaluation.evaluate`); wall-clock from its ``stats``. Cases that
+raised are not benchmarks (pytest-benchmark writes only finished ones): the suite's
+plug-in lists them under the JSON's ``"failed_cases"`` key (case fields and ``error``)
+and the report shows them in a "Failed cases" table.
 """
 
 from __future__ import annotations
@@ -26,14 +29,61 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["load_benchmark_json", "summarize", "markdown_table", "write_report"]
+__all__ = ["read_benchmark_doc", "load_benchmark_json", "load_failed_cases", "summarize",
+           "markdown_table", "write_report", "FAILED_KEY"]
 
 KEYS = ["task", "utility", "game", "estimator", "budget"]
+#: top-level key of the benchmark JSON listing cases that raised (benchmarks/conftest.py)
+FAILED_KEY = "failed_cases"
+
+
+def read_benchmark_doc(json_path, require_cases: bool = False) -> dict:
+    """The parsed ``--benchmark-json`` file, with one clear ``ValueError`` (or
+    ``FileNotFoundError``) when it is missing, empty, cut short or not a benchmark file.
+    ``require_cases``: also refuse a file with no surrogateshap case, run or failed."""
+    path = Path(json_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (write one with "
+                                "`pytest benchmarks/ --benchmark-json FILE`)")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a benchmark JSON file")
+    text = path.read_text()
+    if not text.strip():
+        raise ValueError(f"{path} is empty (a benchmark run still writing it, or killed)")
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); it may be cut short (a run killed "
+                         "while writing it)") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks", []), list):
+        raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    if require_cases and not _case_infos(doc) and not doc.get(FAILED_KEY):
+        raise ValueError(f"{path} holds no surrogateshap benchmark cases")
+    return doc
+
+
+def _case_infos(doc) -> list[dict]:
+    out = []
+    for b in doc.get("benchmarks", []):
+        info = dict(b.get("extra_info") or {})
+        if "task" not in info:
+            info.update(b.get("params") or {})
+        if "task" in info:
+            out.append(info)
+    return out
+
+
+def load_failed_cases(json_path) -> pd.DataFrame:
+    """One row per case that raised: its fields (task ... seed) and ``error``."""
+    rows = read_benchmark_doc(json_path).get(FAILED_KEY) or []
+    cols = [*KEYS, "seed", "error"]
+    return pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
 
 
 def load_benchmark_json(json_path) -> pd.DataFrame:
-    """One row per benchmark case: its parameters, every figure, and ``wall_seconds``."""
-    doc = json.loads(Path(json_path).read_text())
+    """One row per benchmark case: its parameters, every figure, and ``wall_seconds``.
+    Empty (columns only) when every case failed; raises when there is no case at all."""
+    doc = read_benchmark_doc(json_path)
     rows = []
     for b in doc.get("benchmarks", []):
         info = dict(b.get("extra_info") or {})
@@ -50,6 +100,8 @@ def load_benchmark_json(json_path) -> pd.DataFrame:
         rows.append(info)
     df = pd.DataFrame(rows)
     if df.empty:
+        if doc.get(FAILED_KEY):
+            return pd.DataFrame(columns=[*KEYS, "seed", "scale", "wall_seconds"])
         raise ValueError(f"{json_path} holds no surrogateshap benchmark cases")
     for c in df.columns:
         if c not in ("task", "utility", "game", "estimator", "scale", "cost_unit", "truth",
@@ -92,12 +144,19 @@ def _pm(mean, std, digits=1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def md_escape(text) -> str:
+    """Text safe in markdown: ``&``, ``<``, ``>`` as entities, so a name such as
+    ``<script>`` or ``<lambda>`` is shown, not interpreted as HTML."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub markdown table of a DataFrame (strings as they are, index dropped)."""
-    cols = [str(c) for c in df.columns]
+    """A GitHub markdown table of a DataFrame (cells escaped, index dropped)."""
+    cols = [md_escape(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.astype(object).to_numpy().tolist():
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(md_escape(v).replace("|", "\\|").replace("\n", " ")
+                                       for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -245,11 +304,12 @@ def _plot_group(name, s, raw, alphas, fractions, style, out: Path) -> list[tuple
 def write_report(json_path, out_dir="results/report", plots: bool = True) -> Path:
     """Write report.md, figures.csv, summary.csv and PNG plots to ``out_dir``; returns
     the path of report.md."""
+    doc = read_benchmark_doc(json_path, require_cases=True)
+    df = load_benchmark_json(json_path)
+    failed = load_failed_cases(json_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df = load_benchmark_json(json_path)
-    doc = json.loads(Path(json_path).read_text())
-    s = summarize(df)
+    s = summarize(df) if not df.empty else pd.DataFrame(columns=[*KEYS])
     df.to_csv(out / "figures.csv", index=False, float_format="%.6g")
     s.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     alphas, fractions = _alphas(df), _fractions(df)
@@ -258,14 +318,18 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
 
     commit = doc.get("commit_info", {})
     cpu = (doc.get("machine_info", {}).get("cpu") or {})
+    scales = sorted(df["scale"].dropna().unique()) if "scale" in df else []
+    if not scales and not failed.empty:
+        scales = sorted({str(r.get("scale")) for r in doc.get(FAILED_KEY, []) if r.get("scale")})
     lines = [
         "# Benchmark report",
         "",
         f"Source: `{Path(json_path).name}` ({doc.get('datetime', '?')}), commit "
         f"`{str(commit.get('id', '?'))[:12]}{' (dirty)' if commit.get('dirty') else ''}`, "
-        f"{cpu.get('brand_raw', '?')} x{cpu.get('count', '?')}; scale "
-        f"{', '.join(sorted(df['scale'].dropna().unique())) if 'scale' in df else '?'}; "
-        f"{len(df)} cases run, {df['estimator'].nunique()} estimators.",
+        f"{md_escape(cpu.get('brand_raw', '?'))} x{cpu.get('count', '?')}; scale "
+        f"{md_escape(', '.join(scales) or '?')}; "
+        f"{len(df)} cases run, {df['estimator'].nunique()} estimators"
+        + (f"; **{len(failed)} cases failed** (see Failed cases)." if len(failed) else "."),
         "",
         "LDS: 100 x Spearman(sum of values over a test coalition, its utility), mean over "
         "the ground truth's retraining (or noise) seeds; the table shows the mean ± std of "
@@ -282,18 +346,22 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
         if nfail:
             lines += ["Regressed cases:", ""]
             for r in df[df["regression"] == "fail"].itertuples():
-                lines.append(f"- `{r.task}/{r.utility}/{r.game}/{r.estimator}/{r.budget}` seed {r.seed}: "
-                             f"{r.regression_failures}")
+                case = md_escape(f"{r.task}/{r.utility}/{r.game}/{r.estimator}/{r.budget}")
+                lines.append(f"- {case} seed {r.seed}: {md_escape(r.regression_failures)}")
             lines.append("")
+    if len(failed):
+        lines += ["## Failed cases", "",
+                  "These cases raised before producing figures; they are in no table or plot below.",
+                  "", markdown_table(failed.fillna("")), ""]
     for (task, util, game), sg in s.groupby(["task", "utility", "game"], sort=True):
         name = f"{task}/{util}/{game}"
         raw = df[(df.task == task) & (df.utility == util) & (df.game == game)]
-        lines += [f"## {name}", ""]
+        lines += [f"## {md_escape(name)}", ""]
         lines.append(markdown_table(_group_table(sg, raw, alphas)))
         lines.append("")
         if plots:
             for title, fname in _plot_group(name, sg, raw, alphas, fractions, style, out):
-                lines += [f"![{name}: {title}]({fname})", ""]
+                lines += [f"![{md_escape(name)}: {title}]({fname})", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report

@@ -8,6 +8,8 @@ recorded cost (model trainings, seconds) charged per coalition looked up.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,15 @@ class CoalitionTable:
     @property
     def n_players(self) -> int:
         return len(self.players)
+
+    def content_id(self) -> str:
+        """Hash of the players, utilities and every row: two different tables never
+        share an on-disk cache."""
+        if getattr(self, "_content_id", None) is None:
+            rows = pd.util.hash_pandas_object(self.frame.sort_index(axis=1), index=False).to_numpy()
+            head = json.dumps([list(self.players), list(self.utilities)]).encode()
+            self._content_id = hashlib.sha1(head + rows.tobytes()).hexdigest()[:16]
+        return self._content_id
 
     def is_complete(self, seed: int) -> bool:
         return len(self._index[seed]) == 2**self.n_players
@@ -130,4 +141,4 @@ class TableGame(Game):
         return self.table.exact_shapley(self.utility, self.seed)
 
     def cache_id(self):
-        return f"table:{self.utility}:{self.seed}"
+        return f"table:{self.table.content_id()}:{json.dumps([self.utility, self.seed])}"

@@ -152,3 +152,37 @@ def test_regression_check_catches_a_broken_estimator(pytester, plugin_name, tmp_
 
     text = write_report(broken_json, tmp_path / "report", plots=False).read_text()
     assert "Regressed cases:" in text and "exceeded by" in text
+
+
+def test_failed_cases_reach_the_json_and_the_report(pytester, plugin_name, tmp_path):
+    # pytest-benchmark writes only benchmarks that finished: a case that raised used to
+    # vanish from --benchmark-json and from the report
+    good = _permutation_estimator()
+
+    class FailsAt64(good):
+        def _estimate(self, game, budget, rng):
+            if budget == 64:
+                raise RuntimeError(f"<boom> at budget {budget}")
+            return super()._estimate(game, budget, rng)
+
+    register(plugin_name)(FailsAt64)
+    out = tmp_path / "bench.json"
+    res = pytester.runpytest_inprocess(
+        BENCH, "--estimator", plugin_name, *BASE_ARGS, "--no-regression", "--benchmark-json", str(out)
+    )
+    res.assert_outcomes(passed=6, failed=6)
+    assert "6 case(s) raised" in res.stdout.str()
+    doc = json.loads(out.read_text())
+    assert len(doc["benchmarks"]) == 6
+    failed = doc["failed_cases"]
+    assert len(failed) == 6 and {f["budget"] for f in failed} == {64}
+    assert {(f["utility"], f["seed"]) for f in failed} == {(u, s) for u in ("clean", "noisy") for s in range(3)}
+    for f in failed:
+        assert f["task"] == "unanimity10" and f["game"] == "known" and f["estimator"] == plugin_name
+        assert f["error"] == "RuntimeError: <boom> at budget 64" and f["phase"] == "call"
+
+    from surrogateshap.report import write_report
+
+    text = write_report(out, tmp_path / "report", plots=False).read_text()
+    assert "## Failed cases" in text and "6 cases failed" in text
+    assert f"| unanimity10 | noisy | known | {plugin_name} | 64 | 2 | RuntimeError: &lt;boom&gt; at budget 64 |" in text

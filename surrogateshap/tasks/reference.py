@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from surrogateshap._files import atomic_write
 from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.table import CoalitionTable
 from surrogateshap.tasks.base import DiffusionTask, RetrainingGame
@@ -150,7 +152,22 @@ def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
             f"{path} holds a table of another configuration ({found}); this task is "
             f"{task.config_id()}. Write elsewhere (--out DIR) or move that file first."
         )
-    return pd.read_csv(path, comment="#", dtype={"coalition": str}).to_dict("records")
+    try:
+        frame = pd.read_csv(path, comment="#", dtype={"coalition": str})
+        cols = ["coalition", "seed", *task.utilities, "seconds"]
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"no column(s) {missing}")
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ValueError(
+            f"{path} is not a readable retraining table ({e}); it may be a partial write. "
+            "Move it away (the task's cache still holds every finished retraining) and run again."
+        ) from e
+    whole = frame[cols].notna().all(axis=1)
+    if not whole.all():
+        warnings.warn(f"{path}: ignored {int((~whole).sum())} incomplete row(s) (a cut-short "
+                      "write); those coalitions come from the cache or are retrained", stacklevel=3)
+    return frame[whole].to_dict("records")
 
 
 def _resume(task: DiffusionTask, game: RetrainingGame, rows: list[dict]) -> int:
@@ -178,14 +195,16 @@ def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
         f"{' '.join(map(str, seeds))}  (commit {git_commit()}, {platform.machine()}, "
         f"torch device {getattr(task, 'device', 'cpu')})\n"
     )
-    with open(out_dir / RETRAINING_CSV, "w") as f:
+    table = CoalitionTable(frame, task.players, task.utilities)
+    # each file is replaced whole (tmp + fsync + os.replace): a crash leaves the old
+    # file or the new one. The old exact values go first, so a crash between the two
+    # replacements never leaves them beside a newer table.
+    (out_dir / EXACT_CSV).unlink(missing_ok=True)
+    with atomic_write(out_dir / RETRAINING_CSV) as f:
         f.write(header)
         frame.to_csv(f, index=False, float_format="%.6g")
-    table = CoalitionTable(frame, task.players, task.utilities)
     if table.complete_seeds():
-        with open(out_dir / EXACT_CSV, "w") as f:
+        with atomic_write(out_dir / EXACT_CSV) as f:
             f.write(f"# Exact Shapley values of the retraining game, from {RETRAINING_CSV}.\n")
             table.exact_frame().to_csv(f, index=False, float_format="%.6g")
-    else:  # never leave exact values of an older table beside this one
-        (out_dir / EXACT_CSV).unlink(missing_ok=True)
     return table
