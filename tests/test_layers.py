@@ -176,3 +176,23 @@ def test_task_estimator_and_utility_plug_in_from_outside(tmp_path):
     assert res["full"] == pytest.approx(top(range(4)), rel=1e-12)
     loo = [top(range(4)) - top([k for k in range(4) if k != i]) for i in range(4)]
     assert res["values"] == pytest.approx(loo, rel=1e-12)
+
+
+def test_reference_tables_travel_as_package_data(tmp_path, monkeypatch):
+    # a wheel install has no datasets/ folder: the tables come from the package data
+    from surrogateshap.tasks import reference
+
+    shipped = tmp_path / "reference_data" / "digits10"
+    shipped.mkdir(parents=True)
+    (shipped / reference.RETRAINING_CSV).write_text("coalition,seed\n")
+    monkeypatch.delenv("SURROGATESHAP_DATASETS", raising=False)
+    monkeypatch.setattr(reference, "REPOSITORY_DATASETS", tmp_path / "no-checkout")
+    monkeypatch.setattr(reference, "PACKAGE_DATASETS", tmp_path / "reference_data")
+    assert reference.reference_dir("digits10") == shipped
+    # and the wheel's package data holds the datasets/ folder (pyproject maps it)
+    import tomllib
+    from pathlib import Path
+
+    cfg = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert cfg["package-dir"]["surrogateshap.reference_data"] == "datasets"
+    assert "*/*.csv" in cfg["package-data"]["surrogateshap.reference_data"]

@@ -35,11 +35,22 @@ RETRAINING_CSV = "retraining_table.csv"
 EXACT_CSV = "exact_shapley.csv"
 
 
+#: where the shipped tables live: the repository's datasets/ folder in a source or
+#: editable checkout, the package data surrogateshap/reference_data/ in a wheel
+REPOSITORY_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+PACKAGE_DATASETS = Path(__file__).resolve().parents[1] / "reference_data"
+
+
 def reference_dir(task_name: str) -> Path:
-    """$SURROGATESHAP_DATASETS/<task>, else the repository's datasets/<task>."""
+    """Folder of a task's reference tables: $SURROGATESHAP_DATASETS/<task> when set, else
+    the checkout's datasets/<task>, else the installed package data (a wheel install)."""
     root = os.environ.get("SURROGATESHAP_DATASETS")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "datasets"
-    return base / task_name
+    if root:
+        return Path(root) / task_name
+    for base in (REPOSITORY_DATASETS, PACKAGE_DATASETS):
+        if (base / task_name).is_dir():
+            return base / task_name
+    return REPOSITORY_DATASETS / task_name
 
 
 def table_config_id(path: str | os.PathLike) -> str | None:

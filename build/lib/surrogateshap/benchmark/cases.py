@@ -1,0 +1,138 @@
+"""Benchmark cases: task x utility x game x estimator x budget x seed, and running one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES
+from surrogateshap.benchmark.tasks import BENCHMARK_TASKS, get_benchmark_task
+from surrogateshap.evaluation import evaluate
+from surrogateshap.registry import available_estimators, get_estimator, parse_spec
+
+__all__ = ["MAX_EXACT_BUDGET", "BenchmarkCase", "benchmark_cases", "prepare_case", "run_case"]
+
+#: an exact (enumeration) estimator also runs at budget 2**n up to this many evaluations
+MAX_EXACT_BUDGET = 4096
+
+
+@dataclass(frozen=True)
+class BenchmarkCase:
+    """One benchmark case; ``skip`` is a reason not to run it (None: run)."""
+
+    task: str
+    utility: str
+    game: str
+    estimator: str
+    budget: int
+    seed: int
+    scale: str = "default"
+    skip: str | None = field(default=None, compare=False)
+    slow: bool = field(default=False, compare=False)
+    gpu: bool = field(default=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Identifies the case across seeds (the regression reference's key)."""
+        return f"{self.task}/{self.utility}/{self.game}/{self.estimator}/{self.budget}"
+
+    @property
+    def group(self) -> str:
+        return f"{self.task}/{self.utility}/{self.game}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.task}-{self.utility}-{self.game}-{self.estimator}-b{self.budget}-s{self.seed}"
+
+
+def benchmark_cases(
+    scale: str = "default",
+    tasks: Sequence[str] | None = None,
+    utilities: Sequence[str] | None = None,
+    games: Sequence[str] | None = None,
+    estimators: Sequence[str] | None = None,
+    budgets: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[BenchmarkCase]:
+    """Every case of a scale preset, filtered by the given names (None: the preset's).
+
+    ``tasks`` replaces the preset's task selection (all of a named task's utilities
+    and games); ``utilities``/``games`` filter; ``estimators`` defaults to every
+    registered estimator, and takes variants as specs with parameters
+    (``"surrogateshap(efficiency='centered')"``, see :func:`~surrogateshap.registry.parse_spec`);
+    whether an estimator can run a case is the estimator's own
+    :meth:`~surrogateshap.estimator.Estimator.unsupported`; ``budgets`` and ``seeds`` default to the preset's. An exact
+    estimator also gets budget 2**n where that is at most ``MAX_EXACT_BUDGET``.
+    Unavailable tasks (missing table) still give cases, with ``skip`` set.
+    """
+    st = SCALE_SETTINGS[scale] if scale in SCALE_SETTINGS else None
+    if st is None:
+        raise KeyError(f"unknown scale {scale!r}; choose from {SCALES}")
+    known_est = available_estimators()
+    names = list(estimators) if estimators else known_est
+    bad = [e for e in names if parse_spec(e)[0] not in known_est]
+    if bad:
+        raise KeyError(f"unknown estimator(s) {bad}; registered: {', '.join(known_est)}")
+    if tasks:
+        bad = [t for t in tasks if t not in BENCHMARK_TASKS]
+        if bad:
+            raise KeyError(f"unknown benchmark task(s) {bad}; known: {', '.join(BENCHMARK_TASKS)}")
+        selection = [(t, None, None) for t in tasks]
+    else:
+        selection = list(st.selection)
+    budgets = sorted(set(int(b) for b in (budgets or st.budgets)))
+    seeds = list(seeds) if seeds is not None else list(range(st.n_seeds))
+    ests = {e: get_estimator(e) for e in names}
+    cases = []
+    for tname, util, gname in selection:
+        bt = get_benchmark_task(tname, scale)
+        reason = bt.unavailable()
+        for u in [util] if util else bt.utilities:
+            if utilities and u not in utilities:
+                continue
+            for g in [gname] if gname else bt.games:
+                if games and g not in games:
+                    continue
+                for e, est in ests.items():
+                    bl = list(budgets)
+                    if est.is_exact and 2**bt.n_players <= MAX_EXACT_BUDGET:
+                        bl = sorted(set(bl) | {2**bt.n_players})
+                    for b in bl:
+                        skip = reason or est.unsupported(bt.n_players, b, bt.offers)
+                        slow = bt.slow or (b > st.slow_budget and not est.is_exact)
+                        gpu = scale == "paper" and (
+                            g in bt.trains or any(r in bt.trains for r in est.requires)
+                        )
+                        for s in seeds:
+                            cases.append(BenchmarkCase(tname, u, g, e, b, int(s), scale,
+                                                       skip=skip, slow=slow or gpu, gpu=gpu))
+    return cases
+
+
+def prepare_case(case: BenchmarkCase, **estimator_params):
+    """(call, truth): a zero-argument call running the estimator (the part to time),
+    returning an Attribution, and the case's ground truth. Everything slow that is not
+    the estimator (loading the table, training the proxy's full model) happens here."""
+    bt = get_benchmark_task(case.task, case.scale)
+    reason = bt.unavailable(case.game)
+    if reason:
+        raise LookupError(reason)
+    game = bt.game(case.utility, case.game)
+    est = get_estimator(case.estimator, **estimator_params)
+    resources = bt.resources(case.utility, est.requires)
+    truth = bt.truth(case.utility)
+
+    def call():
+        return est.estimate(game, case.budget, seed=case.seed, **resources)
+
+    return call, truth
+
+
+def run_case(case: BenchmarkCase, **estimator_params) -> tuple:
+    """Run one case: (attribution, figures) with figures from :func:`evaluate`."""
+    call, truth = prepare_case(case, **estimator_params)
+    att = call()
+    return att, evaluate(att, truth)
+
+
+# ---------------------------------------------------------------- reference figures

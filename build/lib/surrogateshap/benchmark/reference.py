@@ -1,0 +1,103 @@
+"""The regression reference: per-case figures aggregated over seeds, written and read."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from surrogateshap.evaluation import GroundTruth, aggregate_figures
+from surrogateshap.tasks.reference import git_commit
+
+__all__ = ["reference_entries", "write_reference", "read_reference", "ceiling_figures", "json_safe"]
+
+
+def reference_entries(records: dict[str, list[dict]], fingerprints: dict[str, str]) -> dict:
+    """Reference entries from per-seed figures grouped by case key.
+
+    ``records`` maps a case key to the list of its seeds' figure dicts (each may carry
+    a "seed"); ``fingerprints`` maps the key to its ground truth's fingerprint.
+    """
+    out = {}
+    for key in sorted(records):
+        figs = records[key]
+        out[key] = {
+            "truth": fingerprints.get(key),
+            "seeds": sorted(int(f["seed"]) for f in figs if "seed" in f),
+            "figures": aggregate_figures(figs),
+        }
+    return out
+
+
+def json_safe(obj):
+    """JSON-safe: numpy scalars to Python, nan/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    return obj
+
+
+def write_reference(path, entries: dict, command: str, scale: str, root=None, note: str = "") -> dict:
+    """Write the regression reference file (entries from :func:`reference_entries`)."""
+    from surrogateshap.evaluation import REGRESSION_RULES, SIGMA
+
+    path = Path(path)
+    root = Path(root) if root else path.resolve().parent
+    doc = {
+        "meta": {
+            "command": command,
+            "git_commit": git_commit(root),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "scale": scale,
+            "tolerance": {
+                "rule": "fail when worse than the reference mean by more than "
+                        "max(sigma * seed_std, floor, rel_floor * |mean|)",
+                "sigma": SIGMA,
+                "figures": {k: {"higher_is_better": h, "floor": f, "rel_floor": r}
+                            for k, (h, f, r) in REGRESSION_RULES.items()},
+            },
+            "note": note,
+        },
+        "cases": entries,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    for entry in doc["cases"].values():
+        for fig in entry["figures"].values():
+            for k in ("mean", "std", "tolerance"):
+                if isinstance(fig.get(k), float) and math.isfinite(fig[k]):
+                    fig[k] = float(f"{fig[k]:.6g}")
+    doc = json_safe(doc)
+    # one line per case keeps the file diffable: a changed figure is a changed line
+    cases = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc["cases"].items())
+    meta = json.dumps(doc["meta"], indent=2).replace("\n", "\n ")
+    tmp.write_text(f'{{\n "meta": {meta},\n "cases": {{\n{cases}\n }}\n}}\n')
+    tmp.replace(path)
+    return doc
+
+
+def read_reference(path) -> dict:
+    """A reference file; JSON nulls (nan when written) come back as nan."""
+    doc = json.loads(Path(path).read_text())
+    for entry in doc.get("cases", {}).values():
+        for fig in entry.get("figures", {}).values():
+            for k in ("mean", "std", "tolerance"):
+                if fig.get(k) is None:
+                    fig[k] = float("nan")
+    return doc
+
+
+def ceiling_figures(truth: GroundTruth) -> dict:
+    """The LDS of the exact values, as ``ceiling_lds_{alpha}_mean`` figures."""
+    return {f"ceiling_{k}": v for k, v in truth.ceiling().items()}

@@ -1,0 +1,50 @@
+"""Scale presets of the benchmark: which tasks, budgets, seeds and test-set sizes run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from surrogateshap.evaluation import ALPHAS, removal_fractions
+
+__all__ = ["SCALES", "ScaleSettings", "SCALE_SETTINGS", "removal_fractions"]
+
+SCALES = ("ci", "default", "paper")
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """What a scale preset runs: which (task, utility, game) triples (None = all of
+    the task's), budgets, estimator seeds, and the size of sampled LDS test sets."""
+
+    selection: tuple[tuple[str, str | None, str | None], ...]
+    budgets: tuple[int, ...]
+    n_seeds: int = 3
+    lds_m: int = 100  # sampled test coalitions per alpha (known games)
+    n_noise_seeds: int = 5  # LDS test utilities per coalition for the noisy known games
+    slow_budget: int = 128  # cases above this budget are marked slow
+    alphas: tuple[float, ...] = ALPHAS
+
+
+_KNOWN = ("unanimity10", "airport20", "voting20")
+SCALE_SETTINGS = {
+    "ci": ScaleSettings(
+        selection=(
+            ("unanimity10", None, None),
+            ("digits10", "neg_fid", "retraining"),
+            ("digits10", "inception_score", "retraining"),
+        ),
+        budgets=(32, 64, 128),
+    ),
+    "default": ScaleSettings(
+        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10")),
+        budgets=(32, 64, 128, 256, 512),
+    ),
+    "paper": ScaleSettings(
+        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10")),
+        budgets=(32, 64, 128, 256, 512, 1024),
+        n_seeds=5,
+        lds_m=200,
+        n_noise_seeds=5,
+        slow_budget=256,
+    ),
+}

@@ -1,0 +1,325 @@
+"""Benchmark tasks: per utility, the games an estimator plays and its ground truth."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from math import comb
+from pathlib import Path
+
+import numpy as np
+
+from surrogateshap.benchmark.replay import ReplayedGame
+from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, removal_fractions
+from surrogateshap.evaluation import GroundTruth, ground_truth_from_table
+from surrogateshap.exact import banzhaf_from_table
+from surrogateshap.game import Game, all_coalitions
+from surrogateshap.games import AirportGame, NoisyGame, WeightedVotingGame, random_unanimity_game
+from surrogateshap.metrics import sample_test_coalitions
+
+__all__ = ["BenchmarkTask", "KnownGameTask", "TableBenchmark", "Digits10Benchmark",
+           "BENCHMARK_TASKS", "get_benchmark_task", "BANZHAF_MAX_PLAYERS"]
+
+#: known games up to this many players also get exact Banzhaf values (2**n evaluations)
+BANZHAF_MAX_PLAYERS = 16
+
+
+class BenchmarkTask:
+    """Games and ground truth of one benchmark task (subclasses fill in the rest).
+
+    ``games`` lists the game kinds an estimator can play; ``unavailable()`` returns a
+    reason to skip (missing data or dependency) or None.
+    """
+
+    name: str = ""
+    players: tuple[str, ...] = ()
+    utilities: tuple[str, ...] = ()
+    games: tuple[str, ...] = ()
+    #: the game kind that needs model training on first use (marked gpu at paper scale)
+    trains: tuple[str, ...] = ()
+    #: every case of the task is marked slow
+    slow: bool = False
+    #: resources an estimator may declare in ``requires``
+    offers: tuple[str, ...] = ()
+
+    def __init__(self, scale: str = "default"):
+        if scale not in SCALE_SETTINGS:
+            raise KeyError(f"unknown scale {scale!r}; choose from {SCALES}")
+        self.scale = scale
+        self.settings = SCALE_SETTINGS[scale]
+        self._truth: dict[str, GroundTruth] = {}
+
+    @property
+    def n_players(self) -> int:
+        return len(self.players)
+
+    def unavailable(self, game: str | None = None) -> str | None:
+        return None
+
+    def check(self, utility: str, game: str | None = None):
+        if utility not in self.utilities:
+            raise KeyError(f"task {self.name} has no utility {utility!r}; it offers {self.utilities}")
+        if game is not None and game not in self.games:
+            raise KeyError(f"task {self.name} has no game {game!r}; it offers {self.games}")
+
+    def game(self, utility: str, game: str) -> Game:
+        """The game an estimator plays."""
+        raise NotImplementedError
+
+    def resource(self, name: str, utility: str):
+        """A resource an estimator declares in ``requires`` (None when not offered)."""
+        return None
+
+    def game_info(self, utility: str, game: str) -> dict:
+        """Facts about the game a case plays, for the record (e.g. replay timing)."""
+        g = self.game(utility, game)
+        if isinstance(g, ReplayedGame):
+            return {"game_seconds_per_evaluation": g.seconds_per_evaluation}
+        return {}
+
+    def resources(self, utility: str, requires: Sequence[str]) -> dict:
+        out = {r: self.resource(r, utility) for r in requires}
+        missing = [r for r, v in out.items() if v is None]
+        if missing:
+            raise LookupError(f"task {self.name} offers no {missing} resource")
+        return out
+
+    def truth(self, utility: str) -> GroundTruth:
+        self.check(utility)
+        if utility not in self._truth:
+            self._truth[utility] = self._make_truth(utility)
+        return self._truth[utility]
+
+    def _make_truth(self, utility: str) -> GroundTruth:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r}, scale={self.scale!r})"
+
+
+class KnownGameTask(BenchmarkTask):
+    """A game with known Shapley values, clean or with seeded retraining-like noise.
+
+    The proxy resource (for estimators that declare ``requires=("proxy",)``) is an
+    independently noised copy with twice the noise: cheap, correlated, biased.
+    """
+
+    utilities = ("clean", "noisy")
+    games = ("known",)
+    offers = ("proxy",)
+
+    def __init__(self, name: str, base: Game, scale: str = "default", noise: float = 0.2,
+                 slow: bool = False):
+        super().__init__(scale)
+        self.name = name
+        self.base = base
+        self.players = base.players
+        self.slow = slow
+        rng = np.random.default_rng(123)
+        probe = rng.random((512, self.n_players)) < rng.random((512, 1))
+        spread = float(np.std(base(probe)))
+        self.sigma = noise * (spread if spread > 0 else 1.0)
+
+    def game(self, utility: str, game: str = "known") -> Game:
+        self.check(utility, game)
+        return self.base if utility == "clean" else NoisyGame(self.base, self.sigma, seed=0)
+
+    def resource(self, name, utility):
+        if name == "proxy":
+            return NoisyGame(self.base, 2 * self.sigma, seed=10_000)
+        return None
+
+    def _make_truth(self, utility):
+        n, st = self.n_players, self.settings
+        sets = {}
+        for j, alpha in enumerate(st.alphas):
+            k = max(1, int(alpha * n))
+            m = min(st.lds_m, comb(n, k))
+            masks = sample_test_coalitions(n, alpha, m=m, seed=1000 + j)
+            if utility == "clean":
+                utils = self.base(masks)[None, :]
+            else:
+                utils = np.stack(
+                    [NoisyGame(self.base, self.sigma, seed=s)(masks) for s in range(1, st.n_noise_seeds + 1)]
+                )
+            sets[alpha] = (masks, utils)
+        other = {}
+        if n <= BANZHAF_MAX_PLAYERS:
+            other["banzhaf"] = banzhaf_from_table(self.base(all_coalitions(n)), n)
+        return GroundTruth(
+            players=self.players,
+            exact=self.base.exact_values(),
+            exact_other=other,
+            lds_sets=sets,
+            removal_game=self.base,
+            fractions=removal_fractions(n),
+            cost_unit=self.base.cost_unit,
+            name=f"{self.name}/{utility}",
+        )
+
+
+class TableBenchmark(BenchmarkTask):
+    """A diffusion task with a reference retraining table: the one table-backed task.
+
+    Game ``retraining`` replays the shipped table (the seed-mean
+    :class:`~surrogateshap.table.TableGame`, budgets in retrainings, nothing is
+    trained); game ``proxy`` is SurrogateSHAP's proxy game over the one full-data model
+    (its first use trains that model and a sample bank, cached under
+    ``$SURROGATESHAP_CACHE``), tabulated once and replayed (:class:`ReplayedGame`), so a
+    case's wall-clock is the estimator's own. The proxy is built from the task
+    configuration that made the table (read from its ``# config`` header), whatever the
+    scale preset, so a CI run never scores a cheaper proxy against the table.
+    Ground truth comes from :func:`~surrogateshap.evaluation.ground_truth_from_table`.
+    """
+
+    games = ("retraining", "proxy")
+    trains = ("proxy",)
+    offers = ("proxy",)
+
+    def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None):
+        super().__init__(scale)
+        self.name = name
+        self.table_path = table_path
+        self._task = None
+        self._table = None
+        self._proxies: dict[str, Game] = {}
+        self._reason: str | None = None
+        self._checked = False
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        return self._table.players if self._table is not None else self._fallback().players
+
+    @property
+    def utilities(self) -> tuple[str, ...]:
+        return self._table.utilities if self._table is not None else self._fallback().utilities
+
+    def _fallback(self):
+        """The task at this scale: names its players and utilities while no table is there."""
+        if self._task is not None:
+            return self._task
+        from surrogateshap.tasks import get_task
+
+        return get_task(self.name, scale=self.scale)
+
+    def _path(self) -> Path:
+        from surrogateshap.tasks.reference import RETRAINING_CSV, reference_dir
+
+        return Path(self.table_path) if self.table_path else reference_dir(self.name) / RETRAINING_CSV
+
+    @property
+    def task(self):
+        """The task at the configuration that made the table."""
+        if self._task is None:
+            from surrogateshap.tasks.reference import task_for_table
+
+            self._task = task_for_table(self.name, self._path(), prefer=self.scale)
+        return self._task
+
+    @property
+    def table(self):
+        if self._table is None:
+            reason = self.unavailable()
+            if reason:
+                raise LookupError(reason)
+        return self._table
+
+    def unavailable(self, game: str | None = None) -> str | None:
+        if not self._checked:
+            self._checked = True
+            self._reason = self._find_reason()
+        return self._reason
+
+    def _find_reason(self) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return f"{self.name} needs torch: pip install -e '.[diffusion]'"
+        path = self._path()
+        if not path.exists():
+            return (
+                f"{self.name} ground truth missing: no retraining table at {path} (build it with "
+                f"`surrogateshap build-table --task {self.name}`, or set SURROGATESHAP_DATASETS)"
+            )
+        from surrogateshap.tasks.reference import load_reference
+
+        try:
+            table = load_reference(self.task, path)
+        except Exception as e:  # noqa: BLE001 - a half-written or foreign table is a skip
+            return f"{self.name} retraining table at {path} is unusable: {type(e).__name__}: {e}"
+        if not table.complete_seeds():
+            counts = {int(s): int(len(g)) for s, g in table.frame.groupby("seed")}
+            return (
+                f"{self.name} retraining table at {path} has no complete seed yet "
+                f"(coalitions per seed {counts} of {2**table.n_players}); it is still being built"
+            )
+        self._table = table
+        return None
+
+    def check(self, utility: str, game: str | None = None):
+        reason = self.unavailable()
+        if reason:
+            raise LookupError(reason)
+        super().check(utility, game)
+
+    def game(self, utility: str, game: str = "retraining") -> Game:
+        self.check(utility, game)
+        if game == "retraining":
+            return self.table.game(utility)
+        return self.proxy(utility)
+
+    def proxy(self, utility: str) -> Game:
+        """The task's proxy game, tabulated once (:class:`ReplayedGame`): the first call
+        trains the full model and sample bank if they are not cached."""
+        if utility not in self._proxies:
+            self._proxies[utility] = ReplayedGame(self.task.proxy_game(utility))
+        return self._proxies[utility]
+
+    def resource(self, name, utility):
+        if name == "proxy":
+            return self.proxy(utility)
+        return None
+
+    def _make_truth(self, utility):
+        return ground_truth_from_table(self.table, utility, self.settings.alphas,
+                                       name=f"{self.name}/{utility}")
+
+
+def Digits10Benchmark(scale: str = "default", table_path=None) -> TableBenchmark:
+    """``digits10`` with its shipped table (kept for callers of the old class)."""
+    return TableBenchmark("digits10", scale, table_path)
+
+
+def _airport20():
+    rng = np.random.default_rng(20)
+    return AirportGame(np.round(rng.uniform(1.0, 10.0, 20), 2))
+
+
+def _voting20():
+    rng = np.random.default_rng(21)
+    w = rng.integers(1, 10, 20)
+    return WeightedVotingGame(w, quota=int(w.sum()) // 2 + 1)
+
+
+#: name -> factory(scale) of every benchmark task
+BENCHMARK_TASKS: dict[str, Callable[[str], BenchmarkTask]] = {
+    "unanimity10": lambda s: KnownGameTask("unanimity10", random_unanimity_game(10, seed=0), s),
+    "unanimity50": lambda s: KnownGameTask(
+        "unanimity50", random_unanimity_game(50, n_terms=100, seed=0), s, slow=True
+    ),
+    "airport20": lambda s: KnownGameTask("airport20", _airport20(), s),
+    "voting20": lambda s: KnownGameTask("voting20", _voting20(), s),
+    "digits10": lambda s: TableBenchmark("digits10", s),
+}
+
+
+@lru_cache(maxsize=None)
+def get_benchmark_task(name: str, scale: str = "default") -> BenchmarkTask:
+    """A benchmark task by name (cached: its games and ground truth are built once)."""
+    if name not in BENCHMARK_TASKS:
+        raise KeyError(f"unknown benchmark task {name!r}; known: {', '.join(BENCHMARK_TASKS)}")
+    return BENCHMARK_TASKS[name](scale)
+
+
+# ---------------------------------------------------------------- cases

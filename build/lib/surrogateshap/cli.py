@@ -1,0 +1,195 @@
+"""Command line: ``surrogateshap run`` (value contributors), ``build-table``, ``report``.
+
+Every argument is checked before any model is trained or any file is written; a usage
+error is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from surrogateshap.evaluation import ALPHAS
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _task(args):
+    from surrogateshap.tasks import get_task
+
+    try:
+        return get_task(args.task, scale=args.scale)
+    except KeyError as e:
+        raise UsageError(e.args[0] if e.args else str(e)) from None
+
+
+def _writable(path, what: str):
+    from surrogateshap._files import check_writable_dir
+
+    try:
+        check_writable_dir(path, what)
+    except OSError as e:
+        raise UsageError(str(e)) from None
+
+
+def _non_negative(values, flag: str):
+    bad = [v for v in values if v < 0]
+    if bad:
+        raise UsageError(f"{flag} must be >= 0; got {bad[0]}")
+
+
+def _check_run(args, task):
+    from surrogateshap.registry import available_estimators, get_estimator
+
+    if args.utility not in task.utilities:
+        raise UsageError(f"task {task.name} has no utility {args.utility!r}; it offers "
+                         f"{', '.join(task.utilities)}")
+    if args.budget <= 0:
+        raise UsageError(f"--budget must be a positive number of game evaluations; got {args.budget}")
+    _non_negative([args.seed], "--seed")
+    known = available_estimators()
+    for name in dict.fromkeys([args.estimator, *args.compare]):
+        if name not in known:
+            raise UsageError(f"unknown estimator {name!r}; known estimators: {', '.join(known)}")
+        est = get_estimator(name)
+        if est.requires:
+            raise UsageError(f"estimator {name!r} needs {list(est.requires)} beside the game, which "
+                             "`run` does not provide; use it from Python or the benchmark suite")
+        need = est.min_budget(task.n_players)
+        if args.budget < need:
+            raise UsageError(f"estimator {name!r} needs --budget >= {need} for {task.n_players} "
+                             f"players; got {args.budget}")
+    if args.reference is not None and not Path(args.reference).is_file():
+        raise UsageError(f"--reference {args.reference}: no such file")
+    _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
+
+
+def _run(args) -> int:
+    import pandas as pd
+
+    from surrogateshap.evaluation import evaluate, ground_truth_from_table
+    from surrogateshap.registry import get_estimator
+    from surrogateshap.tasks.reference import load_reference
+
+    task = _task(args)
+    _check_run(args, task)
+    print(f"task {task.name} ({task.n_players} contributors, scale {args.scale}); "
+          f"utility {args.utility}; cache {task.cache_dir}", flush=True)
+    try:
+        ref = load_reference(task, args.reference)
+    except (FileNotFoundError, ValueError) as e:
+        ref = None
+        print(f"(no ground truth: {e})")
+    proxy = task.proxy_game(args.utility)
+    proxy(np.ones((1, task.n_players), bool))  # trains the full model if not cached
+    names = [args.estimator, *args.compare]
+    results = {name: get_estimator(name).estimate(proxy, args.budget, seed=args.seed) for name in names}
+    table = pd.DataFrame({name: a.values for name, a in results.items()}, index=task.players)
+    truth = None
+    if ref is not None and ref.complete_seeds():
+        truth = ground_truth_from_table(ref, args.utility, ALPHAS)
+        table["exact (retraining)"] = truth.exact
+    print(f"\nShapley values of the proxy game, budget {args.budget} evaluations:")
+    print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
+    for name, a in results.items():
+        print(f"{name}: {a.n_evaluations} evaluations, {a.seconds:.2f} s")
+    if truth is not None:
+        print(f"\nAgainst the retraining game (seeds {ref.complete_seeds()}):")
+        rows = []
+        for name, a in {**results, "exact (retraining)": truth.exact}.items():
+            figs = evaluate(a, truth)
+            row = {"estimator": name}
+            for alpha in ALPHAS:
+                row[f"LDS@{alpha}"] = f"{figs[f'lds_{alpha:g}_mean']:.1f} ± {figs[f'lds_{alpha:g}_ci95']:.1f}"
+            if name in results:
+                row.update({k: round(figs[k], 3) for k in ("relative_l2", "spearman", "topk_recall")})
+            rows.append(row)
+        print(pd.DataFrame(rows).set_index("estimator").to_string())
+    return 0
+
+
+def _build_table(args) -> int:
+    from surrogateshap.tasks.reference import (
+        RETRAINING_CSV,
+        _earlier_rows,
+        build_retraining_table,
+        reference_dir,
+    )
+
+    task = _task(args)
+    _non_negative(args.seeds, "--seeds")
+    out = Path(args.out) if args.out is not None else reference_dir(task.name)
+    _writable(out, "output folder (--out)")
+    if (out / RETRAINING_CSV).is_dir():
+        raise UsageError(f"{out / RETRAINING_CSV} is a folder, not a table")
+    try:  # a table of another configuration, or unreadable: refused before training
+        _earlier_rows(task, out / RETRAINING_CSV)
+    except ValueError as e:
+        raise UsageError(str(e).replace("\n", " ")) from None
+    _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
+    table = build_retraining_table(task, args.seeds, out_dir=out, train=not args.export_only)
+    print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
+    return 0
+
+
+def _report(args) -> int:
+    from surrogateshap.report import read_benchmark_doc, write_report
+
+    try:
+        read_benchmark_doc(args.json, require_cases=True)
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    _writable(args.out, "report folder (--out)")
+    path = write_report(args.json, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="surrogateshap", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+    r = sub.add_parser("run", help="value a task's contributors with an estimator on the proxy game")
+    r.add_argument("--task", default="digits10")
+    r.add_argument("--utility", default="neg_fid")
+    r.add_argument("--estimator", default="surrogateshap")
+    r.add_argument("--compare", nargs="*", default=["permutation-antithetic", "kernelshap"])
+    r.add_argument("--budget", type=int, default=256)
+    r.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--reference", default=None, help="path to a retraining table CSV")
+    r.set_defaults(fn=_run)
+    b = sub.add_parser("build-table", help="retrain every coalition (resumable) and write the reference table")
+    b.add_argument("--task", default="digits10")
+    b.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    b.add_argument("--seeds", type=int, nargs="+", default=[0])
+    b.add_argument("--out", default=None)
+    b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
+    b.set_defaults(fn=_build_table)
+    rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
+    rep.add_argument("json")
+    rep.add_argument("--out", default="results/report")
+    rep.set_defaults(fn=_report)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in sub.choices and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]  # `surrogateshap --budget 64` means `surrogateshap run --budget 64`
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except UsageError as e:
+        print(f"surrogateshap {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

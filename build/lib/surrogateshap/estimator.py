@@ -1,0 +1,152 @@
+"""The estimator interface: ``estimate(game, budget, seed) -> Attribution``.
+
+An estimator is a class whose constructor stores parameters and whose ``_estimate``
+does the work on a :class:`~surrogateshap.game.BudgetedGame`, so every evaluation is
+counted and the budget is enforced rather than trusted. Estimators that need more than
+the game (a cheap proxy game, model access) list those in ``requires``; the caller
+passes them as keyword arguments. ``index`` names what the values estimate.
+
+Two rules hold for every estimator, here rather than in each one:
+
+- whether it can run at all (budget, resources) is :meth:`Estimator.unsupported`, the
+  one check the benchmark also uses to skip a case;
+- a budget of at least 2**n buys every coalition: the work is capped there and, for
+  the indices that enumeration defines (Shapley, Banzhaf), the result is exact.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import ClassVar
+
+import numpy as np
+
+from surrogateshap.attribution import INDICES, Attribution
+from surrogateshap.exact import (
+    MAX_EXACT_PLAYERS,
+    banzhaf_from_table,
+    shapley_from_table,
+    shapley_interactions_from_table,
+)
+from surrogateshap.game import BudgetedGame, Game, all_coalitions
+
+__all__ = ["Estimator"]
+
+#: index -> enumeration formula, for the exact answer at a budget of 2**n
+_FROM_TABLE = {"shapley": shapley_from_table, "banzhaf": banzhaf_from_table}
+
+
+class Estimator(ABC):
+    #: registry name, set by :func:`surrogateshap.registry.register`
+    name: ClassVar[str] = ""
+    #: what the values estimate: "shapley", "banzhaf", "datamodel" or "loo"
+    index: ClassVar[str] = "shapley"
+    #: extra resources ``estimate`` needs beyond the game, e.g. ("proxy",)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: True when the method only runs on every coalition (enumeration)
+    is_exact: ClassVar[bool] = False
+
+    def min_budget(self, n_players: int) -> int:
+        """Fewest game evaluations the method can run on."""
+        return 1
+
+    def validate(self) -> None:
+        """Raise ValueError naming a bad parameter; runs before any game evaluation."""
+
+    def wants_interactions(self) -> bool:
+        """Whether the caller asked for pairwise interaction values (given exactly when
+        every coalition fits the budget)."""
+        return bool(getattr(self, "interactions", False))
+
+    @property
+    def label(self) -> str:
+        return self.name or type(self).__name__
+
+    def unsupported(self, n_players: int, budget: int, offers: Iterable[str] | None = None) -> str | None:
+        """Why this estimator cannot run at ``budget`` on n players (None: it can).
+
+        ``offers``: the resources available (None: do not check resources).
+        """
+        need = self.min_budget(n_players)
+        if budget < need:
+            return (f"{self.label} needs a budget of at least {need} game evaluations for "
+                    f"{n_players} players; got {budget}")
+        if self.is_exact and budget < 2**n_players:
+            return (f"{self.label} enumerates all 2**{n_players} = {2**n_players} coalitions; "
+                    f"budget {budget} is below that")
+        if offers is not None:
+            missing = [r for r in self.requires if r not in set(offers)]
+            if missing:
+                return f"{self.label} requires {missing}; available: {sorted(offers) or 'none'}"
+        return None
+
+    def estimate(self, game: Game, budget: int, seed: int | None = 0, **resources) -> Attribution:
+        if not isinstance(game, Game):
+            raise TypeError(f"game must be a surrogateshap Game, got {type(game).__name__}")
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+            raise TypeError(f"budget must be an integer number of game evaluations, got {budget!r}")
+        if self.index not in INDICES:
+            raise ValueError(f"{self.label}: index must be one of {INDICES}; got {self.index!r}")
+        self.validate()
+        n = game.n_players
+        reason = self.unsupported(n, int(budget))
+        if reason:
+            raise ValueError(reason)
+        missing = [r for r in self.requires if resources.get(r) is None]
+        if missing:
+            raise TypeError(f"{self.label} requires {missing} (pass them as keyword arguments to estimate)")
+        extra = set(resources) - set(self.requires)
+        if extra:
+            raise TypeError(f"{self.label} got unexpected resources {sorted(extra)}")
+        full = 2**n if n <= 62 else None
+        budget = int(budget) if full is None else min(int(budget), full)
+        counted = BudgetedGame(game, budget)
+        rng = np.random.default_rng(seed)
+        t0 = time.perf_counter()
+        if budget == full and self.index in _FROM_TABLE and n <= MAX_EXACT_PLAYERS:
+            # every coalition fits: enumerate, whatever the method (the cap keeps a huge
+            # budget from running a sampler on free repeats)
+            table = counted(all_coalitions(n))
+            out = {"values": _FROM_TABLE[self.index](table, n), "stderr": np.zeros(n),
+                   "exact": True, "extra": {"all_coalitions": True}}
+            if self.wants_interactions() and self.index == "shapley":
+                out["interactions"] = shapley_interactions_from_table(table, n)
+        else:
+            out = self._estimate(counted, budget, rng, **resources)
+        seconds = time.perf_counter() - t0
+        if not isinstance(out, dict):
+            out = {"values": out}
+        values = np.asarray(out["values"], dtype=float).reshape(-1)
+        if values.shape[0] != n:
+            raise ValueError(f"{self.label} returned {values.shape[0]} values for {n} players")
+        return Attribution(
+            values=values,
+            players=game.players,
+            estimator=self.label,
+            index=self.index,
+            n_evaluations=counted.n_evaluations,
+            seconds=seconds,
+            budget=budget,
+            seed=seed,
+            stderr=out.get("stderr"),
+            counts=out.get("counts", out.get("extra", {}).get("n_units")),
+            cost=counted.cost,
+            cost_unit=game.cost_unit,
+            interactions=out.get("interactions"),
+            exact=bool(out.get("exact", False)),
+            extra=out.get("extra", {}),
+        )
+
+    @abstractmethod
+    def _estimate(self, game: BudgetedGame, budget: int, rng: np.random.Generator, **resources):
+        """Return an array of values, or a dict with "values" and optional "stderr",
+        "counts" (independent units per player), "interactions", "exact", "extra"."""
+
+    def get_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,15 @@
+"""The project's own estimators, one module per idea; importing the package registers them.
+
+- ``surrogate``: SurrogateSHAP (a tree surrogate of sampled coalitions, exact TreeSHAP);
+- ``residual``: the residual game v - c g and its Monte Carlo Shapley estimate, shared
+  by SurrogateSHAP's ``adjustment=`` and the control-variate estimator;
+- ``control_variate``: ``proxy-cv``, a cheap proxy game steadying an expensive one.
+
+Registered through the ``surrogateshap.estimators`` entry point (``pyproject.toml``),
+like the classic baselines in the top-level ``baselines`` package and like a user's
+plug-in.
+"""
+
+from surrogateshap.estimators import control_variate, surrogate
+
+__all__ = ["control_variate", "surrogate"]

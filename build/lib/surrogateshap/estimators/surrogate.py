@@ -1,0 +1,399 @@
+"""SurrogateSHAP: fit a tree surrogate to sampled coalitions, read exact Shapley values off it.
+
+The method (arXiv 2601.22276): sample coalitions with the Shapley kernel's size
+distribution, evaluate the game on them plus the empty and full anchors, fit an
+XGBoost regressor f on the 0/1 masks, and return the exact Shapley values of the
+surrogate game g(S) = f(1_S), which interventional TreeSHAP with the all-zeros
+background computes in polynomial time.
+
+Budget convention (differs from the authors' code): the budget counts *distinct*
+game evaluations, anchors included, as every estimator in this project is compared
+on. Sampled rows are drawn until the number of distinct coalitions reaches the
+budget; repeated draws are kept as rows (the paper's weighting) and cost nothing.
+
+The efficiency trap: the surrogate's values sum to f(1) - f(0), not v(N) - v(empty).
+A depth-5 ensemble cannot represent the indicator of the empty coalition (an
+order-n interaction), so when v(empty) is an outlier (untrained model, -FID) the
+fitted f(0) misses it and every value carries the miss. ``efficiency=`` selects a
+fix; "equal-split" adds the gap / n to every player, which is exactly the Shapley
+value of the *anchor-pinned* surrogate game (g with g(empty) := v(empty) and
+g(N) := v(N)): changing a game at the empty set by d shifts every Shapley value by
+-d / n, at the full set by +d / n. The variants are compared in
+``results/surrogate_variants.md`` (``scripts/compare_surrogate_variants.py``).
+
+``adjustment=`` adds shapiq ProxySHAP's residual step
+(:mod:`surrogateshap.estimators.residual`): part of the budget fits the surrogate, the
+rest estimates the Shapley values of v - g with any registered estimator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from surrogateshap.attribution import efficiency_gap
+from surrogateshap.estimator import Estimator
+from surrogateshap.estimators.residual import adjust, as_estimator
+from surrogateshap.exact import shapley_interactions_from_table
+from surrogateshap.game import BudgetedGame, all_coalitions
+from surrogateshap.registry import register
+from surrogateshap.sampling import (
+    BudgetPlanner,
+    anchor_masks,
+    sample_distinct,
+    sample_kernel_coalitions,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_PARAMS",
+    "EFFICIENCY_MODES",
+    "fit_surrogate",
+    "surrogate_values",
+    "surrogate_interactions",
+    "SurrogateSHAP",
+    "PublishedSurrogateSHAP",
+]
+
+#: the authors' surrogate (README "Surrogate")
+DEFAULT_MODEL_PARAMS = {
+    "n_estimators": 900,
+    "max_depth": 5,
+    "learning_rate": 0.05,
+    "subsample": 0.8,
+    "objective": "reg:squarederror",
+}
+
+#: "none" is the published method; the others end with the exact gap correction
+EFFICIENCY_MODES = ("none", "anchor-weight", "centered", "equal-split")
+
+#: interactions are enumerated up to this many players, sampled above
+MAX_EXACT_INTERACTION_PLAYERS = 12
+
+
+# --------------------------------------------------------------------------- surrogate
+
+
+def _as_dense_float32(masks) -> np.ndarray:
+    if hasattr(masks, "toarray") or hasattr(masks, "tocsr"):
+        # scipy.sparse: xgboost would read absent entries as "missing", not 0
+        raise TypeError("pass coalition masks as a dense array, not scipy.sparse")
+    arr = np.asarray(masks)
+    if arr.ndim != 2:
+        raise ValueError(f"masks must be 2-D (m, n); got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _seed_from(rng) -> int:
+    return int(np.random.default_rng(rng).integers(2**31 - 1))
+
+
+def fit_surrogate(
+    masks,
+    y,
+    rng=None,
+    sample_weight=None,
+    n_jobs: int = 1,
+    **params,
+):
+    """Fit the SurrogateSHAP regressor on coalition masks (m, n) and utilities (m,).
+
+    ``params`` override :data:`DEFAULT_MODEL_PARAMS` (any XGBRegressor argument);
+    ``random_state`` defaults to a draw from ``rng``. Returns the fitted
+    ``xgboost.XGBRegressor``; its surrogate game is g(S) = model.predict(1_S).
+    """
+    import xgboost as xgb
+
+    X = _as_dense_float32(masks)
+    y = np.asarray(y, dtype=float).reshape(-1)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"{X.shape[0]} masks but {y.shape[0]} utilities")
+    kw = {**DEFAULT_MODEL_PARAMS, "n_jobs": n_jobs, **params}
+    kw.setdefault("random_state", _seed_from(rng))
+    model = xgb.XGBRegressor(**kw)
+    model.fit(X, y, sample_weight=sample_weight)
+    return model
+
+
+def _predict(model, masks, chunk: int = 1 << 17) -> np.ndarray:
+    X = np.asarray(masks)
+    out = np.empty(X.shape[0])
+    for a in range(0, X.shape[0], chunk):
+        out[a : a + chunk] = model.predict(_as_dense_float32(X[a : a + chunk]))
+    return out
+
+
+def surrogate_values(model, n: int) -> np.ndarray:
+    """Exact Shapley values of g(S) = model.predict(1_S), by interventional TreeSHAP.
+
+    With the single all-zeros background row, interventional TreeSHAP at the all-ones
+    point is the Shapley value of g; the values sum to f(1) - f(0) (float32 trees).
+    Not xgboost's ``pred_contribs`` (path-dependent TreeSHAP: a different quantity).
+    """
+    import shap
+
+    explainer = shap.TreeExplainer(
+        model, data=np.zeros((1, n)), feature_perturbation="interventional"
+    )
+    vals = explainer.shap_values(np.ones((1, n)))
+    return np.asarray(vals, dtype=float).reshape(-1)
+
+
+# --------------------------------------------------------------------------- interactions
+
+
+def surrogate_interactions(
+    predict_fn,
+    n: int,
+    rng=None,
+    n_samples: int = 100,
+    method: str = "auto",
+    max_rows: int = 1 << 18,
+) -> np.ndarray:
+    """Pairwise Shapley interaction index of the game ``predict_fn`` (bool (m, n) -> (m,)).
+
+    Phi_ij = sum_{S ⊆ N \\ {i,j}} |S|! (n-|S|-2)! / (n-1)! [g(S+ij) - g(S+i) - g(S+j) + g(S)].
+    ``method="exact"`` enumerates all 2**n coalitions (the "auto" choice for
+    n <= 12). ``"sample"`` is Monte Carlo: merge {i, j} into one unit, take a random
+    order of the n-1 units and S = the unit's predecessors, i.e. |S| uniform in
+    0..n-2 and S uniform given its size; the sizes are stratified (systematic
+    sampling over ``n_samples`` draws per pair), which keeps the estimate unbiased.
+    Costs 4 * n_samples * n(n-1)/2 predictions, in batches of ``max_rows``.
+    Returns a symmetric (n, n) matrix with a zero diagonal.
+    """
+    if method not in ("auto", "exact", "sample"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'sample'; got {method!r}")
+    if n < 2:
+        return np.zeros((n, n))
+    if method == "exact" or (method == "auto" and n <= MAX_EXACT_INTERACTION_PLAYERS):
+        masks = all_coalitions(n)
+        return shapley_interactions_from_table(np.asarray(predict_fn(masks), float), n)
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+    rng = np.random.default_rng(rng)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    out = np.zeros((n, n))
+    per_pair = 4 * n_samples
+    step = max(1, max_rows // per_pair)
+    for a in range(0, len(pairs), step):
+        pp = pairs[a : a + step]
+        P = len(pp)
+        # stratified sizes: s = floor((k + u) (n-1) / m), k = 0..m-1, one u per pair
+        u = rng.random((P, 1))
+        sizes = np.floor((np.arange(n_samples)[None, :] + u) * (n - 1) / n_samples)
+        sizes = sizes.astype(int).reshape(-1)  # (P * m,)
+        keys = rng.random((P * n_samples, n))
+        rows = np.arange(P * n_samples)
+        pi = np.repeat(pp[:, 0], n_samples)
+        pj = np.repeat(pp[:, 1], n_samples)
+        keys[rows, pi] = np.inf  # i and j are never in S
+        keys[rows, pj] = np.inf
+        S = keys.argsort(axis=1).argsort(axis=1) < sizes[:, None]
+        Si, Sj, Sij = S.copy(), S.copy(), S.copy()
+        Si[rows, pi] = True
+        Sj[rows, pj] = True
+        Sij[rows, pi] = True
+        Sij[rows, pj] = True
+        g = np.asarray(predict_fn(np.concatenate([Sij, Si, Sj, S])), float)
+        g = g.reshape(4, P, n_samples)
+        est = (g[0] - g[1] - g[2] + g[3]).mean(axis=1)
+        out[pp[:, 0], pp[:, 1]] = est
+        out[pp[:, 1], pp[:, 0]] = est
+    return out
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def _sample_and_evaluate(game: BudgetedGame, budget: int, rng, paired, max_draws_factor):
+    """Anchors + kernel-sampled rows (repeats kept) up to ``budget`` distinct
+    coalitions, evaluated. Returns (masks, y, info), the anchors as rows 0 and 1."""
+    n = game.n_players
+    anchors = anchor_masks(n)
+    planner = BudgetPlanner(game, limit=budget)
+    planner.take(anchors)
+    y_anchor = planner.evaluate(anchors)
+    draw = lambda k: sample_kernel_coalitions(n, k, rng, paired)  # noqa: E731
+    rows, n_draws = sample_distinct(
+        planner, draw, n, max_draws=max_draws_factor * budget, keep_repeats=True
+    )
+    y = planner.evaluate(rows) if len(rows) else np.zeros(0)
+    masks = np.concatenate([anchors, rows])
+    return masks, np.concatenate([y_anchor, y]), {"n_draws": int(n_draws)}
+
+
+def _anchor_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return ~masks.any(axis=1), masks.all(axis=1)
+
+
+def _surrogate_game(model, shift: float, v0: float, v1: float, pinned: bool):
+    """g(S) = f(1_S) + shift; with ``pinned`` the true anchors at empty and full."""
+
+    def fn(masks):
+        masks = np.asarray(masks, dtype=bool)
+        out = _predict(model, masks) + shift
+        if pinned:
+            empty, full = _anchor_rows(masks)
+            out[empty] = v0
+            out[full] = v1
+        return out
+
+    return fn
+
+
+@register("surrogateshap")
+class SurrogateSHAP(Estimator):
+    """SurrogateSHAP, with an efficiency fix and an optional residual adjustment.
+
+    Kernel-sampled coalitions plus the empty and full anchors (the budget counts
+    distinct evaluations, anchors included), an XGBoost surrogate with the authors'
+    settings (``model_params`` overrides them), exact TreeSHAP values of the surrogate,
+    then ``efficiency``:
+
+    - "equal-split" (default): add gap / n to every value, gap = (v(N) - v(empty)) -
+      sum(values): exactly the Shapley value of the anchor-pinned surrogate game;
+    - "anchor-weight": the two anchor rows get sample weight ``anchor_weight``
+      (default: the number of sampled rows), then the equal-split correction of what
+      gap is left (a depth-5 ensemble cannot fit an isolated anchor exactly);
+    - "centered": fit y - v(empty) with base_score 0, then the equal-split correction;
+    - "none": the published method (``surrogateshap-published``).
+
+    ``adjustment``: None, or an estimator (registry name or instance, parameters in
+    ``adjustment_params``) run on the residual game v - g with the budget left after
+    fitting g on ``surrogate_fraction`` of it (:func:`~surrogateshap.estimators.residual.adjust`).
+    g is the surrogate game the efficiency mode defines (anchor-pinned unless "none").
+    An unbiased adjustment ("permutation-antithetic") makes the result unbiased for
+    phi(v) whatever the fit; its stderr is reported.
+
+    ``extra`` reports the pre-correction gap ``efficiency_gap``, the fitted anchors
+    ``f_empty``/``f_full`` against ``v_empty``/``v_full`` and the per-player correction.
+    With ``interactions=True`` the Attribution carries the pairwise Shapley interaction
+    index of the same surrogate game: enumerated for n <= 12, sampled with
+    ``interaction_samples`` per pair above. ``max_draws_factor`` caps the kernel draws
+    at that many times the budget (reached only when the budget nears 2**n).
+    """
+
+    def __init__(
+        self,
+        efficiency: str = "equal-split",
+        adjustment=None,
+        adjustment_params: dict | None = None,
+        surrogate_fraction: float = 0.5,
+        model_params: dict | None = None,
+        n_jobs: int = 1,
+        paired: bool = False,
+        anchor_weight: float | None = None,
+        interactions: bool = False,
+        interaction_samples: int = 100,
+        max_draws_factor: int = 50,
+    ):
+        self.efficiency = efficiency
+        self.adjustment = adjustment
+        self.adjustment_params = adjustment_params
+        self.surrogate_fraction = surrogate_fraction
+        self.model_params = model_params
+        self.n_jobs = n_jobs
+        self.paired = paired
+        self.anchor_weight = anchor_weight
+        self.interactions = interactions
+        self.interaction_samples = interaction_samples
+        self.max_draws_factor = max_draws_factor
+
+    def _adjuster(self) -> Estimator | None:
+        return None if self.adjustment is None else as_estimator(self.adjustment, self.adjustment_params)
+
+    def min_budget(self, n_players: int) -> int:
+        base = min(3, 2**n_players)  # both anchors and one sampled coalition
+        adj = self._adjuster()
+        if adj is None:
+            return base
+        return min(base + adj.min_budget(n_players), 2**n_players)
+
+    def validate(self):
+        if self.efficiency not in EFFICIENCY_MODES:
+            raise ValueError(
+                f"efficiency must be one of {EFFICIENCY_MODES}; got {self.efficiency!r}"
+            )
+        f = self.max_draws_factor
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 1:
+            raise ValueError(f"max_draws_factor must be an integer >= 1; got {f!r}")
+        trees = (self.model_params or {}).get("n_estimators", DEFAULT_MODEL_PARAMS["n_estimators"])
+        if isinstance(trees, bool) or not isinstance(trees, (int, np.integer)) or trees < 1:
+            raise ValueError(f"model_params n_estimators must be an integer >= 1; got {trees!r}")
+        if self.adjustment is not None and not 0.0 < self.surrogate_fraction < 1.0:
+            raise ValueError(
+                f"surrogate_fraction must be in (0, 1); got {self.surrogate_fraction!r}"
+            )
+
+    def _estimate(self, game, budget, rng, **resources):
+        n = game.n_players
+        adj = self._adjuster()
+        fit_budget = budget
+        if adj is not None:
+            reserve = adj.min_budget(n)
+            fit_budget = min(max(int(round(self.surrogate_fraction * budget)), 3), budget - reserve)
+        masks, y, info = _sample_and_evaluate(
+            game, fit_budget, rng, self.paired, self.max_draws_factor
+        )
+        empty, full = _anchor_rows(masks)
+        v0, v1 = float(y[empty][0]), float(y[full][0])
+        params = dict(self.model_params or {})
+        weight, shift = None, 0.0
+        if self.efficiency == "anchor-weight":
+            n_sampled = int((~(empty | full)).sum())
+            aw = max(n_sampled, 1) if self.anchor_weight is None else float(self.anchor_weight)
+            weight = np.where(empty | full, aw, 1.0)
+        elif self.efficiency == "centered":
+            shift = v0
+            params.setdefault("base_score", 0.0)
+        model = fit_surrogate(
+            masks, y - shift, rng, sample_weight=weight, n_jobs=self.n_jobs, **params
+        )
+        values = surrogate_values(model, n)
+        f0, f1 = (_predict(model, anchor_masks(n)) + shift).tolist()
+        gap = efficiency_gap(values, v1 - v0)
+        correction = 0.0 if self.efficiency == "none" else gap / n
+        values = values + correction
+        g = _surrogate_game(model, shift, v0, v1, pinned=self.efficiency != "none")
+        extra = {
+            "efficiency": self.efficiency,
+            "efficiency_gap": gap,
+            "correction_per_player": correction,
+            "f_empty": f0,
+            "f_full": f1,
+            "v_empty": v0,
+            "v_full": v1,
+            "n_rows": int(len(masks)),
+            **info,
+        }
+        out = {"values": values, "extra": extra}
+        if adj is not None:
+            rest = budget - game.n_evaluations
+            values, stderr, att = adjust(adj, game, g, values, rest, int(rng.integers(2**31 - 1)))
+            out["values"], out["stderr"] = values, stderr
+            extra.update({"adjustment": adj.name or type(adj).__name__,
+                          "surrogate_budget": int(fit_budget),
+                          "adjustment_evaluations": int(att.n_evaluations)})
+        if self.interactions:
+            out["interactions"] = surrogate_interactions(
+                g, n, rng, n_samples=self.interaction_samples
+            )
+        return out
+
+
+@register("surrogateshap-published")
+class PublishedSurrogateSHAP(SurrogateSHAP):
+    """SurrogateSHAP exactly as published: no efficiency fix (values sum to f(1) - f(0)).
+
+    Kept for comparison; ``extra["efficiency_gap"]`` = (v(N) - v(empty)) - sum(values)
+    shows how far off the sum is, ``f_empty``/``f_full`` the fitted anchors.
+    """
+
+    def __init__(self, efficiency: str = "none", **kwargs):
+        super().__init__(efficiency=efficiency, **kwargs)
+
+    def validate(self):
+        if self.efficiency != "none":
+            raise ValueError(
+                "surrogateshap-published has no efficiency fix; use 'surrogateshap' "
+                f"with efficiency={self.efficiency!r}"
+            )
+        super().validate()

@@ -1,0 +1,642 @@
+"""Cooperative games over contributors: the one interface every estimator sees.
+
+A game has ``players`` (n names) and maps a batch of coalitions, a boolean array of
+shape (m, n), to float utilities of shape (m,). Wrappers add memoisation, cost
+accounting, on-disk persistence (resume after a crash) and an enforced budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import inspect
+import json
+import os
+import threading
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+
+from surrogateshap._files import fsync_dir
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no inter-process lock (one writer per store)
+    fcntl = None
+
+__all__ = [
+    "Game",
+    "FunctionGame",
+    "CachedGame",
+    "BudgetedGame",
+    "CoalitionStore",
+    "CorruptStoreWarning",
+    "BudgetExceededError",
+    "NonFiniteUtilityError",
+    "as_masks",
+    "coalition_key",
+    "key_to_mask",
+    "all_coalitions",
+]
+
+
+class BudgetExceededError(RuntimeError):
+    """An estimator asked for more game evaluations than its budget allows."""
+
+
+class NonFiniteUtilityError(ValueError):
+    """A game returned NaN or inf for some coalition."""
+
+
+def as_masks(coalitions, n_players: int, name: str = "coalitions") -> np.ndarray:
+    """Validate coalitions and return them as a boolean (m, n) array.
+
+    Accepts booleans, or integers that are all 0/1; a single 1-D coalition of length n
+    becomes one row. Floats are rejected: a float mask is almost always a bug (weights,
+    probabilities) and xgboost would treat it differently. ``name`` is the argument's
+    name in error messages.
+    """
+    arr = np.asarray(coalitions)
+    if arr.ndim == 1 and arr.shape[0] == n_players:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n_players:
+        raise ValueError(
+            f"{name} must have shape (m, {n_players}) for a game of {n_players} "
+            f"players; got shape {arr.shape}"
+        )
+    if arr.dtype == bool:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"integer {name} must contain only 0 and 1")
+        return arr.astype(bool)
+    raise TypeError(
+        f"{name} must be boolean (or 0/1 integer) arrays; got dtype {arr.dtype}"
+    )
+
+
+def coalition_key(mask: np.ndarray) -> str:
+    """A stable text key for one coalition: '0101...' in player order."""
+    return "".join("1" if b else "0" for b in np.asarray(mask, dtype=bool))
+
+
+def key_to_mask(key: str) -> np.ndarray:
+    return np.frombuffer(key.encode(), dtype=np.uint8) == ord("1")
+
+
+def all_coalitions(n_players: int) -> np.ndarray:
+    """Every coalition of n players, (2**n, n) booleans; row r has bit i = player i."""
+    if n_players > 24:
+        raise ValueError(f"refusing to enumerate 2**{n_players} coalitions")
+    idx = np.arange(2**n_players, dtype=np.int64)[:, None]
+    return ((idx >> np.arange(n_players)) & 1).astype(bool)
+
+
+def _check_finite(values, masks: np.ndarray, who: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype.kind == "O" and all(
+        isinstance(v, Real) and not isinstance(v, (bool, np.bool_)) for v in arr.reshape(-1)
+    ):
+        arr = arr.astype(float)  # a list of Python numbers with mixed int/float types
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{who} returned utilities of dtype {arr.dtype} (e.g. {arr.reshape(-1)[:1].tolist()}); "
+            "a game must return real numbers (float or int), not complex, text, booleans "
+            "or objects"
+        )
+    values = arr.astype(float).reshape(-1)
+    if values.shape[0] != masks.shape[0]:
+        raise ValueError(
+            f"{who} returned {values.shape[0]} utilities for {masks.shape[0]} coalitions"
+        )
+    bad = ~np.isfinite(values)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        members = np.flatnonzero(masks[r]).tolist()
+        raise NonFiniteUtilityError(
+            f"{who} returned {values[r]} for coalition {coalition_key(masks[r])} "
+            f"(players {members}); {int(bad.sum())} of {len(values)} utilities non-finite"
+        )
+    return values
+
+
+class Game(ABC):
+    """A cooperative game over named players.
+
+    Subclasses implement ``_evaluate(masks)`` on validated boolean masks. ``cost_unit``
+    names what one evaluation costs in the task's terms ("model trainings", "images
+    generated"); ``cost_of(masks)`` is that amount for a batch of coalitions.
+    """
+
+    cost_unit: str = "evaluations"
+
+    def __init__(self, players: Sequence[str] | int):
+        if isinstance(players, (int, np.integer)):
+            players = [f"p{i}" for i in range(int(players))]
+        players = tuple(str(p) for p in players)
+        if len(players) == 0:
+            raise ValueError("a game needs at least one player (n = 0 given)")
+        if len(set(players)) != len(players):
+            raise ValueError("player names must be unique")
+        self.players = players
+
+    @property
+    def n_players(self) -> int:
+        return len(self.players)
+
+    def __call__(self, coalitions) -> np.ndarray:
+        masks = as_masks(coalitions, self.n_players)
+        if masks.shape[0] == 0:
+            return np.zeros(0)
+        return _check_finite(self._evaluate(masks), masks, self._label())
+
+    def _label(self) -> str:
+        """How error messages name this game."""
+        name = getattr(self, "name", "")
+        return f"{type(self).__name__} {name!r}" if isinstance(name, str) and name else type(self).__name__
+
+    @abstractmethod
+    def _evaluate(self, masks: np.ndarray) -> np.ndarray:
+        """Utilities of the boolean (m, n) coalitions."""
+
+    def cost_of(self, masks: np.ndarray) -> float:
+        """Cost, in ``cost_unit``, of evaluating these coalitions (default: one each)."""
+        return float(len(masks))
+
+    def exact_values(self) -> np.ndarray | None:
+        """Closed-form Shapley values where the game knows them, else None."""
+        return None
+
+    def is_prepaid(self, mask) -> bool:
+        """Whether evaluating this coalition is already paid for (default: never)."""
+        return False
+
+    def cache_id(self) -> str:
+        """Identifies the game for on-disk caches (the header of its store). Override to
+        include everything its values depend on; the default knows only the class and
+        the players."""
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}:{json.dumps(list(self.players))}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_players={self.n_players})"
+
+
+class FunctionGame(Game):
+    """A game from a callable mapping boolean (m, n) masks to (m,) utilities.
+
+    ``identity`` names what the function computes, for on-disk caches; without it the
+    game is identified by the function's content (module, qualified name, bytecode,
+    constants, defaults and closure values): two different lambdas never share a store.
+    State the hash cannot see (globals, attributes of objects it calls) changes nothing
+    in it, so pass ``identity`` when the function depends on such state.
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], players, name: str = "",
+                 identity: str | None = None):
+        super().__init__(players)
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "function")
+        self.identity = identity
+
+    def _evaluate(self, masks):
+        return self.fn(masks)
+
+    def cache_id(self) -> str:
+        what = self.identity if self.identity is not None else f"code:{_callable_digest(self.fn)}"
+        return f"FunctionGame:{json.dumps([self.name, what, list(self.players)])}"
+
+
+def _content(obj, depth: int = 0):
+    """A JSON-able description of ``obj``'s content for :func:`_callable_digest`."""
+    if depth > 8:
+        return "..."
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return [type(obj).__name__, repr(obj)]
+    if isinstance(obj, bytes):
+        return ["bytes", hashlib.sha1(obj).hexdigest()]
+    if isinstance(obj, np.ndarray):
+        data = obj.tobytes() if obj.dtype != object else repr(obj.tolist()).encode()
+        return ["ndarray", str(obj.dtype), list(obj.shape), hashlib.sha1(data).hexdigest()]
+    if isinstance(obj, np.generic):
+        return [type(obj).__name__, repr(obj.item())]
+    if isinstance(obj, (list, tuple, frozenset, set)):
+        items = [_content(v, depth + 1) for v in obj]
+        if isinstance(obj, (set, frozenset)):
+            items = sorted(items, key=json.dumps)
+        return [type(obj).__name__, items]
+    if isinstance(obj, dict):
+        return ["dict", sorted(([repr(k), _content(v, depth + 1)] for k, v in obj.items()), key=json.dumps)]
+    if inspect.iscode(obj):
+        return ["code", obj.co_name, obj.co_code.hex(), [_content(c, depth + 1) for c in obj.co_consts],
+                list(obj.co_names)]
+    if callable(obj):
+        return ["callable", _callable_description(obj, depth + 1)]
+    return ["object", f"{type(obj).__module__}.{type(obj).__qualname__}"]
+
+
+def _callable_description(fn, depth: int = 0):
+    if isinstance(fn, functools.partial):
+        return ["partial", _content(fn.func, depth), _content(fn.args, depth), _content(fn.keywords, depth)]
+    if inspect.ismethod(fn):
+        return ["method", _callable_description(fn.__func__, depth), _content(fn.__self__, depth)]
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a builtin, ufunc or callable object: its names, class and __call__
+        call = getattr(type(fn), "__call__", None)
+        code = getattr(call, "__code__", None)
+        own = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        name = f"{type(fn).__module__}.{type(fn).__qualname__}:{getattr(fn, '__module__', None)}.{own}"
+        wrapped = getattr(fn, "__wrapped__", None)
+        if wrapped is not None and wrapped is not fn and depth < 8:
+            name += f":{json.dumps(_callable_description(wrapped, depth + 1))}"
+    else:
+        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
+    cells = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if _filled(c)]
+    return ["function", name, None if code is None else _content(code, depth),
+            _content(getattr(fn, "__defaults__", None), depth), _content(cells, depth)]
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _callable_digest(fn) -> str:
+    """Content hash of a callable: what :meth:`FunctionGame.cache_id` keys stores by."""
+    return hashlib.sha1(json.dumps(_callable_description(fn)).encode()).hexdigest()[:16]
+
+
+class CorruptStoreWarning(UserWarning):
+    """A coalition store held lines that are not records (torn or damaged); they were
+    skipped, kept in ``<store>.corrupt``, and their coalitions will be recomputed."""
+
+
+class CoalitionStore:
+    """Append-only JSON-lines store of per-coalition records, safe to resume and to share.
+
+    The first line is a header naming what the records belong to; opening a store whose
+    header differs raises instead of mixing results of two games. Each record is one
+    line, written and fsynced on its own, so a crash loses at most the record being
+    written.
+
+    Several processes may write one store: :meth:`append` takes an exclusive
+    ``fcntl.flock`` on the sidecar ``<path>.lock``, re-reads what others appended and
+    skips a key already present, so no key is stored twice. The file is never
+    rewritten: a torn last line (a writer killed mid-write) is terminated, under the
+    lock, by appending a newline, and a line that is not a record is skipped with a
+    :class:`CorruptStoreWarning` naming its line number and copied to ``<path>.corrupt``.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: dict):
+        self.path = Path(path)
+        self.header = dict(header)
+        self.records: dict[str, dict] = {}
+        self._n_torn = 0
+        self._offset = 0  # bytes of the file already read
+        self._lines = 0  # lines already read (the header is line 1)
+        self._ino = None  # inode read from: a replaced file is read again from the start
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        with self.locked():
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                self._write_header()
+            self._scan(repair=True)
+
+    # ------------------------------------------------------------------ locking
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the store's exclusive lock (``fcntl.flock`` on ``<path>.lock``): no other
+        process appends or repairs meanwhile. Re-entrant for this object."""
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise PermissionError(
+                    f"cannot lock coalition store {self.path}: {e.strerror or e} "
+                    f"(its folder must be writable; set SURROGATESHAP_CACHE to a writable folder)"
+                ) from e
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._depth = 1
+                try:
+                    yield self
+                finally:
+                    self._depth = 0
+                    if fcntl is not None:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __getstate__(self):  # picklable (process executors): locks are per process
+        state = dict(self.__dict__)
+        state["_thread_lock"] = None
+        state["_depth"] = 0
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._thread_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self) -> int:
+        """Read records other writers appended since the last read; returns how many
+        new keys arrived. Without the lock a partial last line is left for later (a
+        writer may be mid-write); under it, it is a torn line and gets terminated."""
+        with self._thread_lock:
+            return self._scan(repair=self._depth > 0)
+
+    def _header_line(self) -> bytes:
+        return (json.dumps({"header": self.header}, sort_keys=True) + "\n").encode()
+
+    def _write_header(self):
+        """Start the file (new, empty, or deleted during the session); lock held."""
+        line = self._header_line()
+        with open(self.path, "ab") as f:
+            if f.tell() == 0:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        fsync_dir(self.path.parent)
+
+    def _scan(self, repair: bool) -> int:
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return 0
+        with f:
+            st = os.fstat(f.fileno())
+            if self._ino is not None and (st.st_ino != self._ino or st.st_size < self._offset):
+                self._offset, self._lines = 0, 0  # replaced or truncated: read it again
+            self._ino = st.st_ino
+            if st.st_size == self._offset:
+                return 0
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data) and repair:
+            if self._offset == 0 and end == 0:
+                self._check_header(data)  # a torn header is no store; a whole one is kept
+            # under the lock nobody is writing: an unterminated last line is a writer
+            # killed mid-line; terminate it (appending, never rewriting the file)
+            with open(self.path, "ab") as out:
+                out.write(b"\n")
+                out.flush()
+                os.fsync(out.fileno())
+            data += b"\n"
+            end = len(data)
+        new, bad = 0, []
+        for raw in data[:end].split(b"\n")[:-1]:
+            self._lines += 1
+            if self._lines == 1:
+                self._check_header(raw)
+                continue
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                key = rec["key"]
+            except (ValueError, KeyError, TypeError):
+                bad.append((self._lines, raw))
+                continue
+            if key not in self.records:
+                self.records[key] = rec
+                new += 1
+        self._offset += end
+        if bad:
+            self._n_torn += len(bad)
+            self._keep_corrupt(bad)
+        return new
+
+    def _check_header(self, raw: bytes):
+        try:
+            head = json.loads(raw)["header"]
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"{self.path} is not a coalition store (bad header)") from e
+        if head != json.loads(json.dumps(self.header, sort_keys=True)):
+            raise ValueError(
+                f"{self.path} holds results of a different game or configuration:\n"
+                f"  file:     {head}\n  expected: {self.header}\n"
+                "use another cache path or delete the file"
+            )
+
+    @property
+    def corrupt_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".corrupt")
+
+    def _keep_corrupt(self, bad: list[tuple[int, bytes]]):
+        """Copy skipped lines to the side file and warn, once per line."""
+        side = self.corrupt_path
+        try:
+            known = set(side.read_bytes().split(b"\n")) if side.exists() else set()
+        except OSError:
+            known = set()
+        fresh = [(n, raw) for n, raw in bad if f"line {n}: ".encode() + raw not in known]
+        if not fresh:
+            return
+        with contextlib.suppress(OSError), open(side, "ab") as f:
+            for n, raw in fresh:
+                f.write(f"line {n}: ".encode() + raw + b"\n")
+        lines = ", ".join(str(n) for n, _ in fresh[:10]) + (" ..." if len(fresh) > 10 else "")
+        warnings.warn(
+            f"{self.path}: skipped {len(fresh)} line(s) that are not records (line {lines}: "
+            f"torn or damaged writes); kept in {side}; their coalitions will be recomputed",
+            CorruptStoreWarning, stacklevel=3,
+        )
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __bool__(self) -> bool:  # an empty store is still a store
+        return True
+
+    def get(self, key: str) -> dict | None:
+        return self.records.get(key)
+
+    # ------------------------------------------------------------------ writing
+    def append(self, key: str, record: dict) -> bool:
+        """Append one record unless ``key`` is already stored (by anyone): under the
+        lock, read what others appended, then write and fsync. Returns whether it was
+        written."""
+        with self.locked():
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                # deleted (or emptied) during the session: start it again with its header
+                self._offset, self._lines, self._ino = 0, 0, None
+                self._write_header()
+            self._scan(repair=True)
+            if key in self.records:
+                return False
+            rec = {"key": key, **record}
+            line = (json.dumps(rec, sort_keys=True) + "\n").encode()
+            with open(self.path, "ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            self._offset += len(line)
+            self._lines += 1
+            self.records[key] = rec
+            return True
+
+
+class CachedGame(Game):
+    """Memoises a game by coalition, counts evaluations and cost, optionally on disk.
+
+    ``n_evaluations`` counts coalitions the wrapped game actually computed (this
+    session); ``n_queries`` counts rows asked for, hits included. With ``path`` the
+    results persist in a :class:`CoalitionStore`, so an interrupted run resumes.
+    """
+
+    def __init__(self, game: Game, path: str | os.PathLike | None = None):
+        super().__init__(game.players)
+        self.game = game
+        self.cost_unit = game.cost_unit
+        self.n_evaluations = 0
+        self.n_queries = 0
+        self.seconds = 0.0
+        self.cost = 0.0
+        self._memo: dict[str, float] = {}
+        self.store = None
+        if path is not None:
+            self.store = CoalitionStore(path, {"game": game.cache_id()})
+            self._take_stored()
+
+    def _take_stored(self):
+        for key, rec in self.store.records.items():
+            if key not in self._memo:
+                self._memo[key] = float(rec["utility"])
+
+    def _evaluate(self, masks):
+        keys = [coalition_key(m) for m in masks]
+        self.n_queries += len(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        if missing:
+            miss = np.stack([key_to_mask(k) for k in missing])
+            # evaluate one at a time when persisting, so a crash loses at most one
+            chunks = [miss[i : i + 1] for i in range(len(miss))] if self.store is not None else [miss]
+            for chunk in chunks:
+                if self.store is not None:  # another process may have computed it meanwhile
+                    self.store.refresh()
+                    rec = self.store.get(coalition_key(chunk[0]))
+                    if rec is not None:
+                        self._memo[rec["key"]] = float(rec["utility"])
+                        continue
+                t0 = time.perf_counter()
+                vals = self.game(chunk)
+                dt = time.perf_counter() - t0
+                cost = self.game.cost_of(chunk)
+                self.seconds += dt
+                self.cost += cost
+                self.n_evaluations += len(chunk)
+                for m, v in zip(chunk, vals):
+                    k = coalition_key(m)
+                    self._memo[k] = float(v)
+                    if self.store is not None and not self.store.append(
+                        k, {"utility": float(v), "seconds": dt, "cost": cost}
+                    ):  # another writer stored it first: keep one value per coalition
+                        self._memo[k] = float(self.store.get(k)["utility"])
+        return np.array([self._memo[k] for k in keys])
+
+    def exact_values(self):
+        return self.game.exact_values()
+
+    def cache_id(self):
+        return self.game.cache_id()
+
+
+class BudgetedGame(Game):
+    """Counts distinct coalitions an estimator evaluates and enforces its budget.
+
+    Repeated coalitions are memoised and free: the budget is in distinct game
+    evaluations, the unit every estimator in this project is compared on. This is the
+    game an estimator is handed, so it keeps the wrapped game out of reach (no public
+    attribute holds it) and knows no exact values: everything an estimator learns about
+    the game goes through the counted ``__call__``.
+    A coalition the wrapped game reports as already paid for (:meth:`Game.is_prepaid`,
+    e.g. a residual game over coalitions an earlier stage evaluated) is free too.
+    """
+
+    def __init__(self, game: Game, budget: int | None):
+        super().__init__(game.players)
+        self.__game = game
+        self.budget = budget
+        self.cost_unit = game.cost_unit
+        self._memo: dict[str, float] = {}
+        self._charged = 0
+        self.cost = 0.0
+
+    @property
+    def game(self):
+        raise AttributeError(
+            "a BudgetedGame does not hand out the game it wraps: evaluate coalitions by "
+            "calling it, so that every evaluation is counted against the budget"
+        )
+
+    @property
+    def n_evaluations(self) -> int:
+        return self._charged
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.budget is None else self.budget - self._charged
+
+    def _evaluate(self, masks):
+        keys = [coalition_key(m) for m in masks]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        if missing:
+            miss = np.stack([key_to_mask(k) for k in missing])
+            paid = np.array([self.__game.is_prepaid(m) for m in miss], dtype=bool)
+            n_new = int((~paid).sum())
+            if self.budget is not None and self._charged + n_new > self.budget:
+                raise BudgetExceededError(
+                    f"evaluating {n_new} new coalitions would exceed the budget "
+                    f"of {self.budget} game evaluations ({self._charged} used)"
+                )
+            vals = self.__game(miss)
+            if n_new:
+                self.cost += self.__game.cost_of(miss[~paid])
+            self._charged += n_new
+            self._memo.update(zip(missing, map(float, vals)))
+        return np.array([self._memo[k] for k in keys])
+
+    def is_cached(self, mask) -> bool:
+        """True when evaluating ``mask`` costs nothing (memoised or prepaid)."""
+        return coalition_key(mask) in self._memo or self.__game.is_prepaid(mask)
+
+    def cost_of(self, masks):
+        return self.__game.cost_of(masks)
+
+    def exact_values(self):
+        """None: the truth is not the estimator's to read (ground truth lives with the caller)."""
+        return None
+
+    def cache_id(self):
+        return self.__game.cache_id()
+
+
+def stable_hash(obj) -> str:
+    """Short content hash of a JSON-serialisable object (configs in cache keys)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

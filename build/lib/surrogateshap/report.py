@@ -1,0 +1,367 @@
+"""Turn a ``pytest benchmarks/ --benchmark-json out.json`` file into tables and plots.
+
+    surrogateshap report out.json --out results/report
+
+writes, under ``out_dir``:
+
+- ``report.md``: per task/utility/game, a table of estimator x budget with LDS per
+  alpha (mean ± seed std over estimator seeds), relative L2 error against the exact
+  values, Spearman, evaluations, cost and wall-clock seconds (pytest-benchmark's
+  timer), the LDS of the exact values as the ceiling, and the plots;
+- ``figures.csv`` (one row per case and seed) and ``summary.csv`` (seed-aggregated);
+- PNG plots per task/utility/game: LDS (each alpha) and relative L2 against budget,
+  LDS against wall-clock, and top-k removal curves.
+
+Figures are read from each benchmark's ``extra_info`` (written by
+:func:`surrogateshap.evaluation.evaluate`); wall-clock from its ``stats``. Cases that
+raised are not benchmarks (pytest-benchmark writes only finished ones): the suite's
+plug-in lists them under the JSON's ``"failed_cases"`` key (case fields and ``error``)
+and the report shows them in a "Failed cases" table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["read_benchmark_doc", "load_benchmark_json", "load_failed_cases", "summarize",
+           "markdown_table", "write_report", "FAILED_KEY"]
+
+KEYS = ["task", "utility", "game", "estimator", "budget"]
+#: top-level key of the benchmark JSON listing cases that raised (benchmarks/conftest.py)
+FAILED_KEY = "failed_cases"
+
+
+def read_benchmark_doc(json_path, require_cases: bool = False) -> dict:
+    """The parsed ``--benchmark-json`` file, with one clear ``ValueError`` (or
+    ``FileNotFoundError``) when it is missing, empty, cut short or not a benchmark file.
+    ``require_cases``: also refuse a file with no surrogateshap case, run or failed."""
+    path = Path(json_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (write one with "
+                                "`pytest benchmarks/ --benchmark-json FILE`)")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a benchmark JSON file")
+    text = path.read_text()
+    if not text.strip():
+        raise ValueError(f"{path} is empty (a benchmark run still writing it, or killed)")
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); it may be cut short (a run killed "
+                         "while writing it)") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks", []), list):
+        raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    if require_cases and not _case_infos(doc) and not doc.get(FAILED_KEY):
+        raise ValueError(f"{path} holds no surrogateshap benchmark cases")
+    return doc
+
+
+def _case_infos(doc) -> list[dict]:
+    out = []
+    for b in doc.get("benchmarks", []):
+        info = dict(b.get("extra_info") or {})
+        if "task" not in info:
+            info.update(b.get("params") or {})
+        if "task" in info:
+            out.append(info)
+    return out
+
+
+def load_failed_cases(json_path) -> pd.DataFrame:
+    """One row per case that raised: its fields (task ... seed) and ``error``."""
+    rows = read_benchmark_doc(json_path).get(FAILED_KEY) or []
+    cols = [*KEYS, "seed", "error"]
+    return pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
+
+
+def load_benchmark_json(json_path) -> pd.DataFrame:
+    """One row per benchmark case: its parameters, every figure, and ``wall_seconds``.
+    Empty (columns only) when every case failed; raises when there is no case at all."""
+    doc = read_benchmark_doc(json_path)
+    rows = []
+    for b in doc.get("benchmarks", []):
+        info = dict(b.get("extra_info") or {})
+        if "task" not in info:
+            info.update(b.get("params") or {})
+        if "task" not in info:
+            continue  # not one of ours
+        info.pop("estimator_extra", None)
+        fails = info.pop("regression_failures", None)
+        info["regression_failures"] = "; ".join(fails) if fails else ""
+        stats = b.get("stats") or {}
+        info["wall_seconds"] = stats.get("mean", float("nan"))
+        info["group"] = b.get("group")
+        rows.append(info)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        if doc.get(FAILED_KEY):
+            return pd.DataFrame(columns=[*KEYS, "seed", "scale", "wall_seconds"])
+        raise ValueError(f"{json_path} holds no surrogateshap benchmark cases")
+    for c in df.columns:
+        if c not in ("task", "utility", "game", "estimator", "scale", "cost_unit", "truth",
+                     "regression", "regression_failures", "group"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["budget"] = df["budget"].astype(int)
+    return df.sort_values(KEYS + ["seed"]).reset_index(drop=True)
+
+
+def _alphas(df) -> list[str]:
+    found = {m.group(1) for c in df.columns if (m := re.fullmatch(r"lds_([0-9.]+)_mean", c))}
+    return sorted(found, key=float)
+
+
+def _fractions(df) -> list[str]:
+    found = {m.group(1) for c in df.columns if (m := re.fullmatch(r"removal_([0-9.]+)_top", c))}
+    return sorted(found, key=float)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Seed-aggregated figures: mean and seed std (ddof=1) per task/utility/game/estimator/budget."""
+    figs = [c for c in df.columns if c not in KEYS + ["seed", "scale", "cost_unit", "truth", "regression",
+                                                       "regression_failures", "group", "n_players"]]
+    g = df.groupby(KEYS, sort=True)
+    mean = g[figs].mean(numeric_only=True).add_suffix("__mean")
+    std = g[figs].std(ddof=1, numeric_only=True).add_suffix("__std")
+    out = pd.concat([mean, std], axis=1)
+    out["n_seeds"] = g.size()
+    if "regression" in df:
+        out["n_failed"] = g["regression"].apply(lambda s: int((s == "fail").sum()))
+    out["cost_unit"] = g["cost_unit"].first() if "cost_unit" in df else ""
+    return out.reset_index()
+
+
+def _pm(mean, std, digits=1) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    if std is None or not math.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def md_escape(text) -> str:
+    """Text safe in markdown: ``&``, ``<``, ``>`` as entities, so a name such as
+    ``<script>`` or ``<lambda>`` is shown, not interpreted as HTML."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table of a DataFrame (cells escaped, index dropped)."""
+    cols = [md_escape(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.astype(object).to_numpy().tolist():
+        lines.append("| " + " | ".join(md_escape(v).replace("|", "\\|").replace("\n", " ")
+                                       for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _group_table(s: pd.DataFrame, raw: pd.DataFrame, alphas) -> pd.DataFrame:
+    rows = []
+    for d in s.to_dict("records"):
+        row = {"estimator": d["estimator"], "budget": str(int(d["budget"]))}
+        for a in alphas:
+            row[f"LDS@{a}"] = _pm(d.get(f"lds_{a}_mean__mean"), d.get(f"lds_{a}_mean__std"))
+        if "relative_l2__mean" in d:
+            row["rel. L2"] = _pm(d.get("relative_l2__mean"), d.get("relative_l2__std"), 3)
+            row["Spearman"] = _pm(d.get("spearman__mean"), None, 2)
+        row["evaluations"] = f"{d.get('n_evaluations__mean', float('nan')):.0f}"
+        row["cost"] = f"{d.get('cost__mean', float('nan')):.0f}"
+        row["seconds"] = f"{d.get('wall_seconds__mean', float('nan')):.3g}"
+        row["seeds"] = str(int(d["n_seeds"]))
+        if "n_failed" in d:
+            row["regressed"] = str(int(d["n_failed"])) if d["n_failed"] else ""
+        rows.append(row)
+    ceil = {a: raw.get(f"ceiling_lds_{a}_mean") for a in alphas}
+    if any(c is not None and c.notna().any() for c in ceil.values()):
+        row = {"estimator": "*exact values (ceiling)*", "budget": ""}
+        for a in alphas:
+            c = ceil[a]
+            row[f"LDS@{a}"] = _pm(float(c.dropna().iloc[0]) if c is not None and c.notna().any() else None, None)
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def _style(estimators):
+    """Distinct styles: SurrogateSHAP variants in warm colours, solid; baselines in
+    tab10 colours, dashed; each with its own marker."""
+    import matplotlib
+
+    ests = sorted(estimators)
+    ours = [e for e in ests if e.startswith("surrogateshap")]
+    others = [e for e in ests if e not in ours]
+    warm = matplotlib.colormaps["autumn"]
+    tab = matplotlib.colormaps["tab10"]
+    cool = [tab(i) for i in (0, 2, 4, 9, 5, 6, 7, 8, 3, 1)]
+    markers = "osD^v<>pPX*h"
+    style = {}
+    for i, e in enumerate(ours):
+        style[e] = dict(color=(0.85, 0.1, 0.1) if e == "surrogateshap" else warm(0.15 + 0.7 * i / max(1, len(ours))),
+                        marker=markers[i % len(markers)], linestyle="-")
+    for i, e in enumerate(others):
+        style[e] = dict(color=cool[i % len(cool)], marker=markers[(i + 3) % len(markers)],
+                        linestyle="--" if i >= len(cool) else "-." if i % 2 else "--")
+    return style
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _save_with_legend(fig, ax, path: Path) -> str:
+    """Grid, legend outside the axes, save as PNG, close; returns the file name."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _plot_group(name, s, raw, alphas, fractions, style, out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    has_l2 = "relative_l2__mean" in s and s["relative_l2__mean"].notna().any()
+    panels = [(f"lds_{a}_mean", f"LDS @ alpha={a}") for a in alphas]
+    if has_l2:
+        panels.append(("relative_l2", "relative L2 error vs exact"))
+    ncol = 2 if len(panels) > 2 else len(panels)
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol + 2.6, 3.6 * nrow + 0.6), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (fig_name, title) in zip(axes.flat, panels):
+        for est, g in s.groupby("estimator"):
+            g = g.sort_values("budget")
+            ax.errorbar(g["budget"], g[f"{fig_name}__mean"], yerr=g[f"{fig_name}__std"].fillna(0),
+                        label=est, capsize=2, markersize=4, linewidth=1.2, **style[est])
+        if fig_name.startswith("lds_"):
+            c = raw.get(f"ceiling_{fig_name}")
+            if c is not None and c.notna().any():
+                ax.axhline(float(c.dropna().iloc[0]), color="k", linestyle=":", linewidth=1,
+                           label="exact values (ceiling)")
+        else:
+            ax.set_yscale("log")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("budget (distinct game evaluations)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(f"{name}: quality vs budget (mean ± std over estimator seeds)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 0.96))
+    f = out / f"{_slug(name)}_vs_budget.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(("LDS and error vs budget", f.name))
+
+    # LDS vs wall-clock
+    a = "0.5" if "0.5" in alphas else alphas[len(alphas) // 2]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for est, g in s.groupby("estimator"):
+        g = g.sort_values("budget")
+        ax.plot(g["wall_seconds__mean"].clip(lower=1e-5), g[f"lds_{a}_mean__mean"], label=est,
+                markersize=4, linewidth=1.2, **style[est])
+    c = raw.get(f"ceiling_lds_{a}_mean")
+    if c is not None and c.notna().any():
+        ax.axhline(float(c.dropna().iloc[0]), color="k", linestyle=":", linewidth=1, label="exact values (ceiling)")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall-clock seconds of the estimator (pytest-benchmark; game replay included)")
+    ax.set_ylabel(f"LDS @ alpha={a}")
+    ax.set_title(f"{name}: LDS vs wall-clock (points: budgets)", fontsize=10)
+    files.append(("LDS vs wall-clock", _save_with_legend(fig, ax, out / f"{_slug(name)}_lds_vs_time.png")))
+
+    # top-k removal at each estimator's largest budget
+    if fractions:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        x = [float(fr) for fr in fractions]
+        rand = None
+        for est, g in s.groupby("estimator"):
+            r = g.sort_values("budget").iloc[-1]
+            ys = [r[f"removal_{fr}_top__mean"] for fr in fractions]
+            ax.plot(x, ys, label=f"{est} (b={int(r['budget'])})", markersize=4, linewidth=1.2, **style[est])
+            rand = [r[f"removal_{fr}_random_mean__mean"] for fr in fractions]
+        if rand is not None:
+            ax.plot(x, rand, color="k", linestyle=":", marker="x", label="random players")
+        ax.axhline(0, color="gray", linewidth=0.8)
+        ax.set_xlabel("fraction of players removed (highest-valued first)")
+        ax.set_ylabel("utility change v(N - top k) - v(N)")
+        ax.set_title(f"{name}: top-k removal (lower = better ranking)", fontsize=10)
+        files.append(("Top-k removal", _save_with_legend(fig, ax, out / f"{_slug(name)}_removal.png")))
+    return files
+
+
+def write_report(json_path, out_dir="results/report", plots: bool = True) -> Path:
+    """Write report.md, figures.csv, summary.csv and PNG plots to ``out_dir``; returns
+    the path of report.md."""
+    doc = read_benchmark_doc(json_path, require_cases=True)
+    df = load_benchmark_json(json_path)
+    failed = load_failed_cases(json_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = summarize(df) if not df.empty else pd.DataFrame(columns=[*KEYS])
+    df.to_csv(out / "figures.csv", index=False, float_format="%.6g")
+    s.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    alphas, fractions = _alphas(df), _fractions(df)
+    estimators = sorted(df["estimator"].unique())
+    style = _style(estimators)
+
+    commit = doc.get("commit_info", {})
+    cpu = (doc.get("machine_info", {}).get("cpu") or {})
+    scales = sorted(df["scale"].dropna().unique()) if "scale" in df else []
+    if not scales and not failed.empty:
+        scales = sorted({str(r.get("scale")) for r in doc.get(FAILED_KEY, []) if r.get("scale")})
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Source: `{Path(json_path).name}` ({doc.get('datetime', '?')}), commit "
+        f"`{str(commit.get('id', '?'))[:12]}{' (dirty)' if commit.get('dirty') else ''}`, "
+        f"{md_escape(cpu.get('brand_raw', '?'))} x{cpu.get('count', '?')}; scale "
+        f"{md_escape(', '.join(scales) or '?')}; "
+        f"{len(df)} cases run, {df['estimator'].nunique()} estimators"
+        + (f"; **{len(failed)} cases failed** (see Failed cases)." if len(failed) else "."),
+        "",
+        "LDS: 100 x Spearman(sum of values over a test coalition, its utility), mean over "
+        "the ground truth's retraining (or noise) seeds; the table shows the mean ± std of "
+        "that over estimator seeds. rel. L2: ||values - exact|| / ||exact||. Budget and "
+        "evaluations count distinct game evaluations (for digits10's retraining game each "
+        "is the seed mean of the recorded retrainings, so cost = evaluations x seeds, in "
+        "model trainings). seconds: the estimator's wall-clock under pytest-benchmark.",
+        "",
+    ]
+    if "regression" in df:
+        nfail = int((df["regression"] == "fail").sum())
+        lines += [f"Regression check: {int((df['regression'].isin(['pass', 'fail'])).sum())} cases "
+                  f"checked, {nfail} failed.", ""]
+        if nfail:
+            lines += ["Regressed cases:", ""]
+            for r in df[df["regression"] == "fail"].itertuples():
+                case = md_escape(f"{r.task}/{r.utility}/{r.game}/{r.estimator}/{r.budget}")
+                lines.append(f"- {case} seed {r.seed}: {md_escape(r.regression_failures)}")
+            lines.append("")
+    if len(failed):
+        lines += ["## Failed cases", "",
+                  "These cases raised before producing figures; they are in no table or plot below.",
+                  "", markdown_table(failed.fillna("")), ""]
+    for (task, util, game), sg in s.groupby(["task", "utility", "game"], sort=True):
+        name = f"{task}/{util}/{game}"
+        raw = df[(df.task == task) & (df.utility == util) & (df.game == game)]
+        lines += [f"## {md_escape(name)}", ""]
+        lines.append(markdown_table(_group_table(sg, raw, alphas)))
+        lines.append("")
+        if plots:
+            for title, fname in _plot_group(name, sg, raw, alphas, fractions, style, out):
+                lines += [f"![{md_escape(name)}: {title}]({fname})", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
