@@ -92,6 +92,7 @@ class _PermutationBase(Estimator):
         return {
             "values": values,
             "stderr": stderr,
+            "counts": len(masks),
             "extra": {"n_permutations": len(masks) * per},
         }
 
@@ -175,6 +176,7 @@ class TMCShapley(Estimator):
         return {
             "values": values,
             "stderr": stderr,
+            "counts": n_perms,
             "extra": {
                 "n_permutations": n_perms,
                 # share of the n positions per order actually scanned

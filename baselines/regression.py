@@ -134,6 +134,7 @@ class KernelSHAP(Estimator):
         return {
             "values": phi,
             "stderr": stderr,
+            "counts": U,
             "extra": {"n_draws": U * per, "n_distinct": game.n_evaluations},
         }
 

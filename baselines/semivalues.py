@@ -65,6 +65,7 @@ class BanzhafMSR(Estimator):
         return {
             "values": values,
             "stderr": stderr,
+            "counts": len(v),
             "extra": {
                 "n_draws": int(draws),
                 "players_without_estimate": [game.players[i] for i in np.flatnonzero(missing)],

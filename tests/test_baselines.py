@@ -315,3 +315,28 @@ def test_invalid_parameters_are_refused():
         make("datamodels", alpha=1.5).estimate(game, 50)
     with pytest.raises(ValueError, match="max_permutations"):
         make("permutation", max_permutations=0).estimate(game, 50)
+
+
+def test_partial_results_merge_like_one_run():
+    # two runs of permutation sampling on the same game pool into one estimate with the
+    # count-weighted mean and the pooled standard error (pyDVL's ValuationResult)
+    game = random_unanimity_game(8, seed=3)
+    a = make("permutation").estimate(game, 60, seed=0)
+    b = make("permutation").estimate(game, 200, seed=1)
+    m = a.merge(b)
+    na, nb = a.counts[0], b.counts[0]
+    np.testing.assert_allclose(m.values, (na * a.values + nb * b.values) / (na + nb), rtol=1e-12)
+    assert m.counts[0] == na + nb and m.n_evaluations == a.n_evaluations + b.n_evaluations
+    # the pooled stderr: that of all units together, so below the larger run's typically
+    assert np.median(m.stderr) < np.median(b.stderr)
+    va, vb, vm = (x.stderr**2 * x.counts for x in (a, b, m))
+    d = b.values - a.values
+    pooled = (va * (na - 1) + vb * (nb - 1) + d**2 * na * nb / (na + nb)) / (na + nb - 1)
+    np.testing.assert_allclose(vm, pooled, rtol=1e-9)
+    # closer to the truth than the smaller run, on average over players
+    exact = game.exact_values()
+    assert np.linalg.norm(m.values - exact) < np.linalg.norm(a.values - exact)
+    with pytest.raises(ValueError, match="banzhaf"):
+        a.merge(make("banzhaf-msr").estimate(game, 60, seed=0))
+    with pytest.raises(ValueError, match="counts"):
+        a.merge(make("leverageshap").estimate(game, 60, seed=0))
