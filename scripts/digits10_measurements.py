@@ -118,17 +118,19 @@ def measure(args):
     # the proxy's one-off cost: the full model and its sample bank (measured above when
     # not cached; else one retraining's recorded time stands in for it)
     full_train = proxy_setup if proxy_setup > 1 else sec_per_retrain
-    def figures(values, truth):
+    def figures(values, truth, text=False):
         f = evaluate(values, truth)
-        return {**{f"LDS@{a}": f[f"lds_{a:g}_mean"] for a in ALPHAS}, "rel L2": f["relative_l2"]}
+        out = {**{f"LDS@{a}": f[f"lds_{a:g}_mean"] for a in ALPHAS}, "rel L2": f["relative_l2"]}
+        # the table's other rows are "mean ± sd" text, so single runs are text too
+        return {k: f"{v:.3g}" for k, v in out.items()} if text else out
 
     for u in ("neg_fid", "inception_score"):
         truth = ground_truth_from_table(table, u, ALPHAS)
         exact = truth.exact
         rows = [{"estimator": "exact retraining values (ceiling)", "game": "retraining",
-                 "budget": 1024, **figures(exact, truth), "wall s": 1023 * sec_per_retrain}]
+                 "budget": 1024, **figures(exact, truth, text=True), "wall s": 1023 * sec_per_retrain}]
         rows.append({"estimator": "exact proxy values", "game": "proxy", "budget": 1024,
-                     **figures(exact_proxy[u], truth), "wall s": full_train})
+                     **figures(exact_proxy[u], truth, text=True), "wall s": full_train})
         plan = [("surrogateshap", "proxy", b) for b in (64, 128, 256, 512)]
         plan += [("surrogateshap-published", "proxy", b) for b in (64, 128, 256, 512)]
         plan += [(e, "retraining", b) for e in ("permutation-antithetic", "kernelshap", "leverageshap")
