@@ -7,12 +7,14 @@ accounting, on-disk persistence (resume after a crash) and an enforced budget.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -179,14 +181,18 @@ class CoalitionStore:
         self.header = dict(header)
         self.records: dict[str, dict] = {}
         self._n_torn = 0
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._load()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "w") as f:
-                f.write(json.dumps({"header": self.header}, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+        self._offset, self._inode = 0, None  # bytes already parsed (refresh reads on from here)
+        self._lock_depth = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.locked():  # another driver may be creating or appending to it
+            if self.path.exists() and self.path.stat().st_size > 0:
+                self._load()
+            else:
+                with open(self.path, "w") as f:
+                    f.write(json.dumps({"header": self.header}, sort_keys=True) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._offset, self._inode = self.path.stat().st_size, self.path.stat().st_ino
 
     def _load(self):
         with open(self.path) as f:
@@ -232,13 +238,69 @@ class CoalitionStore:
     def get(self, key: str) -> dict | None:
         return self.records.get(key)
 
-    def append(self, key: str, record: dict) -> None:
+    # --- several writers (drivers) on one file: an exclusive lock beside it --------
+    @contextmanager
+    def locked(self):
+        """Exclusive ``fcntl.flock`` on ``<path>.lock`` (re-entrant in this object), so
+        drivers on one cache never interleave a write or write one key twice."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield self
+            finally:
+                self._lock_depth -= 1
+            return
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield self
+            finally:
+                self._lock_depth = 0
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def refresh(self) -> int:
+        """Read the records other writers appended since the last read; returns how many
+        keys are new. A trailing partial line (a write in progress) is left for later."""
+        with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_ino != self._inode:  # rewritten (torn line dropped)
+                self._offset = 0
+                self._inode = os.fstat(f.fileno()).st_ino
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        added = 0
+        for line in data[:end].decode().split("\n"):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                self._n_torn += 1  # a writer died mid-line; that coalition is recomputed
+                continue
+            if "header" in rec:
+                continue
+            added += rec["key"] not in self.records
+            self.records[rec["key"]] = rec
+        self._offset += end
+        return added
+
+    def append(self, key: str, record: dict) -> bool:
+        """Append one record unless another writer already stored ``key`` (then False)."""
         rec = {"key": key, **record}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.records[key] = rec
+        with self.locked():
+            self.refresh()
+            if key in self.records:
+                return False
+            with open(self.path, "ab") as f:
+                if f.tell() > self._offset:  # a torn tail of a dead writer: end its line
+                    f.write(b"\n")
+                f.write((json.dumps(rec, sort_keys=True) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+                self._offset = f.tell()
+            self.records[key] = rec
+            return True
 
 
 class CachedGame(Game):
