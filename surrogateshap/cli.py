@@ -60,10 +60,21 @@ def _build_table(args) -> int:
     from surrogateshap.tasks import get_task
     from surrogateshap.tasks.reference import build_retraining_table
 
+    from surrogateshap.execution import get_executor
+
     task = get_task(args.task, scale=args.scale)
-    table = build_retraining_table(task, args.seeds, out_dir=args.out, train=not args.export_only)
+    executor = get_executor(args.executor, workers=args.workers, max_retries=args.retries,
+                            address=args.address)
+    failures: dict = {}
+    table = build_retraining_table(task, args.seeds, out_dir=args.out, train=not args.export_only,
+                                   executor=executor, failures=failures)
     print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
-    return 0
+    for seed, failed in failures.items():
+        print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's "
+              f"*.failures.jsonl; run again to retry them):", file=sys.stderr)
+        for key, rec in failed.items():
+            print(f"  {key} after {rec['attempts']} attempts: {rec['error']}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _report(args) -> int:
@@ -92,6 +103,14 @@ def main(argv=None) -> int:
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
     b.add_argument("--out", default=None)
     b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
+    b.add_argument("--executor", default="serial", choices=["serial", "processes", "ray"],
+                   help="where trainings run; the cache is the same for all, so a run resumes on another")
+    b.add_argument("--workers", type=int, default=None,
+                   help="jobs in flight (processes: worker processes; default from CPUs and the task's resources)")
+    b.add_argument("--address", default=None,
+                   help="ray: address of a running cluster ('auto', HOST:PORT); default a local instance")
+    b.add_argument("--retries", type=int, default=3,
+                   help="extra attempts of a coalition whose training raised or whose worker died")
     b.set_defaults(fn=_build_table)
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")

@@ -207,6 +207,8 @@ class _SerialSession(Session):
         self.running += 1
 
     def wait(self):
+        if not self._queue:
+            return []
         tag, fn, args, retries = self._queue.pop(0)
         self.running -= 1
         for attempt in range(1, retries + 2):
@@ -261,6 +263,8 @@ class _ProcessSession(Session):
         self.running += 1
 
     def wait(self):
+        if not self._jobs:
+            return []
         done, _ = cf.wait(list(self._jobs), return_when=cf.FIRST_COMPLETED)
         out = []
         for fut in done:
@@ -358,6 +362,8 @@ class _RaySession(Session):
 
     def wait(self):
         ray = self._ray
+        if not self._refs:
+            return []
         done, _ = ray.wait(list(self._refs), num_returns=1)
         out = []
         for ref in done:

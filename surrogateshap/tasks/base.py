@@ -208,11 +208,12 @@ class RetrainingGame(Game):
         self.executor = get_executor(executor)
         self.n_trained = 0
         self.store = None
-        self.failures_path = None
+        self.failures_path = self.claims_path = None
         if cache:
             path = task.cache_dir / task.config_id() / f"retrain-seed{self.seed}.jsonl"
             self.store = _shared_store(path, {"task": task.config_id(), "seed": self.seed})
             self.failures_path = path.with_name(path.stem + ".failures.jsonl")
+            self.claims_path = path.with_name(path.stem + ".claims.jsonl")
         self._memo: dict[str, dict] = {}
         self._failed: dict[str, dict] = {}
 
@@ -269,20 +270,21 @@ class RetrainingGame(Game):
         with ex.session(task_resources(self.task)) as session:
             while pending or singles or session.running:
                 while session.free > 0 and (pending or singles):
-                    if self.store is not None and self.store.refresh():
+                    if self.store is not None:
+                        self.store.refresh()
                         skip_finished(pending)
                         skip_finished(singles)
                     if singles:
                         part = [singles.popleft()]
                     elif pending:
-                        part = [pending.popleft() for _ in range(min(chunk, len(pending)))]
+                        part = self._claim(pending, chunk)
                     else:
                         break
                     # a chunk is not retried as a whole: its coalitions are, one by one
                     retries = ex.max_retries if len(part) == 1 else 0
                     masks = np.stack([key_to_mask(k) for k in part])
                     session.submit(tuple(part), _retrain_job, (ref, masks, self.seed), retries)
-                for out in session.wait():
+                for out in session.wait() if session.running else ():
                     part = out.tag
                     if out.ok:
                         stats, dt = out.result
@@ -300,6 +302,31 @@ class RetrainingGame(Game):
                         bar.update(1)
                     bar.set_postfix(running=session.running, failed=n_failed, refresh=False)
         bar.close()
+
+    def _claim(self, pending: deque, chunk: int) -> list[str]:
+        """Take the next chunk, preferring coalitions no other driver on this cache has
+        taken (``<store>.claims.jsonl``), and log the claim. Claims only order the work:
+        what another driver claimed but never finished is still trained, last."""
+        if self.claims_path is None:
+            return [pending.popleft() for _ in range(min(chunk, len(pending)))]
+        me = f"{os.uname().nodename}:{os.getpid()}:{id(self)}"
+        with self.store.locked():
+            others = set()
+            if self.claims_path.exists():
+                for line in self.claims_path.read_text().splitlines():
+                    try:
+                        c = json.loads(line)
+                    except ValueError:
+                        continue
+                    if c["by"] != me:
+                        others.update(c["keys"])
+            free = [k for k in pending if k not in others]
+            part = (free or list(pending))[:chunk]
+            for k in part:
+                pending.remove(k)
+            with open(self.claims_path, "a") as f:
+                f.write(json.dumps({"by": me, "keys": part}) + "\n")
+        return part
 
     def _record(self, key: str, rec: dict):
         self._failed.pop(key, None)
