@@ -312,6 +312,9 @@ def _call(fn, args):
     return fn(*args)
 
 
+_RAY_CALL = None  # ray.remote(_call), made once
+
+
 class RayExecutor(Executor):
     """Ray tasks. ``address``: None starts a local instance (unless Ray is already
     initialised in this process), "auto" or "HOST:PORT" joins a running cluster.
@@ -349,14 +352,18 @@ class _RaySession(Session):
         super().__init__()
         self.capacity = n
         self._ray = ray
-        opts = {"num_cpus": resources.cpus, "num_gpus": resources.gpus}
+        self._opts = {"num_cpus": resources.cpus, "num_gpus": resources.gpus}
         if resources.memory:
-            opts["memory"] = resources.memory
-        self._remote = ray.remote(_call).options(**opts)
+            self._opts["memory"] = resources.memory
+        global _RAY_CALL
+        if _RAY_CALL is None:
+            _RAY_CALL = ray.remote(_call)
         self._refs: dict = {}  # ref -> (tag, retries)
 
     def submit(self, tag, fn, args, retries):
-        ref = self._remote.options(max_retries=retries, retry_exceptions=True).remote(fn, args)
+        # retry_exceptions: Ray retries only system failures (a dead worker) by default
+        remote = _RAY_CALL.options(**self._opts, max_retries=retries, retry_exceptions=True)
+        ref = remote.remote(fn, args)
         self._refs[ref] = (tag, retries)
         self.running += 1
 
