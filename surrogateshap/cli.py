@@ -66,8 +66,11 @@ def _build_table(args) -> int:
     executor = get_executor(args.executor, workers=args.workers, max_retries=args.retries,
                             address=args.address)
     failures: dict = {}
-    table = build_retraining_table(task, args.seeds, out_dir=args.out, train=not args.export_only,
-                                   executor=executor, failures=failures)
+    try:
+        table = build_retraining_table(task, args.seeds, out_dir=args.out, train=not args.export_only,
+                                       executor=executor, failures=failures)
+    finally:
+        executor.close()
     print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
     for seed, failed in failures.items():
         print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's "

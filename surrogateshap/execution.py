@@ -61,8 +61,13 @@ class TaskSpec:
 
     @classmethod
     def of(cls, task, scale: str = "default") -> "TaskSpec":
+        module = type(task).__module__
+        if module == "__main__":
+            raise ValueError(
+                f"task class {type(task).__name__} is defined in the __main__ script, which a "
+                "worker cannot import: move it (and its register_task) into an importable module")
         kwargs = {"config": task.config, "cache_dir": str(task.cache_dir)}
-        return cls(task.name, scale, kwargs, type(task).__module__, task.config_id())
+        return cls(task.name, scale, kwargs, module, task.config_id())
 
     def build(self):
         from surrogateshap.tasks import get_task
@@ -164,6 +169,9 @@ class Executor(ABC):
     def session(self, resources: Resources = Resources()) -> Session:
         """A context manager in which jobs needing ``resources`` are submitted."""
 
+    def close(self) -> None:
+        """Release what the executor keeps between sessions (worker processes)."""
+
     def map(self, fn: Callable, args_list, resources: Resources = Resources()) -> list:
         """``[fn(*args) for args in args_list]`` on this executor, in order; raises
         RuntimeError naming the first job that failed after its retries."""
@@ -228,32 +236,55 @@ def _init_worker(cpus: float):
 
 
 class ProcessExecutor(Executor):
-    """Local worker processes (spawn). ``workers`` defaults to os.cpu_count() // cpus."""
+    """Local worker processes (spawn). ``workers`` defaults to os.cpu_count() // cpus.
+
+    The workers outlive a session (a game's one call), so later calls skip the start-up
+    (a fresh interpreter, torch, the rebuilt task); ``close()`` ends them."""
 
     name = "processes"
 
+    def __init__(self, workers: int | None = None, max_retries: int = 3):
+        super().__init__(workers, max_retries)
+        self._pools: dict[tuple, cf.ProcessPoolExecutor] = {}  # (slot, cpus) -> 1-worker pool
+
     def session(self, resources: Resources = Resources()) -> Session:
         n = self.workers or max(1, (os.cpu_count() or 1) // max(1, int(resources.cpus)))
-        return _ProcessSession(n, resources)
+        return _ProcessSession(self, n, resources)
+
+    def _pool(self, slot: int, cpus: float) -> cf.ProcessPoolExecutor:
+        key = (slot, cpus)
+        if key not in self._pools:
+            self._pools[key] = cf.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                initargs=(cpus,))
+        return self._pools[key]
+
+    def _drop(self, slot: int, cpus: float, kill: bool = False):
+        pool = self._pools.pop((slot, cpus), None)
+        if pool is not None:
+            if kill:  # do not wait for a training nobody will record
+                for p in list((getattr(pool, "_processes", None) or {}).values()):
+                    p.terminate()
+            pool.shutdown(wait=not kill, cancel_futures=kill)
+
+    def close(self):
+        """End the worker processes."""
+        for slot, cpus in list(self._pools):
+            self._drop(slot, cpus)
+
+    def __getstate__(self):  # an executor travels without its workers
+        return {**self.__dict__, "_pools": {}}
 
 
 class _ProcessSession(Session):
-    def __init__(self, n: int, resources: Resources):
+    def __init__(self, ex: ProcessExecutor, n: int, resources: Resources):
         super().__init__()
         self.capacity = n
-        self._ctx = multiprocessing.get_context("spawn")
-        self._resources = resources
-        self._pools: list[cf.ProcessPoolExecutor | None] = [None] * n
+        self._ex, self._cpus = ex, resources.cpus
         self._jobs: dict[cf.Future, tuple] = {}  # future -> (slot, tag, fn, args, retries, attempt)
 
-    def _pool(self, slot):
-        if self._pools[slot] is None:
-            self._pools[slot] = cf.ProcessPoolExecutor(
-                1, mp_context=self._ctx, initializer=_init_worker, initargs=(self._resources.cpus,))
-        return self._pools[slot]
-
     def _start(self, slot, tag, fn, args, retries, attempt):
-        fut = self._pool(slot).submit(fn, *args)
+        fut = self._ex._pool(slot, self._cpus).submit(fn, *args)
         self._jobs[fut] = (slot, tag, fn, args, retries, attempt)
 
     def submit(self, tag, fn, args, retries):
@@ -275,8 +306,7 @@ class _ProcessSession(Session):
                 self.running -= 1
                 continue
             if isinstance(exc, BrokenProcessPool):  # the worker died: only this job was on it
-                self._pools[slot].shutdown(wait=False)
-                self._pools[slot] = None
+                self._ex._drop(slot, self._cpus)
                 error = f"worker process died ({exc})"
             else:
                 error = _error_text(exc)
@@ -288,14 +318,10 @@ class _ProcessSession(Session):
         return out
 
     def close(self, cancel=False):
-        for pool in self._pools:
-            if pool is None:
-                continue
-            if cancel:  # an interrupted driver does not wait for trainings it will not record
-                for p in list(getattr(pool, "_processes", {}).values()):
-                    p.terminate()
-            pool.shutdown(wait=not cancel, cancel_futures=cancel)
-        self._pools = [None] * self.capacity
+        if cancel:  # an interrupted driver: end the workers still training
+            for slot, *_ in list(self._jobs.values()):
+                self._ex._drop(slot, self._cpus, kill=True)
+        self._jobs.clear()
 
 
 # --- Ray -------------------------------------------------------------------------------

@@ -42,11 +42,15 @@ def ray_instance():
     ray.shutdown()
 
 
+_OPEN = []
+
+
 def make_executor(name, request, max_retries=3):
     if name == "serial":
         return SerialExecutor(max_retries=max_retries)
     if name == "processes":
-        return ProcessExecutor(workers=2, max_retries=max_retries)
+        _OPEN.append(ProcessExecutor(workers=2, max_retries=max_retries))
+        return _OPEN[-1]
     request.getfixturevalue("ray_instance")
     return RayExecutor(workers=2, max_retries=max_retries)
 
@@ -74,6 +78,8 @@ def _fresh_stores():
     _STORES.clear()
     yield
     _STORES.clear()
+    while _OPEN:  # end the worker processes of this test
+        _OPEN.pop().close()
 
 
 @pytest.mark.parametrize("name", REMOTE)
