@@ -57,12 +57,20 @@ def _run(args) -> int:
 
 
 def _build_table(args) -> int:
+    import dataclasses
+
+    from surrogateshap.execution import get_executor
     from surrogateshap.tasks import get_task
     from surrogateshap.tasks.reference import build_retraining_table
 
-    from surrogateshap.execution import get_executor
-
     task = get_task(args.task, scale=args.scale)
+    resources = {f"{k}_per_job": v for k, v in (("cpus", args.cpus_per_job), ("gpus", args.gpus_per_job))
+                 if v is not None}
+    if resources:  # speed only: the configuration id (and the cache) stay the same
+        unknown = [f for f in resources if not hasattr(task.config, f)]
+        if unknown:
+            raise SystemExit(f"task {task.name}'s config has no field {', '.join(unknown)}")
+        task = get_task(args.task, scale=args.scale, config=dataclasses.replace(task.config, **resources))
     executor = get_executor(args.executor, workers=args.workers, max_retries=args.retries,
                             address=args.address)
     failures: dict = {}
@@ -114,6 +122,9 @@ def main(argv=None) -> int:
                    help="ray: address of a running cluster ('auto', HOST:PORT); default a local instance")
     b.add_argument("--retries", type=int, default=3,
                    help="extra attempts of a coalition whose training raised or whose worker died")
+    b.add_argument("--cpus-per-job", type=float, default=None, help="CPUs one training job asks for")
+    b.add_argument("--gpus-per-job", type=float, default=None,
+                   help="GPUs one training job asks for (ray; fractions share a GPU)")
     b.set_defaults(fn=_build_table)
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")

@@ -256,3 +256,21 @@ def test_proxy_generation_runs_on_the_executor(tmp_path, request, name):
         local = task.proxy_game("neg_fid", mode=mode)(MASKS)
         remote = task.proxy_game("neg_fid", mode=mode, executor=ex)(MASKS)
         np.testing.assert_array_equal(local, remote)
+
+
+def test_cli_build_table_on_processes_then_resumed_serially(tmp_path, monkeypatch, capsys):
+    from surrogateshap.cli import main
+
+    monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "ref"
+    args = ["build-table", "--task", "fake-exec", "--scale", "ci", "--out", str(out), "--seeds", "0", "1"]
+    assert main([*args, "--executor", "processes", "--workers", "2"]) == 0
+    assert "32 rows; complete seeds [0, 1]" in capsys.readouterr().out
+    first = CoalitionTableFrame(out)
+    _STORES.clear()
+    assert main([*args, "--executor", "serial"]) == 0  # resumes: everything is cached
+    assert CoalitionTableFrame(out).equals(first)
+    with pytest.raises(SystemExit):
+        main([*args, "--executor", "dask"])
+    with pytest.raises(SystemExit, match="no field cpus_per_job"):
+        main([*args, "--cpus-per-job", "2"])
