@@ -84,7 +84,8 @@ def _build_table(args) -> int:
         print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's "
               f"*.failures.jsonl; run again to retry them):", file=sys.stderr)
         for key, rec in failed.items():
-            print(f"  {key} after {rec['attempts']} attempts: {rec['error']}", file=sys.stderr)
+            print(f"  {key} after {rec['attempts']} attempts: {rec['error'].strip().splitlines()[0]}",
+                  file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -300,7 +300,8 @@ class RetrainingGame(Game):
                     else:
                         n_failed += self._record_failure(part[0], out.error, out.attempts)
                         bar.update(1)
-                    bar.set_postfix(running=session.running, failed=n_failed, refresh=False)
+                    bar.set_postfix({"done": bar.n - n_failed, "running": session.running,
+                                     "failed": n_failed}, refresh=False)
         bar.close()
 
     def _claim(self, pending: deque, chunk: int) -> list[str]:
