@@ -93,22 +93,32 @@ def test_remote_results_are_bit_identical_to_serial(tmp_path, request, name):
     assert len(lines(tmp_path / "r" / "log" / "trained.log")) == 15
 
 
-@pytest.mark.slow
-def test_digits10_retraining_is_bit_identical_across_executors(tmp_path, request):
-    torch = pytest.importorskip("torch")
-    from surrogateshap.tasks import get_task
+DIGITS_MASKS = np.array([[1, 0, 1, 0, 0, 0, 0, 0, 0, 1], [0, 1] * 5, [1] * 5 + [0] * 5], bool)
 
+
+def digits10_values(cache_dir, executor):
+    """Utilities of 3 retrained digits10 ci models (models_per_batch 2: a chunk of 2, then 1)."""
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.digits import Digits10Config
+
+    task = get_task("digits10", config=Digits10Config.preset("ci", models_per_batch=2), cache_dir=cache_dir)
+    game = RetrainingGame(task, "neg_fid", progress=False, executor=executor)
+    values = [{u: r[u] for u in task.utilities} for r in game.records(DIGITS_MASKS)]
+    assert game.n_trained == 3
+    return values
+
+
+@pytest.fixture(scope="module")
+def digits10_serial(tmp_path_factory):
+    torch = pytest.importorskip("torch")
     torch.set_num_threads(1)  # workers run 1 thread each (cpus_per_job=1): the same arithmetic
-    masks = np.array([[1, 0, 1, 0, 0, 0, 0, 0, 0, 1], [0, 1] * 5, [1] * 5 + [0] * 5], bool)
-    names = ["serial", "processes"] + (["ray"] if HAS_RAY else [])
-    values = {}
-    for name in names:
-        task = get_task("digits10", scale="ci", cache_dir=tmp_path / name)
-        game = RetrainingGame(task, "neg_fid", progress=False, executor=make_executor(name, request))
-        values[name] = [{u: r[u] for u in task.utilities} for r in game.records(masks)]
-        assert game.n_trained == 3
-    for name in names[1:]:
-        assert values[name] == values["serial"], name
+    return digits10_values(tmp_path_factory.mktemp("serial"), SerialExecutor())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REMOTE)
+def test_digits10_retraining_is_bit_identical_across_executors(digits10_serial, tmp_path, request, name):
+    assert digits10_values(tmp_path, make_executor(name, request)) == digits10_serial
 
 
 @pytest.mark.parametrize("name", REMOTE)
