@@ -119,6 +119,10 @@ def _run(args) -> int:
 
 
 def _build_table(args) -> int:
+    import dataclasses
+
+    from surrogateshap.execution import get_executor
+    from surrogateshap.tasks import get_task
     from surrogateshap.tasks.reference import (
         RETRAINING_CSV,
         _earlier_rows,
@@ -128,6 +132,10 @@ def _build_table(args) -> int:
 
     task = _task(args)
     _non_negative(args.seeds, "--seeds")
+    if args.retries is not None and args.retries < 0:
+        raise UsageError(f"--retries must be >= 0; got {args.retries}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
     out = Path(args.out) if args.out is not None else reference_dir(task.name)
     _writable(out, "output folder (--out)")
     if (out / RETRAINING_CSV).is_dir():
@@ -137,9 +145,32 @@ def _build_table(args) -> int:
     except ValueError as e:
         raise UsageError(str(e).replace("\n", " ")) from None
     _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
-    table = build_retraining_table(task, args.seeds, out_dir=out, train=not args.export_only)
+    resources = {f"{k}_per_job": v for k, v in (("cpus", args.cpus_per_job), ("gpus", args.gpus_per_job))
+                 if v is not None}
+    if resources:  # speed only: the configuration id (and the cache) stay the same
+        unknown = [f for f in resources if not hasattr(task.config, f)]
+        if unknown:
+            raise UsageError(f"task {task.name}'s config has no field {', '.join(unknown)}")
+        task = get_task(args.task, scale=args.scale, config=dataclasses.replace(task.config, **resources))
+    try:
+        executor = get_executor(args.executor, workers=args.workers, max_retries=args.retries,
+                                address=args.address)
+    except (ImportError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    failures: dict = {}
+    try:
+        table = build_retraining_table(task, args.seeds, out_dir=out, train=not args.export_only,
+                                       executor=executor, failures=failures)
+    finally:
+        executor.close()
     print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
-    return 0
+    for seed, failed in failures.items():
+        print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's "
+              f"*.failures.jsonl; run again to retry them):", file=sys.stderr)
+        for key, rec in failed.items():
+            print(f"  {key} after {rec['attempts']} attempts: {rec['error'].strip().splitlines()[0]}",
+                  file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _report(args) -> int:
@@ -175,6 +206,17 @@ def main(argv=None) -> int:
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
     b.add_argument("--out", default=None)
     b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
+    b.add_argument("--executor", default="serial", choices=["serial", "processes", "ray"],
+                   help="where trainings run; the cache is the same for all, so a run resumes on another")
+    b.add_argument("--workers", type=int, default=None,
+                   help="jobs in flight (processes: worker processes; default from CPUs and the task's resources)")
+    b.add_argument("--address", default=None,
+                   help="ray: address of a running cluster ('auto', HOST:PORT); default a local instance")
+    b.add_argument("--retries", type=int, default=3,
+                   help="extra attempts of a coalition whose training raised or whose worker died")
+    b.add_argument("--cpus-per-job", type=float, default=None, help="CPUs one training job asks for")
+    b.add_argument("--gpus-per-job", type=float, default=None,
+                   help="GPUs one training job asks for (ray; fractions share a GPU)")
     b.set_defaults(fn=_build_table)
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")

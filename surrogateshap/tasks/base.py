@@ -19,17 +19,20 @@ by the same amount, so it is defined once, here, for both games.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from surrogateshap.game import CoalitionStore, Game, coalition_key, stable_hash
+from surrogateshap.game import CoalitionStore, Game, coalition_key, key_to_mask, stable_hash
 from surrogateshap.tasks.statistics import LabelStats, StatsBank, utility_from_stats
 
-__all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "allocate_counts", "coalition_seed", "default_cache_dir"]
+__all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "RetrainingFailedError", "allocate_counts",
+           "coalition_seed", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
@@ -97,7 +100,8 @@ class DiffusionTask(ABC):
         return c / c.sum()
 
     #: config fields that change how fast, not what, is computed (kept out of cache keys)
-    execution_fields: tuple[str, ...] = ("models_per_batch", "device")
+    execution_fields: tuple[str, ...] = ("models_per_batch", "device", "cpus_per_job", "gpus_per_job",
+                                         "memory_per_job")
 
     def config_id(self) -> str:
         cfg = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.execution_fields}
@@ -135,11 +139,12 @@ class DiffusionTask(ABC):
         return out
 
     # --- games ----------------------------------------------------------------
-    def retraining_game(self, utility: str, seed: int = 0, cache: bool = True) -> "RetrainingGame":
-        return RetrainingGame(self, utility, seed=seed, cache=cache)
+    def retraining_game(self, utility: str, seed: int = 0, cache: bool = True,
+                        executor=None) -> "RetrainingGame":
+        return RetrainingGame(self, utility, seed=seed, cache=cache, executor=executor)
 
-    def proxy_game(self, utility: str, mode: str = "stats", seed: int = 0) -> "ProxyGame":
-        return ProxyGame(self, utility, mode=mode, seed=seed)
+    def proxy_game(self, utility: str, mode: str = "stats", seed: int = 0, executor=None) -> "ProxyGame":
+        return ProxyGame(self, utility, mode=mode, seed=seed, executor=executor)
 
     def _check_utility(self, utility: str):
         if utility not in self.utilities:
@@ -157,60 +162,204 @@ def _shared_store(path: Path, header: dict) -> CoalitionStore:
     return _STORES[key]
 
 
+class RetrainingFailedError(RuntimeError):
+    """Some coalitions could not be retrained (after retries); ``failures`` maps each
+    coalition key to its record (error, attempts)."""
+
+    def __init__(self, failures: dict[str, dict]):
+        self.failures = failures
+        key, rec = next(iter(failures.items()))
+        super().__init__(f"{len(failures)} coalition(s) failed to retrain, e.g. {key} after "
+                         f"{rec['attempts']} attempts: {rec['error']}")
+
+
+def _retrain_job(task_ref, masks: np.ndarray, seed: int):
+    """One job: train the coalitions of ``masks`` together; (stats, seconds per model)."""
+    from surrogateshap.execution import resolve_task
+
+    task = resolve_task(task_ref)
+    t0 = time.perf_counter()
+    stats = task.retrain_stats(masks, seed)
+    return stats, (time.perf_counter() - t0) / len(masks)
+
+
 class RetrainingGame(Game):
     """v(S) = utility of a model retrained on coalition S's data (seeded).
 
     Every retraining scores all the task's utilities at once and is appended to an
     on-disk store keyed by (task, config, seed, coalition), so the games of different
     utilities share retrainings, and an interrupted run resumes where it stopped (a
-    crash loses at most the chunk of models being trained together).
+    crash loses at most the chunks of models in flight). Trainings run on an
+    ``executor`` (:mod:`surrogateshap.execution`; serial by default); this process
+    stays the store's only writer, and it re-reads the store before each job, so two
+    drivers on one cache skip what the other finished. A coalition that keeps failing
+    is recorded in ``<store>.failures.jsonl`` (never among the results) and reported.
     """
 
     cost_unit = "model trainings"
 
     def __init__(self, task: DiffusionTask, utility: str, seed: int = 0, cache: bool = True,
-                 progress: bool = True):
+                 progress: bool = True, executor=None):
+        from surrogateshap.execution import get_executor
+
         task._check_utility(utility)
         super().__init__(task.players)
         self.task, self.utility, self.seed, self.progress = task, utility, int(seed), progress
+        self.executor = get_executor(executor)
         self.n_trained = 0
         self.store = None
+        self.failures_path = self.claims_path = None
         if cache:
             path = task.cache_dir / task.config_id() / f"retrain-seed{self.seed}.jsonl"
             self.store = _shared_store(path, {"task": task.config_id(), "seed": self.seed})
+            self.failures_path = path.with_name(path.stem + ".failures.jsonl")
+            self.claims_path = path.with_name(path.stem + ".claims.jsonl")
         self._memo: dict[str, dict] = {}
+        self._failed: dict[str, dict] = {}
 
-    def records(self, masks) -> list[dict]:
-        """All utilities (and seconds) of each coalition, retraining what is missing."""
-        from tqdm.auto import tqdm
+    def _done(self, key: str) -> bool:
+        return key in self._memo or (self.store is not None and key in self.store)
 
+    def _get(self, key: str) -> dict | None:
+        return self._memo.get(key) or (self.store.get(key) if self.store is not None else None)
+
+    def records(self, masks, allow_failed: bool = False) -> list[dict]:
+        """All utilities (and seconds) of each coalition, retraining what is missing.
+
+        Coalitions that fail after the executor's retries raise RetrainingFailedError
+        once the others are done; with ``allow_failed`` their entries are None instead.
+        """
         keys = [coalition_key(m) for m in masks]
-        todo, queued = [], set()
+        if self.store is not None:
+            self.store.refresh()
+        todo = []
         for k, m in zip(keys, masks):
-            if k in self._memo or (self.store is not None and k in self.store) or k in queued:
+            if self._done(k):
                 continue
             if not m.any():
                 self._memo[k] = {**self.task.score(self.task.empty_stats()), "seconds": 0.0, "trainings": 0}
                 continue
-            todo.append((k, m))
-            queued.add(k)
+            todo.append(k)
+        todo = list(dict.fromkeys(todo))
+        if todo:
+            self._train(todo)
+        failed = {k: self._failed[k] for k in dict.fromkeys(keys) if k in self._failed and not self._done(k)}
+        if failed and not allow_failed:
+            raise RetrainingFailedError(failed)
+        return [self._get(k) for k in keys]
+
+    def _train(self, todo: list[str]):
+        from tqdm.auto import tqdm
+
+        from surrogateshap.execution import task_resources
+
+        ex = self.executor
+        ref = ex.task_ref(self.task)
         chunk = max(1, int(getattr(self.task.config, "models_per_batch", 1)))
-        bar = tqdm(total=len(todo), desc=f"retraining {self.task.name} seed {self.seed}",
+        pending, singles = deque(todo), deque()  # singles: coalitions of failed chunks
+        bar = tqdm(total=len(todo), desc=f"retraining {self.task.name} seed {self.seed} ({ex.name})",
                    unit="model", disable=not self.progress or len(todo) <= 1)
-        for i in range(0, len(todo), chunk):
-            part = todo[i : i + chunk]
-            t0 = time.perf_counter()
-            stats = self.task.retrain_stats(np.stack([m for _, m in part]), self.seed)
-            dt = (time.perf_counter() - t0) / len(part)
-            for (k, _), s in zip(part, stats):
-                rec = {**self.task.score(s), "seconds": dt, "trainings": 1}
-                self._memo[k] = rec
-                if self.store is not None:
-                    self.store.append(k, rec)
-            self.n_trained += len(part)
-            bar.update(len(part))
+        n_failed = 0
+
+        def skip_finished(queue):  # another driver may have trained them meanwhile
+            kept = [k for k in queue if not self._done(k)]
+            bar.update(len(queue) - len(kept))
+            queue.clear()
+            queue.extend(kept)
+
+        with ex.session(task_resources(self.task)) as session:
+            while pending or singles or session.running:
+                while session.free > 0 and (pending or singles):
+                    if self.store is not None:
+                        self.store.refresh()
+                        skip_finished(pending)
+                        skip_finished(singles)
+                    if singles:
+                        part = [singles.popleft()]
+                    elif pending:
+                        part = self._claim(pending, chunk)
+                    else:
+                        break
+                    # a chunk is not retried as a whole: its coalitions are, one by one
+                    retries = ex.max_retries if len(part) == 1 else 0
+                    masks = np.stack([key_to_mask(k) for k in part])
+                    session.submit(tuple(part), _retrain_job, (ref, masks, self.seed), retries)
+                for out in session.wait() if session.running else ():
+                    part = out.tag
+                    if out.ok:
+                        stats, dt = out.result
+                        for k, st in zip(part, stats):
+                            try:
+                                self._record(k, {**self.task.score(st), "seconds": dt, "trainings": 1})
+                            except ValueError as e:  # non-finite utility: deterministic, no retry
+                                n_failed += self._record_failure(k, f"{type(e).__name__}: {e}", 1)
+                        self.n_trained += len(part)
+                        bar.update(len(part))
+                    elif len(part) > 1:
+                        singles.extend(part)
+                    else:
+                        n_failed += self._record_failure(part[0], out.error, out.attempts)
+                        bar.update(1)
+                    bar.set_postfix({"done": bar.n - n_failed, "running": session.running,
+                                     "failed": n_failed}, refresh=False)
         bar.close()
-        return [self._memo.get(k) or self.store.get(k) for k in keys]
+
+    def _claim(self, pending: deque, chunk: int) -> list[str]:
+        """Take the next chunk, preferring coalitions no other driver on this cache has
+        taken (``<store>.claims.jsonl``), and log the claim. Claims only order the work:
+        what another driver claimed but never finished is still trained, last."""
+        if self.claims_path is None:
+            return [pending.popleft() for _ in range(min(chunk, len(pending)))]
+        me = f"{os.uname().nodename}:{os.getpid()}:{id(self)}"
+        with self.store.locked():
+            others = set()
+            if self.claims_path.exists():
+                for line in self.claims_path.read_text().splitlines():
+                    try:
+                        c = json.loads(line)
+                    except ValueError:
+                        continue
+                    if c["by"] != me:
+                        others.update(c["keys"])
+            free = [k for k in pending if k not in others]
+            part = (free or list(pending))[:chunk]
+            for k in part:
+                pending.remove(k)
+            with open(self.claims_path, "a") as f:
+                f.write(json.dumps({"by": me, "keys": part}) + "\n")
+        return part
+
+    def _record(self, key: str, rec: dict):
+        self._failed.pop(key, None)
+        if self.store is not None and not self.store.append(key, rec):
+            rec = self.store.get(key)  # another driver stored it first: keep one record
+        self._memo[key] = rec
+
+    def _record_failure(self, key: str, error: str, attempts: int) -> int:
+        rec = {"key": key, "error": error, "attempts": int(attempts), "executor": self.executor.name,
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self._failed[key] = rec
+        if self.failures_path is not None:
+            with self.store.locked(), open(self.failures_path, "a") as f:
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        return 1
+
+    def failures(self) -> dict[str, dict]:
+        """Coalitions whose last attempt failed and that no run has finished since
+        (this session's, and those logged in the cache by earlier runs)."""
+        out = {}
+        if self.failures_path is not None and self.failures_path.exists():
+            self.store.refresh()
+            for line in self.failures_path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                out[rec["key"]] = rec
+        out.update(self._failed)
+        return {k: r for k, r in out.items() if not self._done(k)}
 
     def _evaluate(self, masks):
         return np.array([r[self.utility] for r in self.records(masks)])
@@ -220,6 +369,18 @@ class RetrainingGame(Game):
 
     def cache_id(self):
         return f"retrain:{self.task.config_id()}:{self.utility}:{self.seed}"
+
+
+def _regenerate_job(task_ref, mask, seed: int):
+    from surrogateshap.execution import resolve_task
+
+    return resolve_task(task_ref).regenerate_stats(mask, seed)
+
+
+def _bank_job(task_ref):
+    from surrogateshap.execution import resolve_task
+
+    return resolve_task(task_ref).bank_stats()
 
 
 class ProxyGame(Game):
@@ -233,18 +394,27 @@ class ProxyGame(Game):
 
     cost_unit = "images generated"
 
-    def __init__(self, task: DiffusionTask, utility: str, mode: str = "stats", seed: int = 0):
+    def __init__(self, task: DiffusionTask, utility: str, mode: str = "stats", seed: int = 0,
+                 executor=None):
+        from surrogateshap.execution import get_executor
+
         task._check_utility(utility)
         if mode not in ("stats", "regenerate"):
             raise ValueError(f"mode must be 'stats' or 'regenerate', got {mode!r}")
         super().__init__(task.players)
         self.task, self.utility, self.mode, self.seed = task, utility, mode, int(seed)
+        self.executor = get_executor(executor)  # runs the bank's and regenerate's generation
         self._bank = None
         self._empty = None
 
     def _prepare(self):
         if self._bank is None:
-            self._bank = StatsBank(self.task.bank_stats(), self.task.real_stats())
+            if self.executor.name == "serial":
+                bank = self.task.bank_stats()
+            else:
+                bank = self.executor.map(_bank_job, [(self.executor.task_ref(self.task),)],
+                                         self._resources())[0]
+            self._bank = StatsBank(bank, self.task.real_stats())
             self._empty = utility_from_stats(self.utility, self.task.empty_stats(), self.task.real_stats())
 
     def _evaluate(self, masks):
@@ -256,9 +426,16 @@ class ProxyGame(Game):
             out[some] = self._bank.utility(self.utility, w / w.sum(1, keepdims=True))
         else:
             real = self.task.real_stats()
-            out[some] = [utility_from_stats(self.utility, self.task.regenerate_stats(m, self.seed), real)
-                         for m in masks[some]]
+            ref = self.executor.task_ref(self.task)
+            stats = self.executor.map(_regenerate_job, [(ref, m, self.seed) for m in masks[some]],
+                                      self._resources())
+            out[some] = [utility_from_stats(self.utility, st, real) for st in stats]
         return out
+
+    def _resources(self):
+        from surrogateshap.execution import task_resources
+
+        return task_resources(self.task)
 
     def cost_of(self, masks):
         # the bank is paid once; stats mode generates nothing per coalition

@@ -44,6 +44,10 @@ class Digits10Config:
     n_modes: int = 50  # k-means modes of the real features (coverage utility)
     models_per_batch: int = 32  # coalition models trained together (speed only)
     device: str = "auto"  # "auto" = cuda if available, else cpu
+    # what one training job asks of an executor (processes / Ray); speed only
+    cpus_per_job: float = 1.0
+    gpus_per_job: float = 0.0  # e.g. 1 (or 0.25 to share a GPU) on a Ray cluster with GPUs
+    memory_per_job: int = 0  # bytes; 0 = no limit asked
 
     @classmethod
     def preset(cls, scale: str = "default", **overrides) -> "Digits10Config":

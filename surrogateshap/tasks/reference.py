@@ -121,25 +121,38 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
 
 
 def build_retraining_table(task: DiffusionTask, seeds, out_dir: str | os.PathLike | None = None,
-                           progress: bool = True, train: bool = True) -> CoalitionTable:
+                           progress: bool = True, train: bool = True, executor=None,
+                           failures: dict | None = None) -> CoalitionTable:
     """Retrain every coalition for each seed (resuming from the task's cache and from an
     earlier table of the same configuration in ``out_dir``), then write the table and,
     for complete seeds, the exact Shapley values. Rows of other seeds already in the
     table are kept; a table of another configuration is never overwritten.
-    ``train=False`` exports what the cache already holds (a partial table)."""
+    ``train=False`` exports what the cache already holds (a partial table).
+
+    ``executor`` (a name or an :class:`~surrogateshap.execution.Executor`) runs the
+    trainings; results land in the same cache whichever runs them, so a table can be
+    started on one machine and finished on a cluster. Coalitions that fail after the
+    retries are left out of the table (it is then partial) and added to ``failures``
+    (seed -> {coalition: record}) when a dict is given."""
+    from surrogateshap.execution import get_executor
+
+    executor = get_executor(executor)
     out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     earlier = _earlier_rows(task, out_dir / RETRAINING_CSV)
     kept = [r for r in earlier if int(r["seed"]) not in seeds]
     all_seeds = sorted(set(seeds) | {int(r["seed"]) for r in kept})
     masks = all_coalitions(task.n_players)
-    games = [RetrainingGame(task, task.utilities[0], seed=seed, progress=progress) for seed in seeds]
+    games = [RetrainingGame(task, task.utilities[0], seed=seed, progress=progress, executor=executor)
+             for seed in seeds]
     for game in games:
         _resume(task, game, [r for r in earlier if int(r["seed"]) == game.seed])
     rows = list(kept)
     for seed, game in zip(seeds, games):
         if train:
-            recs = game.records(masks)
+            recs = game.records(masks, allow_failed=True)
+            if failures is not None and game.failures():
+                failures[seed] = game.failures()
         else:  # export what the cache holds, retraining nothing
             recs = [game.store.get(coalition_key(m)) if m.any() else game.records(m[None])[0] for m in masks]
         for m, r in zip(masks, recs):
@@ -190,9 +203,8 @@ def _resume(task: DiffusionTask, game: RetrainingGame, rows: list[dict]) -> int:
     for row in rows:
         key = str(row["coalition"]).zfill(task.n_players)
         if "1" in key and key not in game.store:
-            game.store.append(key, {**{u: float(row[u]) for u in task.utilities},
-                                    "seconds": float(row["seconds"]), "trainings": 1})
-            added += 1
+            added += game.store.append(key, {**{u: float(row[u]) for u in task.utilities},
+                                             "seconds": float(row["seconds"]), "trainings": 1})
     return added
 
 

@@ -1,0 +1,443 @@
+"""Where retraining and generation jobs run: one seam, three executors.
+
+- ``serial`` (default): in this process, on the live task. Nothing to set up.
+- ``processes``: local worker processes (``concurrent.futures``, spawn context), one
+  single-worker pool per slot, so a worker that dies is tied to exactly its job.
+- ``ray``: Ray tasks on a local instance or an existing cluster (``pip install -e '.[ray]'``).
+
+The driver stays the only writer of the results cache: workers return results, the
+driver appends them. Workers never receive a live task; they rebuild it from a
+:class:`TaskSpec` (registry name, scale, config), once per worker process, and check
+that the rebuilt task has the driver's configuration id.
+
+Failures: a job that raises or whose worker dies is retried up to ``max_retries``
+times (Ray: ``max_retries`` with ``retry_exceptions=True``; Ray alone retries only
+system failures by default), then handed back as failed with its error. Callers split
+a failed chunk into single coalitions, so one bad coalition never sinks its batch.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor", "Resources",
+           "TaskSpec", "Outcome", "get_executor", "resolve_task", "task_resources", "EXECUTORS"]
+
+EXECUTORS = ("serial", "processes", "ray")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job needs: CPUs, GPUs (fractions allowed on Ray) and memory in bytes."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory: int | None = None
+
+    def __post_init__(self):
+        if self.cpus <= 0 or self.gpus < 0 or (self.memory is not None and self.memory <= 0):
+            raise ValueError(f"resources must be positive (gpus may be 0): {self}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How a worker rebuilds a task: ``get_task(name, scale=scale, **kwargs)`` after
+    importing ``module`` (the module that registers the task)."""
+
+    name: str
+    scale: str = "default"
+    kwargs: dict = field(default_factory=dict)
+    module: str | None = None
+    config_id: str | None = None  # checked in the worker: same configuration as the driver
+
+    @classmethod
+    def of(cls, task, scale: str = "default") -> "TaskSpec":
+        module = type(task).__module__
+        if module == "__main__":
+            raise ValueError(
+                f"task class {type(task).__name__} is defined in the __main__ script, which a "
+                "worker cannot import: move it (and its register_task) into an importable module")
+        kwargs = {"config": task.config, "cache_dir": str(task.cache_dir)}
+        return cls(task.name, scale, kwargs, module, task.config_id())
+
+    def build(self):
+        from surrogateshap.tasks import get_task
+
+        if self.module:
+            importlib.import_module(self.module)
+        task = get_task(self.name, scale=self.scale, **self.kwargs)
+        if self.config_id is not None and task.config_id() != self.config_id:
+            raise RuntimeError(
+                f"worker rebuilt task {self.name!r} with configuration {task.config_id()}, "
+                f"the driver has {self.config_id}: is the same surrogateshap version "
+                "installed on every node, and is the task registered under its name?")
+        return task
+
+    def _cache_key(self):
+        return (self.name, self.scale, self.module, self.config_id, repr(sorted(self.kwargs.items())))
+
+
+_WORKER_TASKS: dict = {}
+
+
+def resolve_task(ref):
+    """The task a job runs on: the live task (serial) or one rebuilt from its spec,
+    kept for the worker's later jobs."""
+    if not isinstance(ref, TaskSpec):
+        return ref
+    key = ref._cache_key()
+    if key not in _WORKER_TASKS:
+        _WORKER_TASKS[key] = ref.build()
+    return _WORKER_TASKS[key]
+
+
+@dataclass
+class Outcome:
+    """A finished job: ``result``, or ``error`` (text) after ``attempts`` tries."""
+
+    tag: Any
+    result: Any = None
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _error_text(e: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(e), e)).strip()
+
+
+class Session(ABC):
+    """Jobs in flight on one executor: ``submit`` while ``free > 0``, then ``wait``."""
+
+    capacity: int = 1
+
+    def __init__(self):
+        self.running = 0
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.running
+
+    @abstractmethod
+    def submit(self, tag, fn: Callable, args: tuple, retries: int) -> None:
+        """Run ``fn(*args)``; on failure retry up to ``retries`` more times."""
+
+    @abstractmethod
+    def wait(self) -> list[Outcome]:
+        """Block until at least one job finishes (or fails for good); return those."""
+
+    def close(self, cancel: bool = False) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(cancel=exc_type is not None)
+
+
+class Executor(ABC):
+    """Runs a driver's jobs. ``max_retries``: extra attempts of a failing job."""
+
+    name = ""
+
+    def __init__(self, workers: int | None = None, max_retries: int = 3):
+        if workers is not None and int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if int(max_retries) < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.workers = None if workers is None else int(workers)
+        self.max_retries = int(max_retries)
+
+    def task_ref(self, task):
+        """What jobs receive in place of the task (a spec, except in-process)."""
+        return TaskSpec.of(task)
+
+    @abstractmethod
+    def session(self, resources: Resources = Resources()) -> Session:
+        """A context manager in which jobs needing ``resources`` are submitted."""
+
+    def close(self) -> None:
+        """Release what the executor keeps between sessions (worker processes)."""
+
+    def map(self, fn: Callable, args_list, resources: Resources = Resources()) -> list:
+        """``[fn(*args) for args in args_list]`` on this executor, in order; raises
+        RuntimeError naming the first job that failed after its retries."""
+        args_list = list(args_list)
+        out, todo = [None] * len(args_list), list(enumerate(args_list))
+        with self.session(resources) as s:
+            while todo or s.running:
+                while todo and s.free > 0:
+                    i, args = todo.pop(0)
+                    s.submit(i, fn, tuple(args), self.max_retries)
+                for o in s.wait():
+                    if not o.ok:
+                        raise RuntimeError(f"job {o.tag} failed after {o.attempts} attempts: {o.error}")
+                    out[o.tag] = o.result
+        return out
+
+    def __repr__(self):
+        return f"{type(self).__name__}(workers={self.workers}, max_retries={self.max_retries})"
+
+
+# --- serial ------------------------------------------------------------------------
+class SerialExecutor(Executor):
+    """In this process, one job at a time, on the live task."""
+
+    name = "serial"
+
+    def task_ref(self, task):
+        return task
+
+    def session(self, resources: Resources = Resources()) -> Session:
+        return _SerialSession()
+
+
+class _SerialSession(Session):
+    def __init__(self):
+        super().__init__()
+        self._queue = []
+
+    def submit(self, tag, fn, args, retries):
+        self._queue.append((tag, fn, args, retries))
+        self.running += 1
+
+    def wait(self):
+        if not self._queue:
+            return []
+        tag, fn, args, retries = self._queue.pop(0)
+        self.running -= 1
+        for attempt in range(1, retries + 2):
+            try:
+                return [Outcome(tag, fn(*args), attempts=attempt)]
+            except Exception as e:  # noqa: BLE001 - recorded; KeyboardInterrupt still stops
+                error = _error_text(e)
+        return [Outcome(tag, error=error, attempts=retries + 1)]
+
+
+# --- local processes -----------------------------------------------------------------
+def _init_worker(cpus: float):
+    # before torch is imported in this fresh (spawned) interpreter
+    n = str(max(1, int(cpus)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = n
+
+
+class ProcessExecutor(Executor):
+    """Local worker processes (spawn). ``workers`` defaults to os.cpu_count() // cpus.
+
+    The workers outlive a session (a game's one call), so later calls skip the start-up
+    (a fresh interpreter, torch, the rebuilt task); ``close()`` ends them."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, max_retries: int = 3):
+        super().__init__(workers, max_retries)
+        self._pools: dict[tuple, cf.ProcessPoolExecutor] = {}  # (slot, cpus) -> 1-worker pool
+
+    def session(self, resources: Resources = Resources()) -> Session:
+        n = self.workers or max(1, (os.cpu_count() or 1) // max(1, int(resources.cpus)))
+        return _ProcessSession(self, n, resources)
+
+    def _pool(self, slot: int, cpus: float) -> cf.ProcessPoolExecutor:
+        key = (slot, cpus)
+        if key not in self._pools:
+            self._pools[key] = cf.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                initargs=(cpus,))
+        return self._pools[key]
+
+    def _drop(self, slot: int, cpus: float, kill: bool = False):
+        pool = self._pools.pop((slot, cpus), None)
+        if pool is not None:
+            if kill:  # do not wait for a training nobody will record
+                for p in list((getattr(pool, "_processes", None) or {}).values()):
+                    p.terminate()
+            pool.shutdown(wait=not kill, cancel_futures=kill)
+
+    def close(self):
+        """End the worker processes."""
+        for slot, cpus in list(self._pools):
+            self._drop(slot, cpus)
+
+    def __getstate__(self):  # an executor travels without its workers
+        return {**self.__dict__, "_pools": {}}
+
+
+class _ProcessSession(Session):
+    def __init__(self, ex: ProcessExecutor, n: int, resources: Resources):
+        super().__init__()
+        self.capacity = n
+        self._ex, self._cpus = ex, resources.cpus
+        self._jobs: dict[cf.Future, tuple] = {}  # future -> (slot, tag, fn, args, retries, attempt)
+
+    def _start(self, slot, tag, fn, args, retries, attempt):
+        fut = self._ex._pool(slot, self._cpus).submit(fn, *args)
+        self._jobs[fut] = (slot, tag, fn, args, retries, attempt)
+
+    def submit(self, tag, fn, args, retries):
+        busy = {job[0] for job in self._jobs.values()}
+        slot = next(i for i in range(self.capacity) if i not in busy)
+        self._start(slot, tag, fn, args, retries, 1)
+        self.running += 1
+
+    def wait(self):
+        if not self._jobs:
+            return []
+        done, _ = cf.wait(list(self._jobs), return_when=cf.FIRST_COMPLETED)
+        out = []
+        for fut in done:
+            slot, tag, fn, args, retries, attempt = self._jobs.pop(fut)
+            exc = fut.exception()
+            if exc is None:
+                out.append(Outcome(tag, fut.result(), attempts=attempt))
+                self.running -= 1
+                continue
+            if isinstance(exc, BrokenProcessPool):  # the worker died: only this job was on it
+                self._ex._drop(slot, self._cpus)
+                error = f"worker process died ({exc})"
+            else:
+                error = _error_text(exc)
+            if attempt <= retries:
+                self._start(slot, tag, fn, args, retries, attempt + 1)
+            else:
+                out.append(Outcome(tag, error=error, attempts=attempt))
+                self.running -= 1
+        return out
+
+    def close(self, cancel=False):
+        if cancel:  # an interrupted driver: end the workers still training
+            for slot, *_ in list(self._jobs.values()):
+                self._ex._drop(slot, self._cpus, kill=True)
+        self._jobs.clear()
+
+
+# --- Ray -------------------------------------------------------------------------------
+def _ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("the 'ray' executor needs Ray: pip install -e '.[ray]' "
+                          "(or pip install 'ray==2.*')") from e
+    return ray
+
+
+def _call(fn, args):
+    return fn(*args)
+
+
+_RAY_CALL = None  # ray.remote(_call), made once
+
+
+class RayExecutor(Executor):
+    """Ray tasks. ``address``: None starts a local instance (unless Ray is already
+    initialised in this process), "auto" or "HOST:PORT" joins a running cluster.
+    ``workers`` caps the jobs in flight (default: what the cluster's CPUs/GPUs hold)."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, max_retries: int = 3, address: str | None = None,
+                 init_kwargs: dict | None = None):
+        super().__init__(workers, max_retries)
+        self.address = address
+        self.init_kwargs = dict(init_kwargs or {})
+
+    def _init(self):
+        ray = _ray()
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, **self.init_kwargs}
+            ray.init(address=self.address, **kwargs)
+        return ray
+
+    def session(self, resources: Resources = Resources()) -> Session:
+        ray = self._init()
+        n = self.workers
+        if n is None:
+            total = ray.cluster_resources()
+            fits = [total.get("CPU", 1) // resources.cpus]
+            if resources.gpus:
+                fits.append(total.get("GPU", 0) // resources.gpus)
+            n = max(1, int(min(fits)))
+        return _RaySession(ray, n, resources)
+
+
+class _RaySession(Session):
+    def __init__(self, ray, n, resources: Resources):
+        super().__init__()
+        self.capacity = n
+        self._ray = ray
+        self._opts = {"num_cpus": resources.cpus, "num_gpus": resources.gpus}
+        if resources.memory:
+            self._opts["memory"] = resources.memory
+        global _RAY_CALL
+        if _RAY_CALL is None:
+            _RAY_CALL = ray.remote(_call)
+        self._refs: dict = {}  # ref -> (tag, retries)
+
+    def submit(self, tag, fn, args, retries):
+        # retry_exceptions: Ray retries only system failures (a dead worker) by default
+        remote = _RAY_CALL.options(**self._opts, max_retries=retries, retry_exceptions=True)
+        ref = remote.remote(fn, args)
+        self._refs[ref] = (tag, retries)
+        self.running += 1
+
+    def wait(self):
+        ray = self._ray
+        if not self._refs:
+            return []
+        done, _ = ray.wait(list(self._refs), num_returns=1)
+        out = []
+        for ref in done:
+            tag, retries = self._refs.pop(ref)
+            self.running -= 1
+            try:
+                out.append(Outcome(tag, ray.get(ref)))
+            except ray.exceptions.RayTaskError as e:  # the job raised (Ray retried it)
+                cause = e.cause if getattr(e, "cause", None) is not None else e
+                out.append(Outcome(tag, error=_error_text(cause), attempts=retries + 1))
+            except ray.exceptions.RayError as e:  # the worker or its node died
+                out.append(Outcome(tag, error=f"{type(e).__name__}: {str(e).splitlines()[0]}",
+                                   attempts=retries + 1))
+        return out
+
+    def close(self, cancel=False):
+        if cancel:
+            for ref in self._refs:
+                self._ray.cancel(ref, force=True)
+        self._refs.clear()
+
+
+def get_executor(executor=None, workers: int | None = None, max_retries: int = 3,
+                 address: str | None = None) -> Executor:
+    """An Executor from a name (``serial``, ``processes``, ``ray``), or the one given."""
+    if isinstance(executor, Executor):
+        return executor
+    name = executor or "serial"
+    if name == "serial":
+        return SerialExecutor(workers, max_retries)
+    if name == "processes":
+        return ProcessExecutor(workers, max_retries)
+    if name == "ray":
+        return RayExecutor(workers, max_retries, address=address)
+    raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
+
+
+def task_resources(task) -> Resources:
+    """Per-job resources from the task's config (``cpus_per_job``, ``gpus_per_job``,
+    ``memory_per_job`` in bytes; 0 = unset): 1 CPU, no GPU, no memory limit by default."""
+    c = task.config
+    memory = getattr(c, "memory_per_job", None) or None
+    return Resources(cpus=float(getattr(c, "cpus_per_job", 1.0)),
+                     gpus=float(getattr(c, "gpus_per_job", 0.0)), memory=memory)
