@@ -280,7 +280,10 @@ def test_cli_build_table_on_processes_then_resumed_serially(tmp_path, monkeypatc
     _STORES.clear()
     assert main([*args, "--executor", "serial"]) == 0  # resumes: everything is cached
     assert CoalitionTableFrame(out).equals(first)
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    # usage errors: one line, exit status 2, before any work
+    with pytest.raises(SystemExit) as exit_:
         main([*args, "--executor", "dask"])
-    with pytest.raises(SystemExit, match="no field cpus_per_job"):
-        main([*args, "--cpus-per-job", "2"])
+    assert exit_.value.code == 2 and "invalid choice: 'dask'" in capsys.readouterr().err
+    assert main([*args, "--cpus-per-job", "2"]) == 2
+    assert "no field cpus_per_job" in capsys.readouterr().err
