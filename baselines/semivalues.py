@@ -65,7 +65,7 @@ class BanzhafMSR(Estimator):
         return {
             "values": values,
             "stderr": stderr,
-            "counts": len(v),
+            "counts": np.minimum(n_in, n_out),  # the smaller side bounds each estimate
             "extra": {
                 "n_draws": int(draws),
                 "players_without_estimate": [game.players[i] for i in np.flatnonzero(missing)],

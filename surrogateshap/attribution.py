@@ -109,7 +109,9 @@ class Attribution:
             if va is not None and vb is not None:
                 delta = other.values - self.values
                 # sum of squared deviations, pooled, with the between-means term
-                ssd = va * np.maximum(na - 1, 0) + vb * np.maximum(nb - 1, 0) + delta**2 * na * nb / np.maximum(n, 1)
+                # a one-unit piece has no variance of its own (stderr NaN): it adds 0
+                ssd = (np.where(na > 1, va * (na - 1), 0.0) + np.where(nb > 1, vb * (nb - 1), 0.0)
+                       + delta**2 * na * nb / np.maximum(n, 1))
                 var = np.where(n > 1, ssd / np.maximum(n - 1, 1), np.nan)
                 stderr = np.sqrt(var / np.maximum(n, 1))
         return replace(

@@ -49,7 +49,7 @@ def _non_negative(values, flag: str):
 
 
 def _check_run(args, task):
-    from surrogateshap.registry import available_estimators, get_estimator
+    from surrogateshap.registry import available_estimators, get_estimator, parse_spec
 
     if args.utility not in task.utilities:
         raise UsageError(f"task {task.name} has no utility {args.utility!r}; it offers "
@@ -59,9 +59,17 @@ def _check_run(args, task):
     _non_negative([args.seed], "--seed")
     known = available_estimators()
     for name in dict.fromkeys([args.estimator, *args.compare]):
-        if name not in known:
-            raise UsageError(f"unknown estimator {name!r}; known estimators: {', '.join(known)}")
-        est = get_estimator(name)
+        try:
+            base = parse_spec(name)[0]
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if base not in known:
+            raise UsageError(f"unknown estimator {base!r}; known estimators: {', '.join(known)}")
+        try:
+            est = get_estimator(name)
+            est.validate()
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"estimator {name!r}: {e}") from None
         if est.requires:
             raise UsageError(f"estimator {name!r} needs {list(est.requires)} beside the game, which "
                              "`run` does not provide; use it from Python or the benchmark suite")
@@ -99,7 +107,8 @@ def _run(args) -> int:
     if ref is not None and ref.complete_seeds():
         truth = ground_truth_from_table(ref, args.utility, ALPHAS)
         table["exact (retraining)"] = truth.exact
-    print(f"\nShapley values of the proxy game, budget {args.budget} evaluations:")
+    print(f"\nValues on the proxy game, budget {args.budget} evaluations "
+          f"(index: {', '.join(f'{n} {a.index}' for n, a in results.items())}):")
     print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
     for name, a in results.items():
         print(f"{name}: {a.n_evaluations} evaluations, {a.seconds:.2f} s")
@@ -112,7 +121,9 @@ def _run(args) -> int:
             for alpha in ALPHAS:
                 row[f"LDS@{alpha}"] = f"{figs[f'lds_{alpha:g}_mean']:.1f} ± {figs[f'lds_{alpha:g}_ci95']:.1f}"
             if name in results:
-                row.update({k: round(figs[k], 3) for k in ("relative_l2", "spearman", "topk_recall")})
+                # errors against exact values exist only for Shapley estimates
+                row.update({k: round(figs.get(k, float("nan")), 3)
+                            for k in ("relative_l2", "spearman", "topk_recall")})
             rows.append(row)
         print(pd.DataFrame(rows).set_index("estimator").to_string())
     return 0

@@ -47,6 +47,9 @@ class Estimator(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: True when the method only runs on every coalition (enumeration)
     is_exact: ClassVar[bool] = False
+    #: at a budget of 2**n, answer by enumeration (Shapley and Banzhaf indices); a method
+    #: that must run its own procedure there (to be studied as such) sets False
+    exact_at_full_budget: ClassVar[bool] = True
 
     def min_budget(self, n_players: int) -> int:
         """Fewest game evaluations the method can run on."""
@@ -54,6 +57,9 @@ class Estimator(ABC):
 
     def validate(self) -> None:
         """Raise ValueError naming a bad parameter; runs before any game evaluation."""
+
+    def check_resources(self, game: Game, **resources) -> None:
+        """Raise naming a resource that does not fit the game (before any evaluation)."""
 
     def wants_interactions(self) -> bool:
         """Whether the caller asked for pairwise interaction values (given exactly when
@@ -65,10 +71,17 @@ class Estimator(ABC):
         return self.name or type(self).__name__
 
     def unsupported(self, n_players: int, budget: int, offers: Iterable[str] | None = None) -> str | None:
-        """Why this estimator cannot run at ``budget`` on n players (None: it can).
+        """Why this estimator cannot run at ``budget`` on n players (None: it can): bad
+        parameters, a budget below the minimum, a required resource not among ``offers``
+        (None: do not check resources). The benchmark skips a case for this reason and
+        :meth:`estimate` raises it."""
+        try:
+            self.validate()
+        except (TypeError, ValueError, KeyError) as e:
+            return f"{self.label}: {e}"
+        return self._limits(n_players, budget, offers)
 
-        ``offers``: the resources available (None: do not check resources).
-        """
+    def _limits(self, n_players: int, budget: int, offers: Iterable[str] | None = None) -> str | None:
         need = self.min_budget(n_players)
         if budget < need:
             return (f"{self.label} needs a budget of at least {need} game evaluations for "
@@ -91,7 +104,7 @@ class Estimator(ABC):
             raise ValueError(f"{self.label}: index must be one of {INDICES}; got {self.index!r}")
         self.validate()
         n = game.n_players
-        reason = self.unsupported(n, int(budget))
+        reason = self._limits(n, int(budget))
         if reason:
             raise ValueError(reason)
         missing = [r for r in self.requires if resources.get(r) is None]
@@ -100,12 +113,14 @@ class Estimator(ABC):
         extra = set(resources) - set(self.requires)
         if extra:
             raise TypeError(f"{self.label} got unexpected resources {sorted(extra)}")
+        self.check_resources(game, **resources)
         full = 2**n if n <= 62 else None
         budget = int(budget) if full is None else min(int(budget), full)
         counted = BudgetedGame(game, budget)
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
-        if budget == full and self.index in _FROM_TABLE and n <= MAX_EXACT_PLAYERS:
+        if (budget == full and self.exact_at_full_budget and self.index in _FROM_TABLE
+                and n <= MAX_EXACT_PLAYERS):
             # every coalition fits: enumerate, whatever the method (the cap keeps a huge
             # budget from running a sampler on free repeats)
             table = counted(all_coalitions(n))

@@ -152,6 +152,7 @@ class GroundTruth:
             return [float(f"{x:.8g}") for x in np.asarray(a, float).ravel()]
 
         parts = [list(self.players), None if self.exact is None else r(self.exact)]
+        parts += [[k, r(v)] for k, v in sorted(self.exact_other.items())]
         for alpha, (m, u) in self.lds_sets.items():
             parts.append([alpha, np.packbits(m).tobytes().hex(), r(u)])
         self._fingerprint = stable_hash(parts)

@@ -236,9 +236,26 @@ def _content(obj, depth: int = 0):
     if inspect.iscode(obj):
         return ["code", obj.co_name, obj.co_code.hex(), [_content(c, depth + 1) for c in obj.co_consts],
                 list(obj.co_names)]
-    if callable(obj):
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if inspect.ismodule(obj) or isinstance(obj, type):
+        return ["name", kind, getattr(obj, "__module__", ""), getattr(obj, "__qualname__", getattr(obj, "__name__", ""))]
+    if isinstance(obj, Game):  # a game captured by a closure: its own identity
+        return ["game", obj.cache_id()]
+    if hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "numpy"):  # a tensor
+        return ["tensor", _content(obj.detach().cpu().numpy(), depth + 1)]
+    if callable(obj) and not hasattr(obj, "__dict__"):
         return ["callable", _callable_description(obj, depth + 1)]
-    return ["object", f"{type(obj).__module__}.{type(obj).__qualname__}"]
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict):
+        # an object's state (a fitted model's arrays): two models with other weights differ
+        out = ["object", kind, _content(state, depth + 1)]
+        if callable(obj) and not isinstance(obj, type):
+            out.append(_callable_description(obj, depth + 1))
+        return out
+    raise ValueError(
+        f"cannot identify the content of a {kind} captured by the game's function, so two "
+        "such games could share a cache; pass FunctionGame(..., identity='a name for this game')"
+    )
 
 
 def _callable_description(fn, depth: int = 0):

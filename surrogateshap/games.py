@@ -190,6 +190,13 @@ class NoisyGame(Game):
         return self.game(masks) + np.array([self._noise(m) for m in masks])
 
     def exact_values(self):
+        """None (unless sigma = 0): this draw's Shapley values are not the noise-free
+        ones, and an estimator given them as a proxy's closed form would be handed
+        better than the proxy. The noise-free values are :meth:`expected_values`."""
+        return self.game.exact_values() if self.sigma == 0 else None
+
+    def expected_values(self):
+        """The noise-free game's Shapley values: the noisy values' expectation."""
         return self.game.exact_values()
 
     def cache_id(self):

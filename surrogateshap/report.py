@@ -26,7 +26,6 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["read_benchmark_doc", "load_benchmark_json", "load_failed_cases", "summarize",

@@ -240,7 +240,9 @@ def test_kill_during_build_retraining_table_then_resume(tmp_path):
     out = tmp_path / "ref"
     table_csv = out / "retraining_table.csv"
     utilities = ("neg_fid", "inception_score", "coverage")
-    stores = lambda: sorted((tmp_path / "cache").rglob("retrain-seed*.jsonl"))  # noqa: E731
+    # the result stores, not the executor's claims and failure logs beside them
+    stores = lambda: sorted(p for p in (tmp_path / "cache").rglob("retrain-seed*.jsonl")  # noqa: E731
+                            if not p.name.endswith((".claims.jsonl", ".failures.jsonl")))
     n_done = lambda: sum(len(_whole_keys(p)) for p in stores())  # noqa: E731
     rng = np.random.default_rng(1)
 

@@ -52,12 +52,13 @@ from surrogateshap.benchmark.tasks import (
     BenchmarkTask,
     Digits10Benchmark,
     KnownGameTask,
+    TableBenchmark,
     get_benchmark_task,
 )
 
 __all__ = [
     "SCALES", "ScaleSettings", "SCALE_SETTINGS", "removal_fractions", "BENCHMARK_TASKS",
-    "BenchmarkTask", "KnownGameTask", "ReplayedGame", "Digits10Benchmark",
+    "BenchmarkTask", "KnownGameTask", "TableBenchmark", "ReplayedGame", "Digits10Benchmark",
     "get_benchmark_task", "MAX_EXACT_BUDGET", "BenchmarkCase", "benchmark_cases",
     "prepare_case", "run_case", "reference_entries", "write_reference", "read_reference",
     "ceiling_figures", "json_safe",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from surrogateshap._files import atomic_write
 from surrogateshap.evaluation import GroundTruth, aggregate_figures
 from surrogateshap.tasks.reference import git_commit
 
@@ -72,7 +73,6 @@ def write_reference(path, entries: dict, command: str, scale: str, root=None, no
         "cases": entries,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     for entry in doc["cases"].values():
         for fig in entry["figures"].values():
             for k in ("mean", "std", "tolerance"):
@@ -82,8 +82,8 @@ def write_reference(path, entries: dict, command: str, scale: str, root=None, no
     # one line per case keeps the file diffable: a changed figure is a changed line
     cases = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc["cases"].items())
     meta = json.dumps(doc["meta"], indent=2).replace("\n", "\n ")
-    tmp.write_text(f'{{\n "meta": {meta},\n "cases": {{\n{cases}\n }}\n}}\n')
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        f.write(f'{{\n "meta": {meta},\n "cases": {{\n{cases}\n }}\n}}\n')
     return doc
 
 

@@ -7,7 +7,10 @@
 
 Registered through the ``surrogateshap.estimators`` entry point (``pyproject.toml``),
 like the classic baselines in the top-level ``baselines`` package and like a user's
-plug-in.
+plug-in. Estimators named as parameters (SurrogateSHAP's ``adjustment=``, proxy-cv's
+``residual=`` and ``cheap_values=``) are looked up in the registry at run time, so
+naming a baseline there needs the ``baselines`` entry point installed
+(``pip install -e .``); the library never imports it.
 """
 
 from surrogateshap.estimators import control_variate, surrogate

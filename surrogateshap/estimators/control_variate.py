@@ -219,7 +219,23 @@ class ProxyControlVariate(Estimator):
 
     # ---------------------------------------------------------------- validation
 
-    def _check(self, game: Game, proxy) -> bool:
+    def validate(self):
+        self._check_params()
+
+    def check_resources(self, game: Game, proxy=None, **resources):
+        if not isinstance(proxy, Game):
+            raise TypeError(f"proxy must be a surrogateshap Game, got {type(proxy).__name__}")
+        if tuple(proxy.players) != tuple(game.players):
+            same_set = set(proxy.players) == set(game.players)
+            raise ValueError(
+                "the proxy and the expensive game must have the same players in the same "
+                + ("order (same names, different order)" if same_set else "order")
+                + f": expensive {list(game.players)[:8]}{'...' if game.n_players > 8 else ''}"
+                f" ({game.n_players} players), proxy {list(proxy.players)[:8]}"
+                f"{'...' if proxy.n_players > 8 else ''} ({proxy.n_players} players)"
+            )
+
+    def _check_params(self) -> bool:
         auto = isinstance(self.c, str)
         if self.residual not in RESIDUALS:
             if not isinstance(self.residual, str):
@@ -252,17 +268,6 @@ class ProxyControlVariate(Estimator):
             and self.shrinkage >= 0
         ):
             raise ValueError(f"shrinkage must be 'auto' or a number >= 0; got {self.shrinkage!r}")
-        if not isinstance(proxy, Game):
-            raise TypeError(f"proxy must be a surrogateshap Game, got {type(proxy).__name__}")
-        if tuple(proxy.players) != tuple(game.players):
-            same_set = set(proxy.players) == set(game.players)
-            raise ValueError(
-                "the proxy and the expensive game must have the same players in the same "
-                + ("order (same names, different order)" if same_set else "order")
-                + f": expensive {list(game.players)[:8]}{'...' if game.n_players > 8 else ''}"
-                f" ({game.n_players} players), proxy {list(proxy.players)[:8]}"
-                f"{'...' if proxy.n_players > 8 else ''} ({proxy.n_players} players)"
-            )
         return auto
 
     # ---------------------------------------------------------------- cheap values
@@ -299,7 +304,7 @@ class ProxyControlVariate(Estimator):
     # ---------------------------------------------------------------- the estimate
 
     def _estimate(self, game, budget, rng, proxy=None):
-        auto = self._check(game, proxy)
+        auto = self._check_params()
         n = game.n_players
         cheap = CachedGame(proxy)
         cheap_seed = int(rng.integers(2**31 - 1))
@@ -314,7 +319,8 @@ class ProxyControlVariate(Estimator):
                                        int(rng.integers(2**31 - 1)), c=float(self.c))
             se_r = np.full(n, np.nan) if se_r is None else se_r
             out = {"values": values, "stderr_residual": se_r, "c": float(self.c),
-                   "n_units": att.extra.get("n_units"), "cross_fit": False}
+                   "n_units": None if att.counts is None else int(att.counts.max()),
+                   "cross_fit": False}
             return self._finish(out, se_p, p_exact, method, phi_p, cheap)
         planner = BudgetPlanner(game)
         per = 2 if self.residual == "permutation" else 1

@@ -24,7 +24,7 @@ import numpy as np
 
 from surrogateshap.attribution import Attribution
 from surrogateshap.estimator import Estimator
-from surrogateshap.game import Game, stable_hash
+from surrogateshap.game import Game, _callable_digest, stable_hash
 
 __all__ = ["ResidualGame", "adjust", "as_estimator"]
 
@@ -56,20 +56,31 @@ class ResidualGame(Game):
         return bool(is_cached(mask)) if is_cached is not None else False
 
     def cache_id(self):
-        return f"Residual:{self._v.cache_id()}:{stable_hash([repr(self._g), self.c])}"
+        g = self._g.cache_id() if isinstance(self._g, Game) else _callable_digest(self._g)
+        return f"Residual:{self._v.cache_id()}:{stable_hash([g, self.c])}"
 
 
 def as_estimator(spec, params: dict | None = None) -> Estimator:
-    """An Estimator from a registry name or an instance (``params`` only with a name)."""
+    """A residual estimator from a registry name or an instance (``params`` only with a
+    name). It must estimate Shapley values from the game alone: phi(g) is a Shapley
+    value, so adding another index (Banzhaf, LOO) to it would be meaningless."""
     from surrogateshap.registry import get_estimator
 
     if isinstance(spec, Estimator):
         if params:
             raise TypeError("adjustment parameters apply to a registry name, not an instance")
-        return spec
-    if isinstance(spec, str):
-        return get_estimator(spec, **(params or {}))
-    raise TypeError(f"expected an estimator name or an Estimator instance; got {spec!r}")
+        est = spec
+    elif isinstance(spec, str):
+        est = get_estimator(spec, **(params or {}))
+    else:
+        raise TypeError(f"expected an estimator name or an Estimator instance; got {spec!r}")
+    if est.index != "shapley":
+        raise ValueError(f"the residual estimator must estimate Shapley values; {est.label} "
+                         f"estimates {est.index} values")
+    if est.requires:
+        raise ValueError(f"the residual estimator must need only the game; {est.label} "
+                         f"requires {list(est.requires)}")
+    return est
 
 
 def adjust(

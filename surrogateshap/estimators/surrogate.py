@@ -368,7 +368,7 @@ class SurrogateSHAP(Estimator):
         if adj is not None:
             rest = budget - game.n_evaluations
             values, stderr, att = adjust(adj, game, g, values, rest, int(rng.integers(2**31 - 1)))
-            out["values"], out["stderr"] = values, stderr
+            out["values"], out["stderr"], out["counts"] = values, stderr, att.counts
             extra.update({"adjustment": adj.name or type(adj).__name__,
                           "surrogate_budget": int(fit_budget),
                           "adjustment_evaluations": int(att.n_evaluations)})
