@@ -326,7 +326,24 @@ class CoalitionStore:
         with self.locked():
             if not self.path.exists() or self.path.stat().st_size == 0:
                 self._write_header()
+            elif self._torn_header_only():
+                # a creator killed while writing the header: the file holds no record,
+                # and under the lock nobody is writing it, so it is started again
+                warnings.warn(f"{self.path}: its header was cut short (no records); "
+                              "starting the store again", CorruptStoreWarning, stacklevel=2)
+                os.truncate(self.path, 0)
+                self._write_header()
             self._scan(repair=True)
+
+    def _torn_header_only(self) -> bool:
+        data = self.path.read_bytes()
+        if b"\n" in data:
+            return False
+        try:
+            json.loads(data)["header"]
+        except (ValueError, KeyError, TypeError):
+            return True
+        return False
 
     # ------------------------------------------------------------------ locking
     @property

@@ -383,3 +383,25 @@ def test_failed_cases_get_a_table_in_the_report(tmp_path):
     text = write_report(path, tmp_path / "r", plots=False).read_text()
     assert "## Failed cases" in text and "0 cases run" in text and "1 cases failed" in text
     assert "| t | u | known | &lt;bad&gt; | 8 | 0 | ValueError: boom \\| x |" in text
+
+
+def test_a_store_whose_header_was_cut_short_starts_again(tmp_path):
+    import warnings as _w
+
+    from surrogateshap.game import CoalitionStore, CorruptStoreWarning
+
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"header": {"ga')  # a creator killed mid-header: no record in it
+    with _w.catch_warnings(record=True) as rec:
+        _w.simplefilter("always")
+        store = CoalitionStore(path, {"game": "g"})
+    assert any(issubclass(r.category, CorruptStoreWarning) for r in rec)
+    assert store.append("01", {"utility": 1.0})
+    assert CoalitionStore(path, {"game": "g"}).get("01")["utility"] == 1.0
+    # a file that is some other text, with lines, is still refused
+    other = tmp_path / "other.jsonl"
+    other.write_text("not a store\nat all\n")
+    import pytest as _pytest
+
+    with _pytest.raises(ValueError, match="not a coalition store"):
+        CoalitionStore(other, {"game": "g"})
