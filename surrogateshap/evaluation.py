@@ -249,23 +249,35 @@ def evaluate(
 
 
 def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
-                            name: str = "") -> GroundTruth:
+                            name: str = "", fallback=None) -> GroundTruth:
     """The one ground-truth builder: a coalition table plus alphas.
 
-    ``table`` is a :class:`~surrogateshap.table.CoalitionTable` holding every coalition
-    for at least one seed: exact Shapley and Banzhaf values of the seed mean, LDS on
-    every coalition keeping int(alpha n) players with utilities per retraining seed,
-    and the seed-mean table as the removal game. The CLI, the scripts and the
-    benchmark all build the ground truth of a table here.
+    ``table`` is a :class:`~surrogateshap.table.CoalitionTable`. With every coalition
+    for at least one seed: exact Shapley and Banzhaf values of the seed mean and LDS on
+    every coalition keeping int(alpha n) players. With sampled coalitions (a task too
+    large to enumerate): no exact values, LDS on the table's retrained test coalitions of
+    that size (an alpha with fewer than 2 is left out). Utilities are per retraining
+    seed; the removal game is the seed-mean table, with ``fallback`` (masks ->
+    utilities, e.g. retraining through the same cache) for the coalitions it lacks.
+    The CLI, the scripts and the benchmark all build the ground truth of a table here.
     """
     n = table.n_players
-    utilities = table.full_utilities(utility)
+    exact, other = None, {}
+    if table.complete_seeds():
+        utilities = table.full_utilities(utility)
+        exact = table.exact_shapley(utility)
+        other = {"banzhaf": banzhaf_from_table(utilities, n)}
+    sets = {}
+    for alpha in alphas:
+        masks, utils = table.lds_ground_truth(utility, alpha)
+        if len(masks) >= 2:
+            sets[alpha] = (masks, utils)
     return GroundTruth(
         players=table.players,
-        exact=table.exact_shapley(utility),
-        exact_other={"banzhaf": banzhaf_from_table(utilities, n)},
-        lds_sets={alpha: table.lds_ground_truth(utility, alpha) for alpha in alphas},
-        removal_game=table.game(utility),
+        exact=exact,
+        exact_other=other,
+        lds_sets=sets,
+        removal_game=table.game(utility, fallback=fallback),
         fractions=removal_fractions(n) if fractions is None else fractions,
         cost_unit="model trainings",
         name=name or utility,

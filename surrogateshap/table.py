@@ -71,11 +71,31 @@ class CoalitionTable:
     def complete_seeds(self) -> list[int]:
         return [s for s in self.seeds if self.is_complete(s)]
 
+    @property
+    def mean_seeds(self) -> list[int]:
+        """The seeds a seed mean runs over: the complete ones, or every seed of a table
+        of sampled coalitions (a task too large to enumerate)."""
+        return self.complete_seeds() or list(self.seeds)
+
+    def held(self, masks) -> np.ndarray:
+        """Which of the coalitions every seed of :attr:`mean_seeds` holds, (m,) bools."""
+        keys = [coalition_key(m) for m in masks]
+        ok = np.ones(len(keys), dtype=bool)
+        for s in self.mean_seeds:
+            ok &= np.isin(keys, self._index[s].index)
+        return ok
+
+    def coalitions(self) -> np.ndarray:
+        """Every coalition that all seeds of :attr:`mean_seeds` hold, (m, n) bools."""
+        keys = sorted(set.intersection(*[set(self._index[s].index) for s in self.mean_seeds]))
+        return np.array([[c == "1" for c in k] for k in keys], dtype=bool).reshape(-1, self.n_players)
+
     def values(self, masks, utility: str, seed: int | None = None) -> np.ndarray:
-        """Utilities of the coalitions; seed=None averages over the complete seeds."""
-        seeds = self.complete_seeds() if seed is None else [seed]
+        """Utilities of the coalitions; seed=None averages over :attr:`mean_seeds`.
+        A coalition the table lacks raises KeyError naming it."""
+        seeds = self.mean_seeds if seed is None else [seed]
         if not seeds:
-            raise ValueError("no seed has every coalition in this table")
+            raise ValueError("the table holds no seed")
         keys = [coalition_key(m) for m in masks]
         out = np.zeros(len(keys))
         for s in seeds:
@@ -104,40 +124,63 @@ class CoalitionTable:
         return pd.DataFrame(rows)
 
     def lds_ground_truth(self, utility: str, alpha: float):
-        """All coalitions keeping int(alpha * n) players, and their utilities per seed.
+        """The test coalitions keeping int(alpha * n) players, and their utilities per seed.
 
-        Returns (masks (m, n), utilities (n_seeds, m)). With the full table the test
-        set is every coalition of that size, not a sample.
+        Returns (masks (m, n), utilities (n_seeds, m)). With a complete table the test
+        set is every coalition of that size, not a sample; a table of sampled coalitions
+        gives those of that size that every seed holds (the protocol's retrained test
+        sets; m may be 0 while the table is being built).
         """
-        k = int(alpha * self.n_players)
-        masks = all_coalitions(self.n_players)
+        k = max(1, int(alpha * self.n_players))
+        if self.complete_seeds():
+            masks = all_coalitions(self.n_players)
+        else:
+            masks = self.coalitions()
         masks = masks[masks.sum(1) == k]
-        seeds = self.complete_seeds()
+        seeds = self.mean_seeds
+        if len(masks) == 0:
+            return masks, np.zeros((len(seeds), 0))
         return masks, np.stack([self.values(masks, utility, s) for s in seeds])
 
-    def game(self, utility: str, seed: int | None = None) -> "TableGame":
-        return TableGame(self, utility, seed)
+    def game(self, utility: str, seed: int | None = None, fallback=None) -> "TableGame":
+        return TableGame(self, utility, seed, fallback)
 
 
 class TableGame(Game):
-    """Replays a :class:`CoalitionTable` as a game (one seed, or the seed mean)."""
+    """Replays a :class:`CoalitionTable` as a game (one seed, or the seed mean).
+
+    ``fallback``: a callable (masks -> utilities) for the coalitions the table lacks,
+    e.g. the task's retraining game through the same cache; without one a missing
+    coalition raises KeyError naming it.
+    """
 
     cost_unit = "model trainings"
 
-    def __init__(self, table: CoalitionTable, utility: str, seed: int | None = None):
+    def __init__(self, table: CoalitionTable, utility: str, seed: int | None = None, fallback=None):
         if utility not in table.utilities:
             raise KeyError(f"table has no utility {utility!r}; it has {table.utilities}")
         super().__init__(table.players)
-        self.table, self.utility, self.seed = table, utility, seed
+        self.table, self.utility, self.seed, self.fallback = table, utility, seed, fallback
 
     def _evaluate(self, masks):
-        return self.table.values(masks, self.utility, self.seed)
+        if self.fallback is None:
+            return self.table.values(masks, self.utility, self.seed)
+        held = self.table.held(masks) if self.seed is None else np.isin(
+            [coalition_key(m) for m in masks], self.table._index[self.seed].index)
+        out = np.empty(len(masks))
+        if held.any():
+            out[held] = self.table.values(masks[held], self.utility, self.seed)
+        if (~held).any():
+            out[~held] = np.asarray(self.fallback(masks[~held]), dtype=float).reshape(-1)
+        return out
 
     def cost_of(self, masks):
-        n_seeds = 1 if self.seed is not None else len(self.table.complete_seeds())
+        n_seeds = 1 if self.seed is not None else len(self.table.mean_seeds)
         return float(sum(bool(m.any()) for m in masks) * n_seeds)
 
     def exact_values(self):
+        if not (self.table.complete_seeds() if self.seed is None else self.table.is_complete(self.seed)):
+            return None
         return self.table.exact_shapley(self.utility, self.seed)
 
     def cache_id(self):

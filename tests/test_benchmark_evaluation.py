@@ -288,3 +288,39 @@ def test_replayed_game_is_the_game():
     assert rep.seconds_per_evaluation > 0
     with pytest.raises(ValueError, match="n=13"):
         ReplayedGame(random_unanimity_game(13, seed=0))
+
+
+def test_a_table_of_sampled_coalitions_gives_lds_without_exact_values(tmp_path):
+    # the protocol of a task too large to enumerate: retrained test coalitions per alpha
+    # and seeds; no exact values; a coalition the table lacks goes to the fallback
+    import pandas as pd
+
+    from surrogateshap.evaluation import evaluate, ground_truth_from_table
+    from surrogateshap.table import CoalitionTable
+
+    n = 12
+    game = random_unanimity_game(n, seed=5)
+    rows = []
+    sets = {a: sample_test_coalitions(n, a, m=30, seed=s) for a, s in ((0.25, 1), (0.5, 2), (0.75, 3))}
+    masks = np.concatenate([np.zeros((1, n), bool), np.ones((1, n), bool), *sets.values()])
+    for seed in (0, 1):
+        for m, v in zip(masks, game(masks) + 0.01 * seed):
+            rows.append({"coalition": coalition_key(m), "seed": seed, "u": float(v)})
+    table = CoalitionTable(pd.DataFrame(rows).drop_duplicates(["coalition", "seed"]), game.players, ["u"])
+    calls = []
+
+    def fallback(m):
+        calls.append(len(m))
+        return game(m)
+
+    truth = ground_truth_from_table(table, "u", fallback=fallback)
+    assert truth.exact is None and not truth.exact_other
+    for alpha, (m, u) in truth.lds_sets.items():
+        assert u.shape == (2, len(m)) and len(m) == 30
+        assert (m.sum(1) == max(1, int(alpha * n))).all()
+    figs = evaluate(Attribution(game.exact_values(), game.players, estimator="t"), truth)
+    assert "relative_l2" not in figs and figs["lds_0.5_mean"] > 50
+    assert calls and any(k.startswith("removal_") for k in figs)  # removal sets: the fallback
+    # without a fallback, a missing coalition is named
+    with pytest.raises(KeyError, match="not in the table"):
+        table.game("u")(np.eye(n, dtype=bool)[:1])

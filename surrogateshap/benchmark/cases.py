@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES
-from surrogateshap.benchmark.tasks import BENCHMARK_TASKS, get_benchmark_task
+from surrogateshap.benchmark.tasks import benchmark_task_names, get_benchmark_task
 from surrogateshap.evaluation import evaluate
 from surrogateshap.registry import available_estimators, get_estimator, parse_spec
 
@@ -74,12 +74,14 @@ def benchmark_cases(
     if bad:
         raise KeyError(f"unknown estimator(s) {bad}; registered: {', '.join(known_est)}")
     if tasks:
-        bad = [t for t in tasks if t not in BENCHMARK_TASKS]
+        known_tasks = benchmark_task_names()
+        bad = [t for t in tasks if t not in known_tasks]
         if bad:
-            raise KeyError(f"unknown benchmark task(s) {bad}; known: {', '.join(BENCHMARK_TASKS)}")
+            raise KeyError(f"unknown benchmark task(s) {bad}; known: {', '.join(known_tasks)}")
         selection = [(t, None, None) for t in tasks]
-    else:
-        selection = list(st.selection)
+    else:  # a preset may name tasks this installation does not register
+        known_tasks = benchmark_task_names()
+        selection = [s for s in st.selection if s[0] in known_tasks]
     budgets = sorted(set(int(b) for b in (budgets or st.budgets)))
     seeds = list(seeds) if seeds is not None else list(range(st.n_seeds))
     ests = {e: get_estimator(e) for e in names}

@@ -14,12 +14,12 @@ from surrogateshap.benchmark.replay import ReplayedGame
 from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, removal_fractions
 from surrogateshap.evaluation import GroundTruth, ground_truth_from_table
 from surrogateshap.exact import banzhaf_from_table
-from surrogateshap.game import Game, all_coalitions
+from surrogateshap.game import CachedGame, Game, all_coalitions
 from surrogateshap.games import AirportGame, NoisyGame, WeightedVotingGame, random_unanimity_game
 from surrogateshap.metrics import sample_test_coalitions
 
 __all__ = ["BenchmarkTask", "KnownGameTask", "TableBenchmark", "Digits10Benchmark",
-           "BENCHMARK_TASKS", "get_benchmark_task", "BANZHAF_MAX_PLAYERS"]
+           "BENCHMARK_TASKS", "get_benchmark_task", "benchmark_task_names", "BANZHAF_MAX_PLAYERS"]
 
 #: known games up to this many players also get exact Banzhaf values (2**n evaluations)
 BANZHAF_MAX_PLAYERS = 16
@@ -171,6 +171,12 @@ class TableBenchmark(BenchmarkTask):
     configuration that made the table (read from its ``# config`` header), whatever the
     scale preset, so a CI run never scores a cheaper proxy against the table.
     Ground truth comes from :func:`~surrogateshap.evaluation.ground_truth_from_table`.
+
+    A table of sampled coalitions (a task too large to enumerate, the paper's protocol)
+    has no exact values; its LDS sets are the retrained test coalitions it holds, and a
+    coalition it lacks (an estimator's query, a removal set) is retrained through the
+    task's cache and kept there. Every case of such a task is marked slow. A task whose
+    data is absent is skipped with the reason (the package or path it needs).
     """
 
     games = ("retraining", "proxy")
@@ -189,19 +195,33 @@ class TableBenchmark(BenchmarkTask):
 
     @property
     def players(self) -> tuple[str, ...]:
-        return self._table.players if self._table is not None else self._fallback().players
+        if self._table is not None:
+            return self._table.players
+        task = self._named_task()
+        return () if task is None else tuple(task.players)
 
     @property
     def utilities(self) -> tuple[str, ...]:
-        return self._table.utilities if self._table is not None else self._fallback().utilities
+        if self._table is not None:
+            return self._table.utilities
+        task = self._named_task()
+        return ("-",) if task is None else tuple(task.utilities)
 
-    def _fallback(self):
-        """The task at this scale: names its players and utilities while no table is there."""
+    @property
+    def slow(self) -> bool:
+        return self._table is not None and not self._table.complete_seeds()
+
+    def _named_task(self):
+        """The task at this scale (names its players and utilities while no table is
+        loaded); None when it cannot even be built (its data is absent)."""
         if self._task is not None:
             return self._task
         from surrogateshap.tasks import get_task
 
-        return get_task(self.name, scale=self.scale)
+        try:
+            return get_task(self.name, scale=self.scale)
+        except Exception:  # noqa: BLE001 - the reason is reported by unavailable()
+            return None
 
     def _path(self) -> Path:
         from surrogateshap.tasks.reference import RETRAINING_CSV, reference_dir
@@ -236,6 +256,12 @@ class TableBenchmark(BenchmarkTask):
             import torch  # noqa: F401
         except ImportError:
             return f"{self.name} needs torch: pip install -e '.[diffusion]'"
+        from surrogateshap.tasks import get_task
+
+        try:  # the task's data (a package, a local copy) must be there
+            get_task(self.name, scale=self.scale)
+        except (FileNotFoundError, ImportError, OSError, ValueError) as e:
+            return f"{self.name} is unavailable: {e}"
         path = self._path()
         if not path.exists():
             return (
@@ -249,11 +275,14 @@ class TableBenchmark(BenchmarkTask):
         except Exception as e:  # noqa: BLE001 - a half-written or foreign table is a skip
             return f"{self.name} retraining table at {path} is unusable: {type(e).__name__}: {e}"
         if not table.complete_seeds():
-            counts = {int(s): int(len(g)) for s, g in table.frame.groupby("seed")}
-            return (
-                f"{self.name} retraining table at {path} has no complete seed yet "
-                f"(coalitions per seed {counts} of {2**table.n_players}); it is still being built"
-            )
+            sets = [table.lds_ground_truth(table.utilities[0], a)[0] for a in self.settings.alphas]
+            if max(len(m) for m in sets) < 2 or (table.n_players <= 12 and len(table.seeds) == 1):
+                counts = {int(s): int(len(g)) for s, g in table.frame.groupby("seed")}
+                return (
+                    f"{self.name} retraining table at {path} is still being built (coalitions "
+                    f"per seed {counts} of {2**table.n_players}: no complete seed yet, and too few "
+                    "LDS test coalitions)"
+                )
         self._table = table
         return None
 
@@ -266,14 +295,29 @@ class TableBenchmark(BenchmarkTask):
     def game(self, utility: str, game: str = "retraining") -> Game:
         self.check(utility, game)
         if game == "retraining":
-            return self.table.game(utility)
+            return self.table.game(utility, fallback=self._retrain(utility))
         return self.proxy(utility)
+
+    def _retrain(self, utility: str):
+        """Seed-mean retraining through the task's cache, for coalitions a table of
+        sampled coalitions lacks (None for a complete table)."""
+        table = self.table
+        if table.complete_seeds():
+            return None
+        task = self.task
+
+        def retrain(masks):
+            return np.mean([task.retraining_game(utility, seed=s)(masks) for s in table.mean_seeds], axis=0)
+
+        return retrain
 
     def proxy(self, utility: str) -> Game:
         """The task's proxy game, tabulated once (:class:`ReplayedGame`): the first call
         trains the full model and sample bank if they are not cached."""
         if utility not in self._proxies:
-            self._proxies[utility] = ReplayedGame(self.task.proxy_game(utility))
+            proxy = self.task.proxy_game(utility)
+            small = proxy.n_players <= ReplayedGame.MAX_PLAYERS
+            self._proxies[utility] = ReplayedGame(proxy) if small else CachedGame(proxy)
         return self._proxies[utility]
 
     def resource(self, name, utility):
@@ -283,7 +327,7 @@ class TableBenchmark(BenchmarkTask):
 
     def _make_truth(self, utility):
         return ground_truth_from_table(self.table, utility, self.settings.alphas,
-                                       name=f"{self.name}/{utility}")
+                                       name=f"{self.name}/{utility}", fallback=self._retrain(utility))
 
 
 def Digits10Benchmark(scale: str = "default", table_path=None) -> TableBenchmark:
@@ -310,16 +354,24 @@ BENCHMARK_TASKS: dict[str, Callable[[str], BenchmarkTask]] = {
     ),
     "airport20": lambda s: KnownGameTask("airport20", _airport20(), s),
     "voting20": lambda s: KnownGameTask("voting20", _voting20(), s),
-    "digits10": lambda s: TableBenchmark("digits10", s),
 }
+
+
+def benchmark_task_names() -> list[str]:
+    """The known games and every registered task (each served by a TableBenchmark)."""
+    from surrogateshap.tasks import available_tasks
+
+    return [*BENCHMARK_TASKS, *(t for t in available_tasks() if t not in BENCHMARK_TASKS)]
 
 
 @lru_cache(maxsize=None)
 def get_benchmark_task(name: str, scale: str = "default") -> BenchmarkTask:
     """A benchmark task by name (cached: its games and ground truth are built once)."""
-    if name not in BENCHMARK_TASKS:
-        raise KeyError(f"unknown benchmark task {name!r}; known: {', '.join(BENCHMARK_TASKS)}")
-    return BENCHMARK_TASKS[name](scale)
+    if name in BENCHMARK_TASKS:
+        return BENCHMARK_TASKS[name](scale)
+    if name in benchmark_task_names():
+        return TableBenchmark(name, scale)
+    raise KeyError(f"unknown benchmark task {name!r}; known: {', '.join(benchmark_task_names())}")
 
 
 # ---------------------------------------------------------------- cases
