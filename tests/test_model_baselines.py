@@ -4,6 +4,7 @@ of every model-based estimator on a tiny digits10 model."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -15,6 +16,10 @@ from baselines.trak import Projector, evenly_spaced_timesteps, gradient_features
 from surrogateshap import get_estimator  # noqa: E402
 from surrogateshap.game import FunctionGame, coalition_key  # noqa: E402
 from surrogateshap.model_access import Generated, ModelAccess, aggregate_to_contributors  # noqa: E402
+
+#: the random projectors come from dattri (the "attribution" extra)
+needs_dattri = pytest.mark.skipif(importlib.util.find_spec("dattri") is None,
+                                  reason="dattri not installed (pip install -e '.[attribution]')")
 
 # ----------------------------------------------------------------- a linear toy family
 
@@ -217,7 +222,8 @@ def test_aggregation_same_for_shuffled_and_unshuffled_loader():
     assert not np.allclose(run(True, place_by_index=False)["sum"], plain["sum"])
 
 
-@pytest.mark.parametrize("name,params", [("trak", {}), ("journey-trak", {}),
+@pytest.mark.parametrize("name,params", [pytest.param("trak", {}, marks=needs_dattri),
+                                         pytest.param("journey-trak", {}, marks=needs_dattri),
                                          ("similarity", {"space": "feature"})])
 def test_estimators_same_for_shuffled_loader(name, params):
     kw = {} if name == "similarity" else dict(n_timesteps=2, proj_dim=5, projector="normal",
@@ -342,10 +348,11 @@ def test_finetuning_game_cache_layout_and_resume(tiny_task, monkeypatch):
         FineTuningGame(tiny_task, "neg_fid", sparsity=1.0)
 
 
-MODEL_BASED = [("trak", {}), ("d-trak", {}), ("journey-trak", {}), ("influence", {}),
-               ("influence", {"score": "relative"}), ("gradient-similarity", {}),
-               ("gradient-similarity", {"reduce": "max"}), ("similarity", {}),
-               ("similarity", {"space": "feature", "reduce": "max"})]
+MODEL_BASED = [pytest.param(name, params, marks=needs_dattri) for name, params in (
+    ("trak", {}), ("d-trak", {}), ("journey-trak", {}), ("influence", {}),
+    ("influence", {"score": "relative"}), ("gradient-similarity", {}),
+    ("gradient-similarity", {"reduce": "max"}))] + [
+    ("similarity", {}), ("similarity", {"space": "feature", "reduce": "max"})]
 
 
 @pytest.mark.parametrize("name,params", MODEL_BASED)
@@ -366,6 +373,7 @@ def test_model_based_estimators_run_on_digits10(tiny_task, name, params):
     assert np.isfinite(att.extra["item_scores"]).all() and len(att.extra["item_scores"]) == len(items)
 
 
+@needs_dattri
 def test_shuffled_digits_loader_gives_same_trak_values(tiny_task):
     items = np.arange(0, 1797, 25)
     vals = [get_estimator("trak", n_timesteps=2, proj_dim=8, n_samples=6, batch_size=16)
@@ -381,3 +389,14 @@ def test_kernelshap_plays_the_finetuning_game(tiny_task):
     att = get_estimator("kernelshap").estimate(game, 16, seed=0)
     assert np.isfinite(att.values).all()
     assert att.cost_unit == "training steps" and att.cost == 3 * game.n_trained > 0
+
+
+def test_seam_imports_no_torch_and_estimators_no_task():
+    import subprocess
+    import sys
+
+    code = ("import sys, surrogateshap.model_access; assert 'torch' not in sys.modules, 'torch'; "
+            "import baselines.trak, baselines.similarity; "
+            "assert not any(m.startswith('surrogateshap.tasks') for m in sys.modules), 'task'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
