@@ -188,6 +188,23 @@ def write(args, df, mean_df, total, full_seconds):
     ]
     for u in UTILS:
         lines += ["", f"## {u}", "", df[df.utility == u][cols].to_markdown(index=False, floatfmt=".3f")]
+    lines += ["", "## Where each method wins, and where it is below zero (computed from the tables)", ""]
+    for u in UTILS:
+        d = df[(df.utility == u) & (df.family != "exact")]
+        ceiling = df[(df.utility == u) & (df.method.str.startswith("exact"))].iloc[0]
+        best_l2 = d.loc[d.rel_L2_scaled.idxmin()]
+        best_rho = d.loc[d.spearman.idxmax()]
+        lines.append(f"- {u}: closest to the exact values: {best_l2.method} (scaled rel. L2 "
+                     f"{best_l2.rel_L2_scaled:.3f}); best rank agreement: {best_rho.method} "
+                     f"(Spearman {best_rho.spearman:.2f}).")
+        for a in ALPHAS:
+            col = f"LDS@{a}"
+            best = d.loc[d[col].idxmax()]
+            above = d[d[col] > ceiling[col]].method.tolist()
+            below = d[d[col] < 0].method.tolist()
+            lines.append(f"  - alpha {a}: best {best.method} ({best[col]:.1f}; exact values {ceiling[col]:.1f}); "
+                         f"above the exact values' LDS: {', '.join(above) or 'none'}; "
+                         f"below zero: {', '.join(below) or 'none'}.")
     lines += ["", "## Contributor aggregation by the mean of item scores (LDS)", "",
               mean_df.to_markdown(index=False, floatfmt=".1f")]
     cost = df[df.utility == UTILS[0]][["method", "training_steps", "images", "grads", "seconds"]].copy()
