@@ -4,13 +4,18 @@
 - ``loo``: leave-one-out;
 - ``permutation``: permutation sampling (plain, antithetic, truncated Monte Carlo);
 - ``regression``: KernelSHAP, Leverage SHAP and linear datamodels;
-- ``semivalues``: Banzhaf values by maximum sample reuse.
+- ``semivalues``: Banzhaf values by maximum sample reuse;
+- ``trak``: model-based: TRAK, D-TRAK, Journey-TRAK, influence, gradient similarity;
+- ``similarity``: model-based: pixel and feature cosine similarity.
+
+Model-based estimators declare ``requires = ("model",)`` and are given
+``model=task.model_access()`` (:mod:`surrogateshap.model_access`).
 
 The library never imports this package: it is registered through the
 ``surrogateshap.estimators`` entry point in ``pyproject.toml``, the same way a user's
 plug-in package registers its own estimators.
 """
 
-from baselines import exact, loo, permutation, regression, semivalues
+from baselines import exact, loo, permutation, regression, semivalues, similarity, trak
 
-__all__ = ["exact", "loo", "permutation", "regression", "semivalues"]
+__all__ = ["exact", "loo", "permutation", "regression", "semivalues", "similarity", "trak"]

@@ -10,7 +10,7 @@ __all__ = ["Attribution", "INDICES", "efficiency_gap"]
 
 #: what an attribution's values estimate. Errors against exact values are only
 #: computed against truth of the same index; LDS and removal apply to all.
-INDICES = ("shapley", "banzhaf", "datamodel", "loo")
+INDICES = ("shapley", "banzhaf", "datamodel", "loo", "heuristic")
 
 
 def efficiency_gap(values, total: float) -> float:

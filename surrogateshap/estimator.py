@@ -41,7 +41,7 @@ _FROM_TABLE = {"shapley": shapley_from_table, "banzhaf": banzhaf_from_table}
 class Estimator(ABC):
     #: registry name, set by :func:`surrogateshap.registry.register`
     name: ClassVar[str] = ""
-    #: what the values estimate: "shapley", "banzhaf", "datamodel" or "loo"
+    #: what the values estimate: "shapley", "banzhaf", "datamodel", "loo" or "heuristic"
     index: ClassVar[str] = "shapley"
     #: extra resources ``estimate`` needs beyond the game, e.g. ("proxy",)
     requires: ClassVar[tuple[str, ...]] = ()
@@ -147,8 +147,9 @@ class Estimator(ABC):
             seed=seed,
             stderr=out.get("stderr"),
             counts=out.get("counts", out.get("extra", {}).get("n_units")),
-            cost=counted.cost,
-            cost_unit=game.cost_unit,
+            # an estimator that looks inside the model pays in its own units
+            cost=float(out.get("cost", counted.cost)),
+            cost_unit=out.get("cost_unit", game.cost_unit),
             interactions=out.get("interactions"),
             exact=bool(out.get("exact", False)),
             extra=out.get("extra", {}),

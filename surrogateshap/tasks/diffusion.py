@@ -116,6 +116,8 @@ def train_denoisers(
     seeds: list[int] | int = 0,
     device: str | torch.device = "cpu",
     progress=None,
+    init: dict | None = None,
+    keep: dict | None = None,
 ) -> BatchedDenoiser:
     """Train one denoiser per entry of ``members`` (item indices), all in one loop.
 
@@ -124,6 +126,10 @@ def train_denoisers(
     ``p_uncond`` (replaced by the null label) for classifier-free guidance. Model k's
     initialisation and every random draw come from its own generator seeded by
     ``seeds[k]``, so a model does not depend on which others it was trained beside.
+
+    Fine-tuning: ``init`` (a one-model state dict) starts every model from those
+    weights instead; ``keep`` (name -> boolean mask of a one-model parameter) holds the
+    masked-out weights at zero throughout (a pruned model stays sparse).
     """
     K = len(members)
     if K == 0:
@@ -137,7 +143,20 @@ def train_denoisers(
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     model = BatchedDenoiser(K, cfg)
     model.reinit([int(s) for s in seeds])
+    if init is not None:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(init[name].to(p).expand_as(p))
+    keep = {k: v.to(device) for k, v in (keep or {}).items()}
     model = model.to(device)
+    params = dict(model.named_parameters())
+
+    def _apply_keep():
+        with torch.no_grad():
+            for name, m in keep.items():
+                params[name].mul_(m)
+
+    _apply_keep()
     data, labels = data.to(device), labels.to(device)
     sizes = torch.tensor([len(m) for m in members], device=device)
     table = torch.zeros(K, int(sizes.max()), dtype=torch.long)
@@ -165,6 +184,8 @@ def train_denoisers(
         loss.backward()
         opt.step()
         sched.step()
+        if keep:
+            _apply_keep()
         if progress is not None:
             progress(step)
     return model.eval()
@@ -178,12 +199,14 @@ def ddim_sample(
     guidance: float = 1.0,
     seed: int | list[int] = 0,
     clip: float = 1.0,
-) -> torch.Tensor:
+    return_path: bool = False,
+):
     """Deterministic DDIM (eta = 0) with classifier-free guidance.
 
     ``labels`` is (K, B): row k is sampled from model k, starting from noise seeded by
     ``seed`` (one int, or one per model). Returns x0 of shape (K, B, dim)
-    clipped to [-clip, clip].
+    clipped to [-clip, clip]; with ``return_path`` also the list of (t, x_t) the
+    denoiser was run on, first step first.
     """
     device = next(model.parameters()).device
     cfg = model.cfg
@@ -196,7 +219,10 @@ def ddim_sample(
     ab = cosine_alphas_cumprod(cfg.T).to(device)
     ts = torch.linspace(cfg.T - 1, 0, steps).round().long().tolist()
     null = torch.full_like(labels, cfg.n_labels)
+    path = []
     for i, t in enumerate(ts):
+        if return_path:
+            path.append((int(t), x.clone()))
         tt = torch.full((K, B), t, device=device, dtype=torch.long)
         if guidance != 0:
             eps2 = model(torch.cat([x, x], 1), torch.cat([tt, tt], 1), torch.cat([labels, null], 1))
@@ -209,4 +235,5 @@ def ddim_sample(
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         a_prev = ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=device)
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-    return x.clamp(-clip, clip)
+    x = x.clamp(-clip, clip)
+    return (x, path) if return_path else x

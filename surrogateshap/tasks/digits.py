@@ -179,6 +179,31 @@ class Digits10Task(DiffusionTask):
         counts = allocate_counts(self.config.n_samples, self.proportions(mask))
         return np.repeat(np.arange(self.n_players), counts)
 
+    def finetune_stats(self, masks, seed: int, init: dict, keep: dict, steps: int, lr: float):
+        """Fine-tune ``init`` (a one-model state dict, e.g. the pruned full model) on each
+        coalition's data for ``steps`` steps, ``keep`` masks held at zero, and return the
+        statistics of ``config.n_samples`` samples from each (as retrain_stats)."""
+        from surrogateshap.tasks.diffusion import train_denoisers
+
+        masks = np.atleast_2d(np.asarray(masks, dtype=bool))
+        members = [self.members(m) for m in masks]
+        x, y = self._data
+        c = self.config
+        model = train_denoisers(x, y, members, self.denoiser_config(), steps=steps,
+                                batch_size=c.batch_size, lr=lr, p_uncond=c.p_uncond,
+                                seeds=[coalition_seed(seed, m) for m in masks], device=self.device,
+                                init=init, keep=keep)
+        labels = np.stack([self._coalition_labels(m) for m in masks])
+        imgs = self.sample(model, labels, seed=[coalition_seed(seed + 1000, m) for m in masks])
+        return [self.stats_of(imgs[k]) for k in range(len(masks))]
+
+    def model_access(self, items=None, shuffle: bool = False):
+        """The full model for model-based estimators (TRAK, influence, similarity);
+        ``items`` optionally subsamples the training items (dataset indices)."""
+        from surrogateshap.tasks.model_access_mlp import MLPModelAccess
+
+        return MLPModelAccess(self, items=items, shuffle=shuffle)
+
     def retrain_stats(self, masks, seed):
         model = self.train(masks, seed)
         labels = np.stack([self._coalition_labels(m) for m in masks])
