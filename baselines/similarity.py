@@ -44,6 +44,7 @@ class Similarity(Estimator):
 
     index = "heuristic"  # a similarity score, no game-theoretic value
     exact_at_full_budget = False
+    uses_budget = False
 
     def check_resources(self, game, model=None, **resources):
         check_model_access(model, game.players)

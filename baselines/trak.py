@@ -222,6 +222,7 @@ class GradientAttribution(Estimator):
     #: TRAK estimates datamodel coefficients (Park et al. 2023), not Shapley values
     index = "datamodel"
     exact_at_full_budget = False  # it plays no coalition: enumeration is not its answer
+    uses_budget = False
 
     def __init__(self, n_timesteps: int = 10, proj_dim: int = 512, damping: float = 0.1,
                  damping_relative: bool = True, n_samples: int = 500, output: str = "loss",

@@ -47,6 +47,9 @@ class Estimator(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: True when the method only runs on every coalition (enumeration)
     is_exact: ClassVar[bool] = False
+    #: False for a method that plays no coalition (it reads the model): the benchmark
+    #: runs it at one budget only
+    uses_budget: ClassVar[bool] = True
     #: at a budget of 2**n, answer by enumeration (Shapley and Banzhaf indices); a method
     #: that must run its own procedure there (to be studied as such) sets False
     exact_at_full_budget: ClassVar[bool] = True

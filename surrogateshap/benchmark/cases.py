@@ -96,7 +96,7 @@ def benchmark_cases(
                 if games and g not in games:
                     continue
                 for e, est in ests.items():
-                    bl = list(budgets)
+                    bl = list(budgets) if est.uses_budget else [min(budgets)]
                     if est.is_exact and 2**bt.n_players <= MAX_EXACT_BUDGET:
                         bl = sorted(set(bl) | {2**bt.n_players})
                     for b in bl:

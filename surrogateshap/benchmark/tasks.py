@@ -180,8 +180,7 @@ class TableBenchmark(BenchmarkTask):
     """
 
     games = ("retraining", "proxy")
-    trains = ("proxy",)
-    offers = ("proxy",)
+    trains = ("proxy", "model")
 
     def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None):
         super().__init__(scale)
@@ -206,6 +205,13 @@ class TableBenchmark(BenchmarkTask):
             return self._table.utilities
         task = self._named_task()
         return ("-",) if task is None else tuple(task.utilities)
+
+    @property
+    def offers(self) -> tuple[str, ...]:
+        """The proxy game, and model access (``requires=("model",)``: the full-data model
+        of the table's configuration) where the task's family provides it."""
+        task = self._task if self._task is not None else self._named_task()
+        return ("proxy", "model") if task is not None and hasattr(task, "model_access") else ("proxy",)
 
     @property
     def slow(self) -> bool:
@@ -323,6 +329,10 @@ class TableBenchmark(BenchmarkTask):
     def resource(self, name, utility):
         if name == "proxy":
             return self.proxy(utility)
+        if name == "model" and "model" in self.offers:
+            if getattr(self, "_access", None) is None:
+                self._access = self.task.model_access()
+            return self._access
         return None
 
     def _make_truth(self, utility):
