@@ -4,13 +4,15 @@
 - ``loo``: leave-one-out;
 - ``permutation``: permutation sampling (plain, antithetic, truncated Monte Carlo);
 - ``regression``: KernelSHAP, Leverage SHAP and linear datamodels;
-- ``semivalues``: Banzhaf values by maximum sample reuse.
+- ``semivalues``: Banzhaf values by maximum sample reuse;
+- ``stratified``: stratified SVARM (strata by coalition size, border trick);
+- ``kadd``: k-additive SHAP (kADD-SHAP), a regression on interactions up to order k.
 
 The library never imports this package: it is registered through the
 ``surrogateshap.estimators`` entry point in ``pyproject.toml``, the same way a user's
 plug-in package registers its own estimators.
 """
 
-from baselines import exact, loo, permutation, regression, semivalues
+from baselines import exact, kadd, loo, permutation, regression, semivalues, stratified
 
-__all__ = ["exact", "loo", "permutation", "regression", "semivalues"]
+__all__ = ["exact", "kadd", "loo", "permutation", "regression", "semivalues", "stratified"]
