@@ -79,15 +79,29 @@ def kadd_features(Z: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[int, ..
     return X, subsets
 
 
+def _pinv(A: np.ndarray) -> np.ndarray:
+    """Moore-Penrose inverse of A (m, p) through the smaller of its two Gram matrices
+    (an m x m or p x p symmetric eigenproblem: much cheaper than an SVD of a wide A)."""
+    m, p = A.shape
+    if m <= p:
+        G = A @ A.T
+        return A.T @ np.linalg.pinv((G + G.T) / 2, hermitian=True)
+    H = A.T @ A
+    return np.linalg.pinv((H + H.T) / 2, hermitian=True) @ A.T
+
+
 @register("kadd-shap")
 class KAddSHAP(Estimator):
     """kADD-SHAP (Pelegrina et al. 2023): kernel-weighted least squares on a k-additive game.
 
     ``k``: highest interaction order fitted (default 2). ``paired``, ``border``,
-    ``max_draws``: the sampling design, as for KernelSHAP.
+    ``max_draws``: the sampling design, as for KernelSHAP, except that ``paired``
+    defaults to False: under complement pairs the even-order features take the same
+    value on a coalition and its complement, the normal equations decouple, and the
+    values of k = 2 come out identical to KernelSHAP's.
     """
 
-    def __init__(self, k: int = 2, paired: bool = True, border: bool = True,
+    def __init__(self, k: int = 2, paired: bool = False, border: bool = True,
                  max_draws: int | None = None):
         self.k = k
         self.paired = paired
@@ -123,10 +137,11 @@ class KAddSHAP(Estimator):
         D = np.concatenate([X[:, :n] @ P, X[:, n:]], axis=1)
         t = d["y"] - v_empty - X[:, :n].sum(axis=1) * total / n
         sw = np.sqrt(d["w"])
-        theta = np.linalg.lstsq(D * sw[:, None], t * sw, rcond=None)[0]
+        Dplus = _pinv(D * sw[:, None])
+        theta = Dplus @ (t * sw)  # the minimum-norm weighted least-squares solution
         values = total / n + P @ theta[:n]
         values += (total - values.sum()) / n  # remove the rounding
-        stderr = self._stderr(d, D, t, theta, n, k, v_empty, total)
+        stderr = self._stderr(d, Dplus, theta, n, k, v_empty, total)
         out = {"values": values, "stderr": stderr,
                "extra": {"k": k, "n_unknowns": p, "n_rows": int(len(d["Z"])),
                          "border_sizes": list(d["sizes"])}}
@@ -139,7 +154,7 @@ class KAddSHAP(Estimator):
         return out
 
     @staticmethod
-    def _stderr(d, D, t, theta, n, k, v_empty, total):
+    def _stderr(d, Dplus, theta, n, k, v_empty, total):
         """Sandwich standard error over the sampled units (the enumerated rows are fixed)."""
         units = d["units"]
         U = units.shape[0]
@@ -151,7 +166,6 @@ class KAddSHAP(Estimator):
         Du = np.concatenate([Xu[:, :n] @ P, Xu[:, n:]], axis=1)
         tu = d["unit_y"].reshape(-1) - v_empty - Xu[:, :n].sum(axis=1) * total / n
         g = (Du * (tu - Du @ theta)[:, None]).reshape(U, per, -1).mean(axis=1)
-        H = D.T @ (d["w"][:, None] * D)
-        M = (P @ np.linalg.pinv((H + H.T) / 2, hermitian=True)[:n])  # phi rows
+        M = P @ (Dplus[:n] @ Dplus.T)  # phi rows of pinv(D^T W D)
         cov = M @ np.cov(g, rowvar=False) @ M.T * d["mass"] ** 2 / U
         return np.sqrt(np.clip(np.diag(cov), 0.0, None))

@@ -6,9 +6,11 @@ Same games, same budgets, same seeds, one error measure: relative L2 error
 distinct game evaluations, anchors included. The project's estimators run on a
 BudgetedGame (which raises past the budget); each peer sees the game through a
 memoised counter, and a peer run that evaluates more distinct coalitions than the
-budget is reported as over budget and left out of the comparison. pyDVL's methods
-take a number of samples, not evaluations, so each is run at the largest sample count
-(found by bisection, same seed) whose distinct evaluations fit the budget.
+budget is reported as over budget and left out of the comparison. Where a peer counts
+its budget otherwise (shapiq's permutation, stratified and Owen samplers count
+repeats; pyDVL's methods take a number of samples), it is run at the largest nominal
+size (found by doubling and bisection, same seed) whose distinct evaluations fit the
+budget, so no peer is handed fewer evaluations than the project's estimators.
 
 Peers are optional: install them with the ``peers`` extra in a separate virtualenv
 (pyDVL 0.10.0 pins numpy < 2), e.g.
@@ -136,21 +138,60 @@ class Counter:
         return len(self.memo)
 
 
+def at_budget(fn, game, budget: int, seed: int, start: int, cap: int):
+    """Run ``fn(counter, nominal, seed)`` at the largest nominal size (a budget as the
+    peer counts it, or a number of samples) whose distinct evaluations fit ``budget``.
+
+    Starts at ``start`` and doubles while evaluations stay under the budget (and
+    under 2**n, after which more samples are free repeats), up to ``cap``; then
+    bisects. Returns (values, distinct evaluations, nominal size).
+    """
+    full = 2**game.n_players if game.n_players < 60 else math.inf
+
+    def trial(m):
+        c = Counter(game)
+        return fn(c, m, seed), c.n_evaluations
+
+    m = start
+    vals, used = trial(m)
+    if used > budget:
+        raise RuntimeError(f"{used} distinct evaluations at the smallest size {m}")
+    lo, best, best_used, hi = m, vals, used, None
+    while used < min(budget, full) and m < cap:
+        m = min(2 * m, cap)
+        vals, used = trial(m)
+        if used > budget:
+            hi = m
+            break
+        lo, best, best_used = m, vals, used
+    while hi is not None and hi - lo > 1:
+        mid = (lo + hi) // 2
+        vals, used = trial(mid)
+        if used <= budget:
+            lo, best, best_used = mid, vals, used
+        else:
+            hi = mid
+    return best, best_used, lo
+
+
 def shapiq_peers():
+    """label -> run(game, budget, seed) for shapiq's Shapley approximators."""
     try:
         import shapiq
     except ImportError:
         return {}
 
     def make(cls, **kw):
-        def run(counter, budget, seed):
+        def fn(counter, nominal, seed):
             approx = cls(counter.n, random_state=seed, **kw)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = approx.approximate(budget, counter)
+                res = approx.approximate(nominal, counter)
             return np.asarray(res.get_n_order_values(1), float)
 
-        return run
+        # most count distinct coalitions; those that count repeats get a larger
+        # nominal budget until their distinct evaluations reach ours
+        return lambda game, budget, seed: at_budget(fn, game, budget, seed, budget, 8 * budget)
 
     A = shapiq.approximator
     return {
@@ -166,6 +207,7 @@ def shapiq_peers():
 
 
 def pydvl_peers():
+    """label -> run(game, budget, seed) for pyDVL's Shapley valuations (game utility)."""
     try:
         from joblib import parallel_config
         from pydvl.valuation import games as pg
@@ -173,9 +215,7 @@ def pydvl_peers():
         from pydvl.valuation.samplers import (
             AntitheticPermutationSampler,
             PermutationSampler,
-            StratifiedSampler,
         )
-        from pydvl.valuation.samplers.stratified import ConstantSampleSize, RandomSizeIteration
         from pydvl.valuation.stopping import MaxSamples
     except ImportError:
         return {}
@@ -198,56 +238,30 @@ def pydvl_peers():
             u._training_data = dataset
             return u
 
-    def fit(make_sampler, counter, m, seed):
-        data = pg.DummyGameDataset(counter.n)
-        sampler = make_sampler(seed)
-        val = ShapleyValuation(Utility(counter), sampler, MaxSamples(sampler, m),
-                               show_warnings=False)
-        with parallel_config(n_jobs=1):
-            val.fit(data)
-        res = val.result
-        out = np.zeros(counter.n)
-        out[np.asarray(res.indices, dtype=int)] = res.values
-        return out
-
     def make(make_sampler):
-        def run(counter, budget, seed):
-            # the largest sample count whose distinct evaluations fit the budget
-            def cost(m):
-                c = Counter(counter.game)
-                return fit(make_sampler, c, m, seed), c.n_evaluations
+        def fn(counter, m, seed):
+            data = pg.DummyGameDataset(counter.n)
+            sampler = make_sampler(seed)
+            val = ShapleyValuation(Utility(counter), sampler, MaxSamples(sampler, m),
+                                   show_warnings=False)
+            with parallel_config(n_jobs=1):
+                val.fit(data)
+            res = val.result
+            out = np.zeros(counter.n)
+            out[np.asarray(res.indices, dtype=int)] = res.values
+            return out
 
-            lo, hi = 0, 1
-            best = None
-            while True:
-                vals, used = cost(hi)
-                if used > budget:
-                    break
-                lo, best = hi, vals
-                if hi > 64 * budget:
-                    break
-                hi *= 2
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                vals, used = cost(mid)
-                if used <= budget:
-                    lo, best = mid, vals
-                else:
-                    hi = mid
-            if best is None:
-                raise RuntimeError("one sample does not fit the budget")
-            # replay the chosen run on the caller's counter so it counts the evaluations
-            return fit(make_sampler, counter, lo, seed)
-
-        return run
+        # samples, not evaluations: the most samples whose evaluations fit the budget,
+        # at most 10 * budget (the project's permutation estimators' draw cap)
+        return lambda game, budget, seed: at_budget(fn, game, budget, seed, 1, 10 * budget)
 
     return {
         "pyDVL permutation": make(lambda s: PermutationSampler(seed=s)),
         "pyDVL antithetic permutation": make(lambda s: AntitheticPermutationSampler(seed=s)),
-        "pyDVL stratified": make(lambda s: StratifiedSampler(
-            sample_sizes=ConstantSampleSize(), sample_sizes_iteration=RandomSizeIteration,
-            seed=s)),
     }
+    # pyDVL's StratifiedShapleyValuation sampler is left out: driven through
+    # MaxSamples it evaluated the same 19 coalitions (n = 10) or 100 (n = 50) at any
+    # sample count from 1 to 10 * budget, so no sample count spends our budget
 
 
 # --------------------------------------------------------------------------- runs
@@ -279,19 +293,18 @@ def run_all(games, budgets, seeds, side="all", only=None):
                 if only and label not in only:
                     continue
                 for seed in seeds:
-                    counter = Counter(game)
                     t0 = time.perf_counter()
-                    note, err = "", math.nan
+                    note, err, used, nominal = "", math.nan, 0, 0
                     try:
-                        vals = run(counter, budget, seed)
+                        vals, used, nominal = run(game, budget, seed)
                         err = rel_l2(vals, exact)
-                        if counter.n_evaluations > budget:
+                        if used > budget:
                             note = "over budget"
                     except Exception as exc:  # a peer failing is a result, not a crash
                         note = f"failed: {type(exc).__name__}: {exc}"[:120]
                     rows.append(dict(game=gname, n=n, budget=budget, side="peer",
                                      estimator=label, seed=seed, rel_l2=err,
-                                     n_evaluations=counter.n_evaluations,
+                                     n_evaluations=used, nominal=nominal,
                                      seconds=time.perf_counter() - t0, note=note))
             done = pd.DataFrame(rows)
             cell = done[(done.game == gname) & (done.budget == budget)]

@@ -375,6 +375,8 @@ def water_fill(caps: Sequence[int], shares, total: int) -> np.ndarray:
 
 def _all_subsets_of_size(n: int, k: int) -> np.ndarray:
     """Every k-subset of n players, (C(n, k), n) booleans, in lexicographic order."""
+    if k == 0:
+        return np.zeros((1, n), dtype=bool)
     idx = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
     out = np.zeros((len(idx), n), dtype=bool)
     np.put_along_axis(out, idx, True, axis=1)
