@@ -22,6 +22,13 @@ and so return values that sum to v(N) - v(empty) to rounding.
   KernelSHAP). Repeated draws are free under the memoised budget, so drawing goes on
   until the first draw that would need an evaluation past the budget. The standard
   error is the sandwich (delta-method) estimate over the independent draws.
+  ``border=True`` (default) adds the border trick (as in shapiq's coalition sampler):
+  the complement pairs of sizes that the budget would draw in full are enumerated
+  with their exact kernel weights and only the other sizes are sampled
+  (:func:`kernel_design`), which makes the values exact at a budget of 2**n;
+  ``border=False`` is the plain sampler. Measured in results/peers.md: border is
+  0.5-0.7x the plain error on digits10 at 64-256 evaluations, exact at 1,024, and
+  within seed noise (0.95-1.3x) on the synthetic games.
 - "leverageshap": Leverage SHAP (Musco & Witter 2025, "Provably accurate Shapley value
   estimation via leverage score sampling"). The rows of the regression have leverage
   scores proportional to 1 / C(n, |S|): every coalition size carries the same total
@@ -31,6 +38,10 @@ and so return values that sum to v(N) - v(empty) to rounding.
   w(S) / P(S sampled) so the sampled problem is an unbiased estimate of the full
   kernel-weighted one. This is the paper's sampling distribution with a fixed count
   per size instead of independent coin flips; with a budget of 2**n it is exact.
+  ``border=True`` (default) first enumerates the sizes the kernel's border trick
+  plans, then spreads the rest equally over the other sizes; ``border=False`` is the
+  plain equal-per-size plan (0.6-0.8x the plain error on digits10 at 64
+  evaluations, 1.0-1.17x on the synthetic games).
 """
 
 from __future__ import annotations
