@@ -25,9 +25,10 @@ older shap, which would change the project's own numbers):
     .venv/bin/python scripts/peer_comparison.py --side project      # project venv
     /work/venv-peers/bin/python scripts/peer_comparison.py --side peers
 
-Each writes results/peers_<side>.csv; every run then rewrites results/peers.csv (both
-sides' rows) and results/peers.md (one row per (game, budget): best project
-estimator, best peer, ratio; then every estimator's mean error) from what is there.
+Each writes its per-run rows to results/peers_<side>.csv; every run then rewrites
+results/peers.md (one row per (game, budget): best project estimator, best peer,
+ratio; then every estimator's mean error) from both files, whichever are there
+(``--summarise-only`` just rewrites it).
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ def summarise(df: pd.DataFrame, seeds) -> str:
         f"Relative L2 error against exact values, mean over {len(seeds)} seeds "
         f"({', '.join(map(str, seeds))}); budgets in distinct game evaluations, anchors "
         "included, counted the same way for both sides. Produced by "
-        "`scripts/peer_comparison.py` (per-run rows in `results/peers.csv`).",
+        "`scripts/peer_comparison.py` (per-run rows in `results/peers_project.csv` and "
+        "`results/peers_peers.csv`).",
         "",
         "| game | budget | best project estimator | error | best peer estimator | error | ratio |",
         "|---|---|---|---|---|---|---|",
@@ -395,9 +397,9 @@ def main(argv=None):
     ap.add_argument("--side", choices=["project", "peers", "all"], default="all")
     ap.add_argument("--only", nargs="+", help="estimator labels to run (default: all)")
     ap.add_argument("--summarise-only", action="store_true",
-                    help="rewrite <out>.csv and <out>.md from the <out>_<side>.csv files")
+                    help="rewrite <out>.md from the <out>_<side>.csv files")
     ap.add_argument("--out", default=str(ROOT / "results" / "peers"),
-                    help="output stem: <out>_<side>.csv, <out>.csv, <out>.md")
+                    help="output stem: <out>_<side>.csv and <out>.md")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -413,13 +415,13 @@ def main(argv=None):
                      & old.budget.isin(args.budgets))
             part = pd.concat([old[keep], part], ignore_index=True)
         part.to_csv(path, index=False)
-    frames = [pd.read_csv(p, keep_default_na=False, na_values=[""])
-              for p in (Path(f"{out}_project.csv"), Path(f"{out}_peers.csv")) if p.exists()]
+    frames_paths = [p for p in (Path(f"{out}_project.csv"), Path(f"{out}_peers.csv"))
+                    if p.exists()]
+    frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in frames_paths]
     both = pd.concat(frames, ignore_index=True)
     both["note"] = both["note"].astype(object).where(both["note"].notna(), "")
-    both.to_csv(out.with_suffix(".csv"), index=False)
     out.with_suffix(".md").write_text(summarise(both, args.seeds) + "\n")
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+    print(f"wrote {out.with_suffix('.md')} from {', '.join(str(p) for p in frames_paths)}")
 
 
 if __name__ == "__main__":
