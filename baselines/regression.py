@@ -27,8 +27,8 @@ and so return values that sum to v(N) - v(empty) to rounding.
   with their exact kernel weights and only the other sizes are sampled
   (:func:`kernel_design`), which makes the values exact at a budget of 2**n;
   ``border=False`` is the plain sampler. Measured in results/peers.md: border is
-  0.5-0.7x the plain error on digits10 at 64-256 evaluations, exact at 1,024, and
-  within seed noise (0.95-1.3x) on the synthetic games.
+  0.5-0.7x the plain error on digits10 at 256 evaluations (and IS at 64; equal on
+  -FID at 64), exact at 1,024, and 0.95-1.3x on the synthetic games.
 - "leverageshap": Leverage SHAP (Musco & Witter 2025, "Provably accurate Shapley value
   estimation via leverage score sampling"). The rows of the regression have leverage
   scores proportional to 1 / C(n, |S|): every coalition size carries the same total
