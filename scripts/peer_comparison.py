@@ -349,13 +349,16 @@ def summarise(df: pd.DataFrame, seeds) -> str:
                 lines.append(f"| {g} | {b} | {p0.estimator} | {p0['mean']:.3g} | - | - | - |")
                 continue
             q0 = pe.iloc[0]
-            ratio = p0["mean"] / q0["mean"] if q0["mean"] > 0 else (1.0 if p0["mean"] == 0 else math.inf)
+            if max(p0["mean"], q0["mean"]) < 1e-9:
+                ratio = 1.0  # both exact (to rounding): a tie
+            else:
+                ratio = p0["mean"] / q0["mean"] if q0["mean"] > 0 else math.inf
             flag = " **peer wins**" if ratio > 1.2 else ""
             worst.append((ratio, g, b))
             lines.append(f"| {g} | {b} | {p0.estimator} | {p0['mean']:.3g} | {q0.estimator} | "
                          f"{q0['mean']:.3g} | {ratio:.2f}{flag} |")
     lines += ["", "Ratio = best project error / best peer error (below 1: the project is "
-              "better; exact ties at 0 error count as 1).", ""]
+              "better; both exact, errors below 1e-9, count as a tie, 1).", ""]
     lost = sorted(((r, g, b) for r, g, b in worst if r > 1.2), reverse=True)
     lines += [f"Cells where a peer is more than 1.2x better: {len(lost)} of {len(worst)}"
               + (": " + "; ".join(f"{g} at {b} ({r:.2f}x)" for r, g, b in lost) if lost else "")
