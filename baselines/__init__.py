@@ -5,6 +5,8 @@
 - ``permutation``: permutation sampling (plain, antithetic, truncated Monte Carlo);
 - ``regression``: KernelSHAP, Leverage SHAP and linear datamodels;
 - ``semivalues``: Banzhaf values by maximum sample reuse;
+- ``stratified``: stratified SVARM (strata by coalition size, border trick);
+- ``kadd``: k-additive SHAP (kADD-SHAP), a regression on interactions up to order k;
 - ``trak``: model-based: TRAK, D-TRAK, Journey-TRAK, influence, gradient similarity;
 - ``similarity``: model-based: pixel and feature cosine similarity.
 
@@ -16,6 +18,17 @@ The library never imports this package: it is registered through the
 plug-in package registers its own estimators.
 """
 
-from baselines import exact, loo, permutation, regression, semivalues, similarity, trak
+from baselines import (
+    exact,
+    kadd,
+    loo,
+    permutation,
+    regression,
+    semivalues,
+    similarity,
+    stratified,
+    trak,
+)
 
-__all__ = ["exact", "loo", "permutation", "regression", "semivalues", "similarity", "trak"]
+__all__ = ["exact", "kadd", "loo", "permutation", "regression", "semivalues", "similarity",
+           "stratified", "trak"]

@@ -13,6 +13,7 @@ __all__ = [
     "shapley_from_table",
     "banzhaf_from_table",
     "shapley_interactions_from_table",
+    "shapley_of_partial_game",
     "MAX_EXACT_PLAYERS",
 ]
 
@@ -37,6 +38,29 @@ def shapley_from_table(utilities: np.ndarray, n_players: int) -> np.ndarray:
         without = idx[(idx >> i) & 1 == 0]
         phi[i] = np.sum(w[sizes[without]] * (v[without | (1 << i)] - v[without]))
     return phi
+
+
+def shapley_of_partial_game(masks: np.ndarray, values: np.ndarray, n_players: int) -> np.ndarray:
+    """Shapley values of the game equal to ``values`` on the coalitions ``masks``
+    (distinct rows) and 0 on every other coalition, for any n.
+
+    A game that is nonzero at one coalition S gives phi_i = w(|S| - 1) v(S) for i in S
+    and -w(|S|) v(S) otherwise, w(s) = 1 / (n C(n-1, s)); this sums those. Used to
+    correct a surrogate's values where the true game is known: the Shapley value of
+    "the surrogate, but the true utility on these coalitions" is phi(g) plus this on
+    the residuals v - g (on the empty and full coalitions alone, the equal-split
+    efficiency correction).
+    """
+    Z = np.asarray(masks, dtype=bool).reshape(-1, n_players)
+    r = np.asarray(values, dtype=float).reshape(-1)
+    if len(r) != len(Z):
+        raise ValueError(f"{len(Z)} coalitions but {len(r)} values")
+    n = n_players
+    w = np.array([1.0 / (n * comb(n - 1, s)) for s in range(n)])
+    k = Z.sum(axis=1)
+    w_in = np.where(k >= 1, w[np.clip(k - 1, 0, n - 1)], 0.0)  # rows holding i
+    w_out = np.where(k <= n - 1, w[np.clip(k, 0, n - 1)], 0.0)  # rows without i
+    return Z.T.astype(float) @ (r * w_in) - (~Z).T.astype(float) @ (r * w_out)
 
 
 def banzhaf_from_table(utilities: np.ndarray, n_players: int) -> np.ndarray:

@@ -11,7 +11,10 @@ import them from the library rather than the library from the baselines.
   :func:`constrained_solve`, which turns kernel samples into efficient values;
 - permutations: :func:`random_orders`, :func:`prefix_masks`,
   :func:`permutation_units`, :func:`order_marginals`;
-- budgets: :class:`BudgetPlanner`, :func:`draw_units`, :func:`sample_distinct`.
+- budgets: :class:`BudgetPlanner`, :func:`draw_units`, :func:`sample_distinct`;
+- strata by coalition size: :func:`border_sizes` and :func:`border_masks` (the border
+  trick: sizes whose coalitions would all be drawn anyway are enumerated instead),
+  :func:`water_fill` (counts per stratum under caps) and :func:`distinct_subsets`.
 
 Sampling units are arrays (k, rows, n): the coalitions one independent draw brings
 (a coalition and its complement, an order's n + 1 prefixes, an order and its reverse),
@@ -21,8 +24,10 @@ one observation.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from math import comb
 
 import numpy as np
 
@@ -44,6 +49,10 @@ __all__ = [
     "draw_units",
     "sample_distinct",
     "sandwich_stderr",
+    "water_fill",
+    "distinct_subsets",
+    "border_sizes",
+    "border_masks",
 ]
 
 
@@ -95,10 +104,14 @@ def random_subsets(n: int, sizes, rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_kernel_coalitions(
-    n: int, m: int, rng: np.random.Generator, paired: bool = False
+    n: int, m: int, rng: np.random.Generator, paired: bool = False, sizes=None
 ) -> np.ndarray:
     """Draw m coalitions, boolean (m, n): size k in 1..n-1 with p(k) ∝ (n-1)/(k(n-k)),
     then uniform among the size-k subsets.
+
+    ``sizes`` restricts the draw to those sizes (the kernel renormalised over them),
+    as the border trick does once it has enumerated the others; it must be closed
+    under k -> n - k when ``paired``.
 
     With ``paired=True`` every drawn coalition is followed by its complement (rows
     0, 2, 4, ... are drawn, rows 1, 3, 5, ... are their complements; an odd m ends on
@@ -108,16 +121,25 @@ def sample_kernel_coalitions(
     if m < 0:
         raise ValueError(f"m must be >= 0; got {m}")
     p = kernel_size_distribution(n)
+    support = np.arange(1, n)
+    if sizes is not None:
+        support = np.asarray(sorted(set(int(s) for s in sizes)), dtype=np.int64)
+        if support.size == 0 or support.min() < 1 or support.max() > n - 1:
+            raise ValueError(f"sizes must be a non-empty subset of 1..{n - 1}; got {sizes!r}")
+        p = p[support - 1] / p[support - 1].sum()
     n_draw = (m + 1) // 2 if paired else m
-    masks = random_subsets(n, rng.choice(np.arange(1, n), size=n_draw, p=p), rng)
+    masks = random_subsets(n, rng.choice(support, size=n_draw, p=p), rng)
     return _interleave(masks, ~masks, m) if paired else masks
 
 
-def kernel_units(n: int, k: int, rng: np.random.Generator, paired: bool = True) -> np.ndarray:
+def kernel_units(
+    n: int, k: int, rng: np.random.Generator, paired: bool = True, sizes=None
+) -> np.ndarray:
     """k sampling units from the Shapley kernel: (k, 2, n) complement pairs, or
-    (k, 1, n) single coalitions with ``paired=False``."""
+    (k, 1, n) single coalitions with ``paired=False``; ``sizes`` as in
+    :func:`sample_kernel_coalitions`."""
     per = 2 if paired else 1
-    return sample_kernel_coalitions(n, per * k, rng, paired).reshape(k, per, n)
+    return sample_kernel_coalitions(n, per * k, rng, paired, sizes).reshape(k, per, n)
 
 
 def constrained_solve(A: np.ndarray, b: np.ndarray, total: float):
@@ -350,3 +372,142 @@ def sandwich_stderr(M: np.ndarray, scores: np.ndarray) -> np.ndarray:
         return np.full(n, np.nan)
     cov = M @ np.cov(scores, rowvar=False) @ M.T / u
     return np.sqrt(np.clip(np.diag(cov), 0.0, None))
+
+
+# --------------------------------------------------------------------------- size strata
+
+
+def water_fill(caps: Sequence[int], shares, total: int) -> np.ndarray:
+    """Integer counts proportional to ``shares``, capped at ``caps``, summing to at
+    most ``total`` (exactly min(total, sum(caps))); a capped stratum's surplus is
+    spread over the others, the rounding remainder goes to the largest fractions."""
+    shares = np.asarray(shares, dtype=float)
+    capf = np.array([min(c, 2**62) for c in caps], dtype=float)
+    alloc = np.zeros(len(capf))
+    free = shares > 0
+    left = float(total)
+    while free.any():
+        level = left / shares[free].sum()
+        full = free & (shares * level >= capf)
+        if not full.any():
+            alloc[free] = shares[free] * level
+            break
+        alloc[full] = capf[full]
+        left -= capf[full].sum()
+        free &= ~full
+    counts = np.minimum(np.floor(alloc + 1e-9), capf).astype(np.int64)
+    spare = int(min(total, capf.sum()) - counts.sum())
+    for s in np.argsort(-(alloc - counts), kind="stable"):
+        if spare <= 0:
+            break
+        if counts[s] < capf[s]:
+            counts[s] += 1
+            spare -= 1
+    return counts
+
+
+def _all_subsets_of_size(n: int, k: int) -> np.ndarray:
+    """Every k-subset of n players, (C(n, k), n) booleans, in lexicographic order."""
+    if k == 0:
+        return np.zeros((1, n), dtype=bool)
+    idx = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64).reshape(-1, k)
+    out = np.zeros((len(idx), n), dtype=bool)
+    np.put_along_axis(out, idx, True, axis=1)
+    return out
+
+
+def distinct_subsets(n: int, k: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct k-subsets of n players, uniformly without replacement.
+
+    All of them (in lexicographic order) when count >= C(n, k). Dense enumeration
+    when the size holds at most 4 * count subsets, rejection of repeats otherwise
+    (acceptance then at least 3/4), so the work is O(count) either way.
+    """
+    total = comb(n, k)
+    if count >= total or total <= 4 * count:
+        allk = _all_subsets_of_size(n, k)
+        if count >= total:
+            return allk
+        return allk[np.sort(rng.choice(total, size=count, replace=False))]
+    out: list[np.ndarray] = []
+    seen: set[bytes] = set()
+    while len(out) < count:
+        batch = random_subsets(n, np.full(2 * (count - len(out)), k), rng)
+        for row in batch:
+            key = mask_key(row)
+            if key not in seen:
+                seen.add(key)
+                out.append(row)
+                if len(out) == count:
+                    break
+    return np.asarray(out, dtype=bool).reshape(-1, n)
+
+
+def border_sizes(
+    n: int, budget: int, weights=None, anchors: bool = True, reserve: int = 2
+) -> tuple[tuple[int, ...], int]:
+    """The border trick's plan: which coalition sizes to enumerate, and what is left.
+
+    Sizes 1..n-1 are taken in complement pairs {k, n-k} from the outside in (k = 1,
+    2, ...). A pair is enumerated when sampling would draw all its coalitions anyway:
+    when the budget left, spread over the sizes not yet enumerated in proportion to
+    ``weights`` (one per size 1..n-1; default the Shapley kernel's p(k)), gives the
+    pair at least as many draws as it has coalitions. Planning stops at the first
+    pair that fails, or whose enumeration would leave fewer than ``reserve``
+    evaluations for the sizes still to sample. ``budget`` counts distinct
+    evaluations, the empty and full anchors included when ``anchors``.
+
+    Returns (enumerated sizes in increasing order, budget left for sampling). With
+    budget >= 2**n every size is enumerated: estimators built on the plan are exact
+    there and never draw past 2**n.
+    """
+    if n < 1:
+        raise ValueError(f"need n >= 1 players; got {n}")
+    left = int(budget) - (2 if anchors else 0)
+    if left < 0:
+        raise ValueError(f"a budget of {budget} does not cover the two anchors")
+    if n < 2:
+        return (), left
+    w = kernel_size_distribution(n) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (n - 1,) or (w < 0).any() or not w.sum() > 0:
+        raise ValueError(f"weights must be {n - 1} non-negative numbers, one per size 1..n-1")
+    todo = set(range(1, n))
+    done: list[int] = []
+    for k in range(1, n // 2 + 1):
+        pair = sorted({k, n - k})
+        cost = sum(comb(n, s) for s in pair)
+        mass = float(sum(w[s - 1] for s in todo))
+        share = float(sum(w[s - 1] for s in pair)) / mass if mass > 0 else 1.0
+        rest = todo - set(pair)
+        if cost > left or left * share < cost or (rest and left - cost < reserve):
+            break
+        done += pair
+        todo = rest
+        left -= cost
+    return tuple(sorted(done)), left
+
+
+def border_masks(n: int, sizes) -> np.ndarray:
+    """Every coalition of the given sizes, complement pairs adjacent where both sizes
+    are listed (size k < n/2 rows followed by their complements; size n/2 as pairs
+    S, N minus S with S holding player 0)."""
+    sizes = sorted(set(int(s) for s in sizes))
+    if sizes and (sizes[0] < 0 or sizes[-1] > n):
+        raise ValueError(f"sizes must lie in 0..{n}; got {sizes}")
+    blocks: list[np.ndarray] = []
+    listed = set(sizes)
+    for k in sizes:
+        if (n - k) in listed and k > n - k:
+            continue  # emitted with its complement
+        if (n - k) not in listed:
+            blocks.append(_all_subsets_of_size(n, k))
+        elif 2 * k == n:
+            rest = _all_subsets_of_size(n - 1, k - 1)
+            half = np.concatenate([np.ones((len(rest), 1), dtype=bool), rest], axis=1)
+            blocks.append(np.stack([half, ~half], axis=1).reshape(-1, n))
+        else:
+            z = _all_subsets_of_size(n, k)
+            blocks.append(np.stack([z, ~z], axis=1).reshape(-1, n))
+    if not blocks:
+        return np.zeros((0, n), dtype=bool)
+    return np.concatenate(blocks)

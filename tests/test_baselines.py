@@ -29,11 +29,11 @@ from surrogateshap.game import all_coalitions
 
 ALL = [
     "exact", "permutation", "permutation-antithetic", "tmc", "kernelshap",
-    "leverageshap", "loo", "banzhaf-msr", "datamodels",
+    "leverageshap", "loo", "banzhaf-msr", "datamodels", "stratified-svarm", "kadd-shap",
 ]
 STOCHASTIC = [
     "permutation", "permutation-antithetic", "tmc", "kernelshap", "leverageshap",
-    "banzhaf-msr", "datamodels",
+    "banzhaf-msr", "datamodels", "stratified-svarm", "kadd-shap",
 ]
 SHAPLEY = [  # (name, params) of the sampling Shapley estimators
     ("permutation", {}),
@@ -203,7 +203,8 @@ def test_budget_is_never_exceeded_and_is_used(name):
         # sampling methods spend (nearly) all of it; permutation methods can leave
         # less than one permutation's worth, pair-based ones one coalition
         slack = {"permutation": n - 1, "permutation-antithetic": 2 * (n - 1), "tmc": n - 1,
-                 "kernelshap": 1, "leverageshap": 1, "banzhaf-msr": 0, "datamodels": 0}
+                 "kernelshap": 1, "leverageshap": 1, "banzhaf-msr": 0, "datamodels": 0,
+                 "stratified-svarm": 0, "kadd-shap": 1}
         if name in slack:
             assert att.n_evaluations >= min(budget, 2**n) - slack[name], (budget, att.n_evaluations)
 
@@ -221,6 +222,7 @@ def test_stated_minimum_budgets():
     assert {name: _min_budget(name, n) for name in ALL} == {
         "exact": 64, "permutation": 7, "permutation-antithetic": 12, "tmc": 7,
         "kernelshap": 4, "leverageshap": 4, "loo": 7, "banzhaf-msr": 2, "datamodels": 2,
+        "stratified-svarm": 2, "kadd-shap": 4,
     }
 
 
