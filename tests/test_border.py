@@ -90,7 +90,7 @@ def test_border_is_exact_with_every_coalition_and_plain_sampling_stays_reachable
     truth = game.exact_values()
     att = get_estimator(name).estimate(game, 2**10, seed=0)
     np.testing.assert_allclose(att.values, truth, rtol=0, atol=1e-8)
-    assert att.extra["border_sizes"] == list(range(1, 10))
+    assert att.exact  # every coalition fits: answered by enumeration
     plain = get_estimator(name, border=False).estimate(game, 64, seed=0)
     assert plain.extra["border_sizes"] == []
     bordered = get_estimator(name).estimate(game, 64, seed=0)
