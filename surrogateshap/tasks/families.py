@@ -11,7 +11,7 @@ model k (``sample``), and saves / loads one model. Images are (N, C, H, W) in [-
   model; one coalition model after another). The family for a GPU and the paper preset.
 
 :func:`make_family` builds either from a task config (its fields ``hidden``/``blocks``
-or ``channels``/``layers_per_block``/``attention``, plus the shared training fields).
+/``skip`` or ``channels``/``layers_per_block``/``attention``, plus the shared training fields).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class MLPFamily:
     n_labels: int
     hidden: int = 128
     blocks: int = 2
+    skip: bool = False
     steps: int = 1000
     batch_size: int = 128
     lr: float = 3e-3
@@ -43,7 +44,8 @@ class MLPFamily:
     def denoiser_config(self):
         from surrogateshap.tasks.diffusion import DenoiserConfig
 
-        return DenoiserConfig(dim=self.dim, n_labels=self.n_labels, hidden=self.hidden, blocks=self.blocks)
+        return DenoiserConfig(dim=self.dim, n_labels=self.n_labels, hidden=self.hidden, blocks=self.blocks,
+                              skip=self.skip)
 
     def prepare(self, images):
         """The family's input layout: flattened (N, C*H*W)."""
@@ -116,7 +118,7 @@ class UNetFamily:
 
 FAMILIES = {"mlp": MLPFamily, "unet": UNetFamily}
 _SHARED = ("steps", "batch_size", "lr", "p_uncond", "sample_steps")
-_OWN = {"mlp": ("hidden", "blocks"), "unet": ("channels", "layers_per_block", "attention")}
+_OWN = {"mlp": ("hidden", "blocks", "skip"), "unet": ("channels", "layers_per_block", "attention")}
 
 
 def make_family(name: str, config, shape, n_labels: int):

@@ -84,6 +84,18 @@ def denoising_loss(model: CFGUNet, x, label, t, noise) -> torch.Tensor:
     return ((model(xt, t, label) - noise) ** 2).flatten(1).mean(1)
 
 
+def _warmup_cosine(steps: int):
+    """Linear warm-up over 5% of the steps, then cosine decay to 0 (any step count)."""
+    warm = max(1, steps // 20)
+
+    def f(i):
+        if i < warm:
+            return (i + 1) / warm
+        return 0.5 * (1 + np.cos(np.pi * (i - warm) / max(1, steps - warm)))
+
+    return f
+
+
 def _build(cfg: UNetConfig, seed: int) -> CFGUNet:
     with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global RNG
         torch.manual_seed(int(seed) + 7919)
@@ -118,7 +130,7 @@ def train_unets(data: torch.Tensor, labels: torch.Tensor, members: list[np.ndarr
         g = torch.Generator(device="cpu").manual_seed(seed)
         mem = torch.as_tensor(np.asarray(mem), dtype=torch.long)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-        lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(steps))
         for _ in range(steps):
             idx = mem[torch.randint(len(mem), (batch_size,), generator=g)].to(device)
             x0, y = data[idx], labels[idx]
