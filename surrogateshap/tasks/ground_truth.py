@@ -69,6 +69,7 @@ def main(argv=None):
     ap.add_argument("--export-every", type=int, default=25)
     ap.add_argument("--export-only", action="store_true", help="export the cache, train nothing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N coalitions (build order)")
     a = ap.parse_args(argv)
 
     import torch
@@ -81,6 +82,8 @@ def main(argv=None):
     masks = ground_truth_coalitions(task.n_players, loo=not a.no_loo)
     if a.extra:
         masks = np.concatenate([masks, read_coalitions(a.extra, task.n_players)])
+    if a.limit is not None:
+        masks = masks[: a.limit]
     sets = ", ".join(f"alpha {al}: m={m}, seed={s}" for al, (m, s) in LDS_SETS.items())
     note = (f"coalitions: empty, full, LDS test sets sample_test_coalitions(n, alpha, m, seed) "
             f"[{sets}]" + (", leave-one-out" if not a.no_loo else "") + (", extra" if a.extra else ""))
