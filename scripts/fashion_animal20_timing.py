@@ -1,6 +1,6 @@
 """Cost of one fashion-animal20 retraining per model family (one torch thread).
 
-    python scripts/fashion_animal20_timing.py [--steps 100]
+    python scripts/fashion_animal20_timing.py [--steps 100] [--families mlp unet]
 
 Trains K coalition models for a few steps (K = 16 together for the MLP family, as the
 table build does; 1 for the UNet), samples n_samples images from each and computes
@@ -21,10 +21,13 @@ from surrogateshap.tasks.fashion_animal import FashionAnimal20Task
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--families", nargs="+", default=["mlp", "unet"])
     a = ap.parse_args()
     torch.set_num_threads(1)
     masks = sample_test_coalitions(20, 0.5, 16, seed=0)
     for fam, kw, K in [("mlp", {}, 16), ("unet", dict(batch_size=64, lr=1e-3), 1)]:
+        if fam not in a.families:
+            continue
         t = FashionAnimal20Task(scale="default", cache_dir="/tmp/fa_timing", family=fam,
                                 steps=a.steps if fam == "mlp" else max(5, a.steps // 10), **kw)
         t._data

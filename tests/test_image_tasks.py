@@ -172,6 +172,14 @@ def test_cifar20_paper_preset():
     a = get_task("cifar20", scale="paper", inception_weights="/a/w.pth")
     b = get_task("cifar20", scale="paper", inception_weights="/b/w.pth", data_dir="/x")
     assert a.config_id() == b.config_id()
+    # the paper's 32x32 UNet builds from the config (no download) and maps shape to shape
+    from surrogateshap.tasks.families import make_family
+    from surrogateshap.tasks.unet import CFGUNet
+
+    fam = make_family(cfg.family, cfg, (3, 32, 32), 20)
+    net = CFGUNet(fam.unet_config())
+    out = net(torch.zeros(2, 3, 32, 32), torch.tensor([0, 999]), torch.tensor([3, 20]))
+    assert out.shape == (2, 3, 32, 32) and net.unet.class_embedding.num_embeddings == 21
 
 
 @pytest.mark.gpu
