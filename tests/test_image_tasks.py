@@ -98,6 +98,8 @@ def test_missing_packages_name_what_to_install(tmp_path, monkeypatch):
     task = get_task("fashion-animal20", scale="ci", cache_dir=tmp_path)
     with pytest.raises(DataMissingError, match="animal-mnist|dataset-fashion-mnist"):
         task.item_contributor
+    assert "animal-mnist" in task.data_missing() or "dataset-fashion-mnist" in task.data_missing()
+    assert get_task("digits10", cache_dir=tmp_path).data_missing() is None
 
 
 @needs_fashion

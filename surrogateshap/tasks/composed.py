@@ -67,6 +67,17 @@ class ImageTask(DiffusionTask):
             raise ValueError(f"{self.name}: the dataset's players {ds.players} are not the task's")
         return ds
 
+    def data_missing(self) -> str | None:
+        """None when the task's data files load, else the reason (naming the file and the
+        package to install): what a benchmark prints when it skips the task."""
+        from surrogateshap.tasks.datasets import DataMissingError
+
+        try:
+            self.dataset
+        except DataMissingError as e:
+            return str(e)
+        return None
+
     @cached_property
     def family(self):
         from surrogateshap.tasks.families import make_family

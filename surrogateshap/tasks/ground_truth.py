@@ -66,7 +66,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="table folder (default datasets/<task>)")
     ap.add_argument("--extra", default=None, help="file of extra coalitions (bit strings)")
     ap.add_argument("--no-loo", action="store_true")
-    ap.add_argument("--export-every", type=int, default=25)
+    ap.add_argument("--export-every", type=int, default=16)
     ap.add_argument("--export-only", action="store_true", help="export the cache, train nothing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--limit", type=int, default=None, help="only the first N coalitions (build order)")
