@@ -379,3 +379,20 @@ def test_coalition_table_exports_resumes_and_refuses_other_configs(tmp_path):
     other.name = "fake4-other"
     with pytest.raises(ValueError, match="another configuration"):
         build_coalition_table(other, masks, [0], tmp_path / "ref", progress=False)
+
+
+def test_lds_ground_truth_of_a_partial_table():
+    import pandas as pd
+
+    from surrogateshap.table import CoalitionTable
+    from surrogateshap.tasks.ground_truth import lds_ground_truth, lds_test_coalitions
+
+    test = lds_test_coalitions(20)[0.5]
+    rows = [{"coalition": coalition_key(m), "seed": s, "u": float(m @ np.arange(20)) + s}
+            for s in (0, 1) for m in test[: 10 if s else 7]]
+    table = CoalitionTable(pd.DataFrame(rows), [f"p{i}" for i in range(20)], ["u"])
+    masks, values = lds_ground_truth(table, "u", 0.5)
+    np.testing.assert_array_equal(masks, test[:7])  # held by both seeds, in draw order
+    np.testing.assert_allclose(values, np.stack([test[:7] @ np.arange(20) + s for s in (0, 1)]))
+    with pytest.raises(ValueError, match="none of the alpha = 0.25"):
+        lds_ground_truth(table, "u", 0.25)

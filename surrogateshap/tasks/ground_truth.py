@@ -24,7 +24,8 @@ import numpy as np
 
 from surrogateshap.metrics import sample_test_coalitions
 
-__all__ = ["LDS_SETS", "RETRAIN_SEEDS", "lds_test_coalitions", "ground_truth_coalitions", "main"]
+__all__ = ["LDS_SETS", "RETRAIN_SEEDS", "lds_test_coalitions", "ground_truth_coalitions", "lds_ground_truth",
+           "main"]
 
 #: alpha -> (number of test coalitions, sample_test_coalitions seed)
 LDS_SETS = {0.5: (100, 2050), 0.25: (50, 2025), 0.75: (50, 2075)}
@@ -36,6 +37,21 @@ def lds_test_coalitions(n: int, sets=None) -> dict[float, np.ndarray]:
     """alpha -> boolean (m, n) test coalitions, exactly as the shipped tables hold them."""
     sets = LDS_SETS if sets is None else sets
     return {a: sample_test_coalitions(n, alpha=a, m=m, seed=s) for a, (m, s) in sets.items()}
+
+
+def lds_ground_truth(table, utility: str, alpha: float, sets=None):
+    """(masks (m, n), utilities (n_seeds, m)) of the alpha test set held by a (partial)
+    reference table: the test coalitions that every one of the table's seeds has
+    retrained, in draw order. The counterpart of ``CoalitionTable.lds_ground_truth``
+    for a table that is not every coalition."""
+    from surrogateshap.game import coalition_key
+
+    masks = lds_test_coalitions(table.n_players, sets)[alpha]
+    held = set.intersection(*(set(table.frame.loc[table.frame["seed"] == s, "coalition"]) for s in table.seeds))
+    masks = masks[[coalition_key(m) in held for m in masks]]
+    if len(masks) == 0:
+        raise ValueError(f"the table holds none of the alpha = {alpha} test coalitions for all its seeds")
+    return masks, np.stack([table.values(masks, utility, seed=s) for s in table.seeds])
 
 
 def ground_truth_coalitions(n: int, sets=None, loo: bool = True) -> np.ndarray:
