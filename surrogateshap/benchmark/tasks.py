@@ -211,7 +211,10 @@ class TableBenchmark(BenchmarkTask):
         """The proxy game, and model access (``requires=("model",)``: the full-data model
         of the table's configuration) where the task's family provides it."""
         task = self._task if self._task is not None else self._named_task()
-        return ("proxy", "model") if task is not None and hasattr(task, "model_access") else ("proxy",)
+        family = getattr(getattr(task, "family", None), "name", "mlp")
+        if task is not None and hasattr(task, "model_access") and family == "mlp":
+            return ("proxy", "model")
+        return ("proxy",)
 
     @property
     def slow(self) -> bool:

@@ -17,7 +17,9 @@ __all__ = ["DiffusionTask", "ProxyGame", "RetrainingGame", "get_task", "register
 
 _TASKS: dict[str, Callable[..., DiffusionTask]] = {}
 #: built-in task name -> "module:factory", imported on first use
-_BUILTIN = {"digits10": "surrogateshap.tasks.digits:Digits10Task"}
+_BUILTIN = {"digits10": "surrogateshap.tasks.digits:Digits10Task",
+            "fashion-animal20": "surrogateshap.tasks.fashion_animal:FashionAnimal20Task",
+            "cifar20": "surrogateshap.tasks.cifar:Cifar20Task"}
 
 
 def register_task(name: str):

@@ -64,7 +64,8 @@ class MLPModelAccess(ModelAccess):
         from surrogateshap.tasks.diffusion import ddim_sample
 
         c = self.task.config
-        out = ddim_sample(self.module, labels[None], steps=c.sample_steps, guidance=c.guidance,
+        steps = getattr(getattr(self.task, "family", None), "sample_steps", None) or c.sample_steps
+        out = ddim_sample(self.module, labels[None], steps=steps, guidance=c.guidance,
                           seed=int(seed), return_path=path)
         if path:
             x, steps = out

@@ -230,3 +230,77 @@ def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
             f.write(f"# Exact Shapley values of the retraining game, from {RETRAINING_CSV}.\n")
             table.exact_frame().to_csv(f, index=False, float_format="%.6g")
     return table
+
+
+def build_coalition_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLike | None = None,
+                          export_every: int = 25, progress: bool = True, train: bool = True,
+                          command: str | None = None, note: str = "") -> CoalitionTable:
+    """Retrain the given coalitions for each seed and export them as the task's
+    reference table (the long format of :func:`build_retraining_table`, any subset of
+    coalitions): the ground truth of a task too large to enumerate.
+
+    Resumable and append-only: retrainings go to the task's RetrainingGame store (so an
+    interrupted run loses at most one chunk), rows of an earlier table of the same
+    configuration in ``out_dir`` are copied into the cache first and kept (any seed,
+    any coalition), and the table is rewritten atomically after every
+    ``export_every`` coalitions (all seeds) so a cut-short run leaves what finished.
+    ``train=False`` exports what the cache holds. ``command`` and ``note`` go in the
+    header (how to extend the table; what its coalitions are).
+    """
+    out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
+    masks = np.atleast_2d(np.asarray(coalitions, dtype=bool))
+    if masks.shape[1] != task.n_players:
+        raise ValueError(f"coalitions must have {task.n_players} columns, got {masks.shape}")
+    keys = list(dict.fromkeys(coalition_key(m) for m in masks))
+    masks = np.array([[c == "1" for c in k] for k in keys], dtype=bool)
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    earlier = _earlier_rows(task, out_dir / RETRAINING_CSV)
+    games = {s: RetrainingGame(task, task.utilities[0], seed=s, progress=progress) for s in seeds}
+    for s, game in games.items():
+        _resume(task, game, [r for r in earlier if int(r["seed"]) == s])
+    rows = {(str(r["coalition"]).zfill(task.n_players), int(r["seed"])): r for r in earlier}
+    command = command or f"build_coalition_table(task={task.name!r}, seeds={seeds})"
+    step = max(1, int(export_every))
+    table = None
+    for i in range(0, len(masks), step):
+        part = masks[i : i + step]
+        for s, game in games.items():
+            if train:
+                recs = game.records(part)
+            else:
+                recs = [game.store.get(coalition_key(m)) if m.any() else game.records(m[None])[0]
+                        for m in part]
+            for m, r in zip(part, recs):
+                if r is not None:
+                    rows[(coalition_key(m), s)] = {"coalition": coalition_key(m), "seed": s,
+                                                   **{u: r[u] for u in task.utilities},
+                                                   "seconds": r["seconds"]}
+        table = _write_coalition_table(task, list(rows.values()), out_dir, command, note)
+    return table if table is not None else _write_coalition_table(task, list(rows.values()), out_dir,
+                                                                   command, note)
+
+
+def _write_coalition_table(task, rows, out_dir: Path, command: str, note: str) -> CoalitionTable:
+    frame = pd.DataFrame(rows, columns=["coalition", "seed", *task.utilities, "seconds"])
+    frame = frame.sort_values(["seed", "coalition"], kind="stable").reset_index(drop=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = sorted(int(s) for s in frame["seed"].unique())
+    counts = ", ".join(f"seed {s}: {int((frame['seed'] == s).sum())}" for s in seeds)
+    header = (
+        f"# Reference table (shipped on purpose): retrained coalitions of {task.name} "
+        f"(a subset of the 2^{task.n_players}; {counts}).\n"
+        + (f"# {note}\n" if note else "")
+        + f"# config {task.config_id()}: {task.config}\n"
+        f"# produced by: {command}  (commit {git_commit()}, {platform.machine()}, "
+        f"torch device {getattr(task, 'device', 'cpu')})\n"
+    )
+    path = out_dir / RETRAINING_CSV
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(header)
+        frame.to_csv(f, index=False, float_format="%.6g")
+    os.replace(tmp, path)
+    return CoalitionTable(frame, task.players, task.utilities)
+
+
+__all__ += ["build_coalition_table"]

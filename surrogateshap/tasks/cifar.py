@@ -1,0 +1,78 @@
+"""``cifar20``: the paper's task. CIFAR-100 fine labels 40-44, 55-64, 80-84 (lamp ...
+table), 500 training images each, from a local copy of the binary release
+(``<data_dir>/cifar-100-binary/train.bin``; ``data_dir`` option or $SURROGATESHAP_DATA).
+
+Presets:
+- ``paper``: 32x32 RGB, diffusers UNet DDPM, condition dropout 0.1, guidance 1.4,
+  10,240 samples per evaluation, FID / IS on the FID Inception-v3 read from the local
+  file ``inception_weights`` (``pt_inception-2015-12-05-6726825d.pth``, torch-fidelity's
+  release, the weights of torchmetrics' FID; needs ``torch-fidelity``). A GPU task.
+- ``default``: runs on a CPU: 16x16, the MLP family, 1,000 samples, utilities on a
+  classifier trained once on the real CIFAR-20 images (cached under the task cache).
+- ``ci``: 100 images a class, tiny.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from surrogateshap.tasks.composed import ImageTask
+from surrogateshap.tasks.datasets import CIFAR20_NAMES, cifar20_dataset
+
+__all__ = ["Cifar20Config", "Cifar20Task"]
+
+
+@dataclass(frozen=True)
+class Cifar20Config:
+    data_dir: str | None = None  # folder holding cifar-100-binary/; None = $SURROGATESHAP_DATA
+    per_class: int | None = None  # None = all 500
+    size: int = 16
+    family: str = "mlp"
+    hidden: int = 256
+    blocks: int = 2
+    skip: bool = True
+    channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 2
+    attention: bool = True
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 3e-3
+    p_uncond: float = 0.1
+    guidance: float = 1.4
+    sample_steps: int = 20
+    n_samples: int = 1000
+    bank_per_label: int = 500
+    n_modes: int = 50
+    featurizer: str = "net"
+    inception_weights: str | None = None
+    models_per_batch: int = 16
+    device: str = "auto"
+
+    @classmethod
+    def preset(cls, scale: str = "default", **overrides) -> "Cifar20Config":
+        presets = {
+            "ci": dict(per_class=100, hidden=128, steps=300, n_samples=200, bank_per_label=100,
+                       n_modes=20, models_per_batch=8),
+            "default": {},
+            "paper": dict(size=32, family="unet", steps=20000, batch_size=128, lr=2e-4, guidance=1.4,
+                          p_uncond=0.1, sample_steps=50, n_samples=10240, bank_per_label=10240 // 20,
+                          featurizer="inception", models_per_batch=1),
+        }
+        if scale not in presets:
+            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
+        cfg = dataclasses.replace(cls(), **{**presets[scale], **overrides})
+        if cfg.featurizer == "inception" and not cfg.inception_weights:
+            raise ValueError(
+                "the Inception featurizer needs inception_weights= the local path of "
+                "pt_inception-2015-12-05-6726825d.pth (torch-fidelity's FID Inception-v3)")
+        return cfg
+
+
+class Cifar20Task(ImageTask):
+    name = "cifar20"
+    players = CIFAR20_NAMES
+    config_cls = Cifar20Config
+
+    def load_dataset(self):
+        return cifar20_dataset(self.config.data_dir, self.config.per_class, self.config.size)
