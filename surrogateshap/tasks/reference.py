@@ -13,6 +13,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from surrogateshap._files import atomic_write
