@@ -59,7 +59,7 @@ UTILITIES = ["neg_fid", "inception_score", "coverage"]
 # (label, registry name, parameters): the project's Shapley estimators
 PROJECT = [
     ("surrogateshap", "surrogateshap", {}),
-    ("surrogateshap-rc", "surrogateshap-rc", {}),
+    ("surrogateshap (adjusted)", "surrogateshap", {"adjustment": "permutation-antithetic"}),
     ("kernelshap (paired, border)", "kernelshap", {}),
     ("kernelshap (paired)", "kernelshap", {"border": False}),
     ("leverageshap (border)", "leverageshap", {}),
