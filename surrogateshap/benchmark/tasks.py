@@ -268,14 +268,19 @@ class TableBenchmark(BenchmarkTask):
         from surrogateshap.tasks import get_task
 
         try:  # the task's data (a package, a local copy) must be there
-            get_task(self.name, scale=self.scale)
+            named = get_task(self.name, scale=self.scale)
+            missing = named.data_missing() if hasattr(named, "data_missing") else None
         except (FileNotFoundError, ImportError, OSError, ValueError) as e:
-            return f"{self.name} is unavailable: {e}"
+            missing = str(e)
+        if missing:
+            return f"{self.name} is unavailable: {missing}"
         path = self._path()
         if not path.exists():
+            build = (f"surrogateshap build-table --task {self.name}" if named.n_players <= 12 else
+                     f"python -m surrogateshap.tasks.ground_truth --task {self.name}")
             return (
                 f"{self.name} ground truth missing: no retraining table at {path} (build it with "
-                f"`surrogateshap build-table --task {self.name}`, or set SURROGATESHAP_DATASETS)"
+                f"`{build}`, or set SURROGATESHAP_DATASETS)"
             )
         from surrogateshap.tasks.reference import load_reference
 
