@@ -400,3 +400,29 @@ def test_seam_imports_no_torch_and_estimators_no_task():
             "assert not any(m.startswith('surrogateshap.tasks') for m in sys.modules), 'task'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_unet_family_model_access_runs_trak_and_keeps_dataset_order(tmp_path, monkeypatch):
+    # the diffusers UNet family implements the same seam: per-example gradients through
+    # functional_call on a UNet2DModel, scores placed by dataset index (shuffle-safe)
+    pytest.importorskip("dattri")
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.datasets import DataMissingError
+
+    monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path))
+    try:
+        task = get_task("fashion-animal20", scale="ci", family="unet", steps=5, channels=(8, 16),
+                        n_samples=40, bank_per_label=4, per_class=4, cache_dir=tmp_path)
+        task.dataset
+    except DataMissingError as e:
+        pytest.skip(str(e))
+    game = task.proxy_game("neg_fid")
+    est = get_estimator("trak", proj_dim=32, n_timesteps=2, n_samples=8, batch_size=16)
+    a = est.estimate(game, 0, seed=0, model=task.model_access())
+    b = est.estimate(game, 0, seed=0, model=task.model_access(shuffle=True))
+    assert np.isfinite(a.values).all() and a.index == "datamodel"
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-4, atol=1e-6)
+    assert a.cost == a.extra["costs"]["per_example_gradients"] > 0
+    with pytest.raises(NotImplementedError, match="sampling paths"):
+        get_estimator("journey-trak", proj_dim=32, n_timesteps=2, n_samples=8).estimate(
+            game, 0, seed=0, model=task.model_access())

@@ -201,9 +201,13 @@ class ImageTask(DiffusionTask):
 
     def model_access(self, items=None, shuffle: bool = False):
         """The full model for model-based estimators (TRAK, influence, similarity);
-        ``items`` optionally subsamples the training items (dataset indices). The MLP
-        family implements :class:`~surrogateshap.model_access.ModelAccess`; the UNet
-        family does not yet."""
+        ``items`` optionally subsamples the training items (dataset indices). Both
+        families implement :class:`~surrogateshap.model_access.ModelAccess` (the UNet
+        family without sampling paths)."""
+        if self.family.name == "unet":
+            from surrogateshap.tasks.model_access_unet import UNetModelAccess
+
+            return UNetModelAccess(self, items=items, shuffle=shuffle)
         from surrogateshap.tasks.model_access_mlp import MLPModelAccess
 
         self._needs_mlp("model access")
