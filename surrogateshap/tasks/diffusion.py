@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DenoiserConfig", "BatchedDenoiser", "train_denoisers", "ddim_sample", "cosine_alphas_cumprod"]
+__all__ = ["DenoiserConfig", "check_members_and_seeds", "BatchedDenoiser", "train_denoisers", "ddim_sample", "cosine_alphas_cumprod"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,21 @@ class BatchedDenoiser(nn.Module):
         return one
 
 
+def check_members_and_seeds(members, seeds) -> list[int]:
+    """Validate K coalitions' training items and seeds (one int, or one per model) for
+    any family's K-at-a-time training; returns the K seeds."""
+    K = len(members)
+    if K == 0:
+        raise ValueError("no models to train")
+    for k, m in enumerate(members):
+        if len(m) == 0:
+            raise ValueError(f"model {k} has no training items (empty coalition)")
+    seeds = [int(seeds)] * K if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if len(seeds) != K:
+        raise ValueError(f"need one seed per model: {len(seeds)} seeds for {K} models")
+    return seeds
+
+
 def train_denoisers(
     data: torch.Tensor,
     labels: torch.Tensor,
@@ -139,14 +154,7 @@ def train_denoisers(
     masked-out weights at zero throughout (a pruned model stays sparse).
     """
     K = len(members)
-    if K == 0:
-        raise ValueError("no models to train")
-    for k, m in enumerate(members):
-        if len(m) == 0:
-            raise ValueError(f"model {k} has no training items (empty coalition)")
-    seeds = [int(seeds)] * K if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-    if len(seeds) != K:
-        raise ValueError(f"need one seed per model: {len(seeds)} seeds for {K} models")
+    seeds = check_members_and_seeds(members, seeds)
     gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     model = BatchedDenoiser(K, cfg)
     model.reinit([int(s) for s in seeds])

@@ -112,15 +112,10 @@ def train_unets(data: torch.Tensor, labels: torch.Tensor, members: list[np.ndarr
     """
     from diffusers import DDPMScheduler
 
+    from surrogateshap.tasks.diffusion import check_members_and_seeds
+
     K = len(members)
-    if K == 0:
-        raise ValueError("no models to train")
-    for k, m in enumerate(members):
-        if len(m) == 0:
-            raise ValueError(f"model {k} has no training items (empty coalition)")
-    seeds = [int(seeds)] * K if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-    if len(seeds) != K:
-        raise ValueError(f"need one seed per model: {len(seeds)} seeds for {K} models")
+    seeds = check_members_and_seeds(members, seeds)
     device = torch.device(device)
     data, labels = data.to(device), labels.to(device)
     models = nn.ModuleList()
