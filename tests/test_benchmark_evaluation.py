@@ -324,3 +324,39 @@ def test_a_table_of_sampled_coalitions_gives_lds_without_exact_values(tmp_path):
     # without a fallback, a missing coalition is named
     with pytest.raises(KeyError, match="not in the table"):
         table.game("u")(np.eye(n, dtype=bool)[:1])
+
+
+def test_a_sampled_table_s_retraining_game_pays_one_seed_and_its_truth_keeps_the_mean(tmp_path):
+    # an estimator on a table of sampled coalitions sees one retraining seed per
+    # coalition (what it would pay in practice); the truth's removal game averages both
+    pytest.importorskip("torch")
+    from surrogateshap.benchmark import Digits10Benchmark
+
+    bt = Digits10Benchmark("ci", table_path=_fake_table(tmp_path / "s.csv", [0, 1], n_rows=400))
+    assert bt.unavailable() is None and not bt.table.complete_seeds()
+    calls = []
+
+    class _Retrain:  # stands in for the task's retraining game: records what it is asked
+        def __init__(self, seed):
+            self.seed = seed
+
+        def __call__(self, masks):
+            calls.append((self.seed, len(masks)))
+            return np.full(len(masks), 100.0 + self.seed)
+
+    class _Task:
+        def retraining_game(self, utility, seed=0):
+            return _Retrain(seed)
+
+    bt._task = _Task()
+    game = bt.game("neg_fid", "retraining")
+    held = bt.table.coalitions()[:5]
+    np.testing.assert_allclose(game(held), bt.table.values(held, "neg_fid", seed=0))
+    assert game.cost_of(held) == float(held.any(1).sum())  # one training per coalition
+    lacking = np.ones((1, 10), dtype=bool)
+    lacking[0, :3] = False
+    assert not bt.table.held(lacking)[0]
+    assert game(lacking)[0] == 100.0 and calls == [(0, 1)]  # only seed 0 is retrained
+    calls.clear()
+    removal = bt.truth("neg_fid").removal_game
+    assert removal(lacking)[0] == pytest.approx(100.5) and sorted(calls) == [(0, 1), (1, 1)]

@@ -307,21 +307,31 @@ class TableBenchmark(BenchmarkTask):
         super().check(utility, game)
 
     def game(self, utility: str, game: str = "retraining") -> Game:
+        """The game an estimator plays. On a complete table, ``retraining`` is the seed
+        mean, the game whose exact values are the truth. On a table of sampled
+        coalitions it is one retraining seed (the table's first), so an estimator pays
+        one retraining per coalition, as it would in practice; the ground truth keeps
+        the seed mean of the test and removal coalitions."""
         self.check(utility, game)
         if game == "retraining":
-            return self.table.game(utility, fallback=self._retrain(utility))
+            if self.table.complete_seeds():
+                return self.table.game(utility)
+            seed = self.table.mean_seeds[0]
+            return self.table.game(utility, seed=seed, fallback=self._retrain(utility, [seed]))
         return self.proxy(utility)
 
-    def _retrain(self, utility: str):
-        """Seed-mean retraining through the task's cache, for coalitions a table of
-        sampled coalitions lacks (None for a complete table)."""
+    def _retrain(self, utility: str, seeds=None):
+        """Retraining through the task's cache (the mean over ``seeds``, default the
+        table's), for coalitions a table of sampled coalitions lacks (None for a
+        complete table)."""
         table = self.table
         if table.complete_seeds():
             return None
         task = self.task
+        seeds = table.mean_seeds if seeds is None else list(seeds)
 
         def retrain(masks):
-            return np.mean([task.retraining_game(utility, seed=s)(masks) for s in table.mean_seeds], axis=0)
+            return np.mean([task.retraining_game(utility, seed=s)(masks) for s in seeds], axis=0)
 
         return retrain
 
