@@ -33,6 +33,7 @@ __all__ = [
     "ALPHAS",
     "REMOVAL_FRACTIONS",
     "removal_fractions",
+    "shapley_agreement",
     "ground_truth_from_table",
     "GroundTruth",
     "evaluate",
@@ -192,6 +193,9 @@ def evaluate(
       ``spearman``, ``topk_recall`` (``k`` defaults to :func:`metrics.default_topk`),
       and ``efficiency_gap`` = (sum of exact values - sum of values) / sum |exact|
       (:func:`~surrogateshap.attribution.efficiency_gap`, relative);
+    - otherwise, where exact Shapley values are known (a datamodel, LOO or heuristic
+      score): ``shapley_spearman`` and ``shapley_relative_l2_rescaled``
+      (:func:`shapley_agreement`), so every estimator gets an error against them;
     - ``attribution_index``: what the values estimate (a plain array: Shapley values);
     - ``n_evaluations``, ``cost``, ``cost_unit``, ``seconds`` (from the Attribution;
       timing here is informational, benchmarks time with pytest-benchmark).
@@ -240,12 +244,32 @@ def evaluate(
             out["efficiency_gap"] = (
                 efficiency_gap(values, exact.sum()) / scale if scale > 0 else float("nan")
             )
+        elif truth.exact is not None:
+            out.update(shapley_agreement(values, truth.exact))
     if isinstance(attribution, Attribution):
         out["n_evaluations"] = int(attribution.n_evaluations)
         out["cost"] = float(attribution.cost)
         out["cost_unit"] = attribution.cost_unit
         out["seconds"] = float(attribution.seconds)
     return out
+
+
+def shapley_agreement(values, shapley) -> dict:
+    """How close a score of another index (datamodel, LOO, heuristic) comes to the exact
+    Shapley values, on its own scale: ``shapley_spearman`` (rank agreement) and
+    ``shapley_relative_l2_rescaled`` = min over a of ||a values - shapley|| / ||shapley||
+    (least-squares a; 1 for a score orthogonal to the truth, 0 for a multiple of it)."""
+    v = np.asarray(values, dtype=float).reshape(-1)
+    phi = np.asarray(shapley, dtype=float).reshape(-1)
+    vv, pp = float(v @ v), float(phi @ phi)
+    a = float(v @ phi) / vv if vv > 0 else 0.0
+    rel = float(np.linalg.norm(a * v - phi) / np.sqrt(pp)) if pp > 0 else float("nan")
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant score has no rank correlation: nan
+        rho = float(spearmanr(v, phi).statistic)
+    return {"shapley_relative_l2_rescaled": rel, "shapley_spearman": rho}
 
 
 def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,

@@ -168,6 +168,10 @@ def _group_table(s: pd.DataFrame, raw: pd.DataFrame, alphas) -> pd.DataFrame:
         if "relative_l2__mean" in d:
             row["rel. L2"] = _pm(d.get("relative_l2__mean"), d.get("relative_l2__std"), 3)
             row["Spearman"] = _pm(d.get("spearman__mean"), None, 2)
+        if "shapley_relative_l2_rescaled__mean" in d:  # scores of another index, rescaled
+            row["rel. L2 (rescaled)"] = _pm(d.get("shapley_relative_l2_rescaled__mean"),
+                                            d.get("shapley_relative_l2_rescaled__std"), 3)
+            row["Spearman vs Shapley"] = _pm(d.get("shapley_spearman__mean"), None, 2)
         row["evaluations"] = f"{d.get('n_evaluations__mean', float('nan')):.0f}"
         row["cost"] = f"{d.get('cost__mean', float('nan')):.0f}"
         row["seconds"] = f"{d.get('wall_seconds__mean', float('nan')):.3g}"
@@ -332,7 +336,10 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
         "",
         "LDS: 100 x Spearman(sum of values over a test coalition, its utility), mean over "
         "the ground truth's retraining (or noise) seeds; the table shows the mean ± std of "
-        "that over estimator seeds. rel. L2: ||values - exact|| / ||exact||. Budget and "
+        "that over estimator seeds. rel. L2: ||values - exact|| / ||exact||, against exact "
+        "values of the estimator's own index; a datamodel, LOO or heuristic score gets "
+        "rel. L2 (rescaled), min_a ||a values - exact Shapley|| / ||exact Shapley||, and its "
+        "Spearman with them. Budget and "
         "evaluations count distinct game evaluations (for digits10's retraining game each "
         "is the seed mean of the recorded retrainings, so cost = evaluations x seeds, in "
         "model trainings). seconds: the estimator's wall-clock under pytest-benchmark.",

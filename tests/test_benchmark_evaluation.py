@@ -360,3 +360,23 @@ def test_a_sampled_table_s_retraining_game_pays_one_seed_and_its_truth_keeps_the
     calls.clear()
     removal = bt.truth("neg_fid").removal_game
     assert removal(lacking)[0] == pytest.approx(100.5) and sorted(calls) == [(0, 1), (1, 1)]
+
+
+def test_scores_of_another_index_get_a_rescaled_error_against_shapley():
+    from surrogateshap import Attribution
+    from surrogateshap.evaluation import GroundTruth, shapley_agreement
+
+    phi = np.array([3.0, 1.0, -1.0, 0.5])
+    assert shapley_agreement(5 * phi, phi)["shapley_relative_l2_rescaled"] == pytest.approx(0.0, abs=1e-12)
+    worse = shapley_agreement(phi + np.array([0, 2.0, 0, 0]), phi)
+    assert 0.2 < worse["shapley_relative_l2_rescaled"] < 1 and worse["shapley_spearman"] < 1
+    orth = np.array([1.0, -3.0, 0.0, 0.0])  # orthogonal to phi: the best multiple is 0
+    assert orth @ phi == 0 and shapley_agreement(orth, phi)["shapley_relative_l2_rescaled"] == pytest.approx(1.0)
+    masks = np.random.default_rng(0).random((30, 4)) < 0.5
+    truth = GroundTruth(players=tuple("abcd"), exact=phi, lds_sets={0.5: (masks, (masks @ phi)[None])})
+    dm = Attribution(players=tuple("abcd"), values=-2 * phi, index="datamodel")
+    f = evaluate(dm, truth)
+    assert "relative_l2" not in f and f["shapley_spearman"] == pytest.approx(-1.0)
+    assert f["shapley_relative_l2_rescaled"] == pytest.approx(0.0, abs=1e-12)  # a = -1/2
+    sh = evaluate(Attribution(players=tuple("abcd"), values=phi), truth)
+    assert sh["relative_l2"] == pytest.approx(0.0) and "shapley_spearman" not in sh

@@ -1,0 +1,240 @@
+"""LDS, top-k removal and proxy fidelity on a task whose reference table holds sampled
+coalitions (the paper's protocol for tasks too large to enumerate).
+
+    SURROGATESHAP_CACHE=<cache> python scripts/sampled_task_report.py --task fashion-animal20 \
+        [--budget 21] [--proxy-budget 512] [--seeds 0 1 2] [--model-baselines]
+
+What it runs, per utility of the task:
+- SurrogateSHAP on the proxy game (0 retrainings; ``--proxy-budget`` proxy evaluations);
+- ``proxy-cv``, permutation, KernelSHAP, Leverage SHAP and LOO on the retraining game at
+  equal retrainings (``--budget``, default n + 1: what LOO costs). The retraining game
+  of a sampled table is one retraining seed per coalition (what an estimator pays in
+  practice); a coalition the table lacks is retrained through the task's cache;
+- with ``--model-baselines``, the model-based estimators (TRAK family, influence,
+  gradient and pixel / feature similarity) on the full model, LDS only (their ranking
+  does not depend on the utility).
+
+Figures: LDS at each alpha on the table's retrained test coalitions, one value per
+(estimator seed, retraining seed), reported as mean with a 95% interval 1.96 sd / sqrt(k)
+over those k values; top-k / bottom-k removal against random removal (``--n-random``
+sets, shared by every estimator) for the ``--removal-seed`` ranking, on the seed-mean
+retraining game (coalitions it lacks are retrained, every seed of the table); the proxy
+game's Spearman with the retrained utilities over the table's coalitions, and the
+seed-vs-seed Spearman as its noise ceiling. Markdown and CSVs go to ``--out``.
+Interrupted runs resume: every retraining is in the task's cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from surrogateshap import get_estimator
+from surrogateshap.benchmark import get_benchmark_task
+from surrogateshap.metrics import lds_summary, topk_removal
+
+RETRAINING = (("proxy-cv", "proxy-cv"), ("permutation", "permutation"),
+              ("KernelSHAP", "kernelshap"), ("Leverage SHAP", "leverageshap"), ("LOO", "loo"))
+MODEL = (("TRAK", "trak", {}), ("D-TRAK", "d-trak", {}), ("Journey-TRAK", "journey-trak", {}),
+         ("renormalised IF", "influence", {"score": "renormalized"}),
+         ("relative IF", "influence", {"score": "relative"}),
+         ("gradient similarity, avg", "gradient-similarity", {"reduce": "mean"}),
+         ("gradient similarity, max", "gradient-similarity", {"reduce": "max"}),
+         ("pixel similarity, avg", "similarity", {"space": "pixel", "reduce": "mean"}),
+         ("feature similarity, avg", "similarity", {"space": "feature", "reduce": "mean"}),
+         ("feature similarity, max", "similarity", {"space": "feature", "reduce": "max"}))
+
+
+def lds_rows(label, values, truth, est_seed, extra):
+    out = []
+    for alpha, (masks, utils) in truth.lds_sets.items():
+        for r, u in enumerate(utils):
+            lds = lds_summary(values, masks, u[None, :])["mean"]
+            out.append({"estimator": label, "est_seed": est_seed, "retrain_seed": r,
+                        "alpha": alpha, "lds": lds, **extra})
+    return out
+
+
+def summarise(lds: pd.DataFrame) -> pd.DataFrame:
+    """Mean LDS and 1.96 sd / sqrt(k) over the (estimator seed, retraining seed) pairs."""
+    g = lds.groupby(["utility", "estimator", "alpha"], sort=False)["lds"]
+    s = g.agg(["mean", "std", "count"]).reset_index()
+    s["ci95"] = 1.96 * s["std"].fillna(0.0) / np.sqrt(s["count"])
+    return s
+
+
+def fidelity(bt, utility) -> dict:
+    """Spearman of the proxy game with the retrained utilities over the table's
+    coalitions held by every seed (1..n-1 players), and of seed 0 with seed 1."""
+    table = bt.table
+    masks = table.coalitions()
+    masks = masks[(masks.sum(1) > 0) & (masks.sum(1) < table.n_players)]
+    proxy = bt.proxy(utility)(masks)
+    seeds = table.mean_seeds
+    per_seed = [table.values(masks, utility, s) for s in seeds]
+    return {"utility": utility, "coalitions": len(masks),
+            "proxy_vs_mean": spearmanr(proxy, table.values(masks, utility)).statistic,
+            **{f"proxy_vs_seed{s}": spearmanr(proxy, v).statistic for s, v in zip(seeds, per_seed)},
+            "seed_vs_seed": spearmanr(per_seed[0], per_seed[1]).statistic if len(seeds) > 1 else np.nan}
+
+
+def prefetch_removal(bt, rankings, fractions, n_random):
+    """Retrain, once and in batches, every removal coalition the table lacks."""
+    n = bt.n_players
+    masks = []
+    for values in rankings:
+        for f in fractions:
+            k = max(1, round(float(f) * n))
+            for order in (np.argsort(-values, kind="stable"), np.argsort(values, kind="stable")):
+                m = np.ones(n, bool)
+                m[order[:k]] = False
+                masks.append(m)
+    rng = np.random.default_rng(0)  # topk_removal(seed=0)'s random sets, same order
+    for f in fractions:
+        k = max(1, round(float(f) * n))
+        for _ in range(n_random):
+            m = np.ones(n, bool)
+            m[rng.choice(n, size=k, replace=False)] = False
+            masks.append(m)
+    masks = np.unique(np.array(masks), axis=0)
+    lacking = masks[~bt.table.held(masks)]
+    print(f"removal: {len(masks)} coalitions, {len(lacking)} not in the table", flush=True)
+    if len(lacking):
+        u0 = bt.utilities[0]
+        for s in bt.table.mean_seeds:
+            bt.task.retraining_game(u0, seed=s).records(lacking)
+    return lacking
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="fashion-animal20")
+    p.add_argument("--budget", type=int, default=None,
+                   help="retrainings per estimator (default 2n, the least proxy-cv runs with; LOO takes n + 1)")
+    p.add_argument("--proxy-budget", type=int, default=512)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of SurrogateSHAP")
+    p.add_argument("--retrain-seeds", type=int, nargs="+", default=[0, 1],
+                   help="seeds of the estimators that play the retraining game (each seed retrains)")
+    p.add_argument("--removal-utilities", nargs="+", default=None,
+                   help="utilities that get the removal check (default all)")
+    p.add_argument("--removal-seed", type=int, default=0)
+    p.add_argument("--n-random", type=int, default=5)
+    p.add_argument("--no-removal", action="store_true")
+    p.add_argument("--model-baselines", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None, help="output stem (default results/<task>_report)")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    bt = get_benchmark_task(args.task, "default")
+    reason = bt.unavailable()
+    if reason:
+        raise SystemExit(reason)
+    n = bt.n_players
+    budget = args.budget or 2 * n
+    out = Path(args.out or f"results/{args.task.replace('-', '_')}_report")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lds, removal, fid, cost = [], [], [], []
+    rankings: dict[tuple[str, str], np.ndarray] = {}
+
+    def run(label, name, game, b, seed, u, truth, **params):
+        est = get_estimator(name, **params)
+        res = bt.resources(u, est.requires)
+        t0 = time.perf_counter()
+        att = est.estimate(game, b, seed=seed, **res)
+        row = {"utility": u, "estimator": label, "budget": b, "est_seed": seed,
+               "evaluations": att.n_evaluations, "cost": att.cost, "cost_unit": att.cost_unit,
+               "seconds": time.perf_counter() - t0}
+        cost.append(row)
+        lds.extend(dict(r, utility=u) for r in lds_rows(label, att.values, truth, seed, {}))
+        if seed == args.removal_seed:
+            rankings[(u, label)] = np.asarray(att.values, float)
+        print(f"{u} {label} seed {seed}: {att.n_evaluations} evaluations, cost {att.cost:g} "
+              f"{att.cost_unit}", flush=True)
+        return att
+
+    for u in bt.utilities:
+        truth = dataclasses.replace(bt.truth(u), removal_game=None)
+        fid.append(fidelity(bt, u))
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in fid[-1].items()}),
+              flush=True)
+        for s in args.seeds:
+            run("SurrogateSHAP (proxy)", "surrogateshap", bt.game(u, "proxy"), args.proxy_budget, s, u, truth)
+        rgame = bt.game(u, "retraining")
+        for label, name in RETRAINING:
+            for s in (args.retrain_seeds if name != "loo" else args.retrain_seeds[:1]):
+                run(label, name, rgame, budget, s, u, truth)
+    if args.model_baselines:
+        u0 = bt.utilities[0]
+        for label, name, params in MODEL:
+            att = run(label, name, bt.game(u0, "proxy"), 0, args.seeds[0], u0, bt.truth(u0), **params)
+            for u in bt.utilities[1:]:
+                cost.append(dict(cost[-1], utility=u))
+                lds.extend(dict(r, utility=u) for r in lds_rows(label, att.values, bt.truth(u), args.seeds[0], {}))
+    pd.DataFrame(lds).to_csv(f"{out}_lds.csv", index=False)
+    pd.DataFrame(cost).to_csv(f"{out}_cost.csv", index=False)
+    pd.DataFrame(fid).to_csv(f"{out}_fidelity.csv", index=False)
+
+    if not args.no_removal:
+        fractions = bt.truth(bt.utilities[0]).fractions
+        keep = set(args.removal_utilities or bt.utilities)
+        model = {m[0] for m in MODEL}
+        game_rankings = {k: v for k, v in rankings.items() if k[0] in keep and k[1] not in model}
+        prefetch_removal(bt, list(game_rankings.values()), fractions, args.n_random)
+        for (u, label), values in game_rankings.items():
+            df = topk_removal(values, bt.truth(u).removal_game, fractions, n_random=args.n_random, seed=0)
+            removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
+        pd.DataFrame(removal).to_csv(f"{out}_removal.csv", index=False)
+    write_markdown(args, bt, budget, out, pd.DataFrame(lds), pd.DataFrame(cost), pd.DataFrame(fid),
+                   pd.DataFrame(removal))
+
+
+def write_markdown(args, bt, budget, out, lds, cost, fid, removal):
+    lines = [f"# {args.task}: estimators against retrained test coalitions",
+             "", f"Produced by `python scripts/sampled_task_report.py --task {args.task} --budget {budget} "
+             f"--proxy-budget {args.proxy_budget} --seeds {' '.join(map(str, args.seeds))} "
+             f"--retrain-seeds {' '.join(map(str, args.retrain_seeds))}"
+             f"{' --removal-utilities ' + ' '.join(args.removal_utilities) if args.removal_utilities else ''}"
+             f"{' --model-baselines' if args.model_baselines else ''}` on the shipped table "
+             f"({len(bt.table.frame)} retrainings). LDS in points (100 x Spearman), mean over "
+             "(estimator seed, retraining seed) pairs with 95% interval 1.96 sd / sqrt(k).", "",
+             "## Proxy vs retraining (Spearman over the table's coalitions)", "",
+             fid.round(3).to_markdown(index=False), ""]
+    s = summarise(lds)
+    c = cost.groupby(["utility", "estimator"], sort=False).agg(
+        evaluations=("evaluations", "mean"), cost=("cost", "mean"), unit=("cost_unit", "first"),
+        seconds=("seconds", "mean")).reset_index()
+    for u in bt.utilities:
+        t = s[s.utility == u].copy()
+        t["LDS"] = [f"{m:.1f} ± {h:.1f}" for m, h in zip(t["mean"], t["ci95"])]
+        wide = t.pivot(index="estimator", columns="alpha", values="LDS")
+        wide.columns = [f"LDS@{a:g}" for a in wide.columns]
+        wide = wide.reindex(t["estimator"].unique())
+        cu = c[c.utility == u].set_index("estimator")
+        wide["retrainings"] = [cu.loc[e, "cost"] if cu.loc[e, "unit"] == "model trainings" else 0
+                               for e in wide.index]
+        wide["evaluations"] = [int(cu.loc[e, "evaluations"]) for e in wide.index]
+        wide["cost"] = [f"{cu.loc[e, 'cost']:.4g} {cu.loc[e, 'unit']}" for e in wide.index]
+        lines += [f"## {u}: LDS", "", wide.reset_index().to_markdown(index=False), ""]
+        if len(removal):
+            r = removal[removal.utility == u]
+            if len(r):
+                r = r.assign(top=r["top"].round(3), bottom=r["bottom"].round(3),
+                             random=[f"{m:.3f} ± {d:.3f}" for m, d in zip(r["random_mean"], r["random_std"])])
+                lines += [f"## {u}: removal (v(N minus removed) - v(N), seed-mean retraining; "
+                          f"ranking of estimator seed {args.removal_seed})", "",
+                          r[["estimator", "fraction", "k", "top", "bottom", "random"]].to_markdown(index=False), ""]
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}.md", flush=True)
+
+
+if __name__ == "__main__":
+    main()
