@@ -380,3 +380,30 @@ def test_scores_of_another_index_get_a_rescaled_error_against_shapley():
     assert f["shapley_relative_l2_rescaled"] == pytest.approx(0.0, abs=1e-12)  # a = -1/2
     sh = evaluate(Attribution(players=tuple("abcd"), values=phi), truth)
     assert sh["relative_l2"] == pytest.approx(0.0) and "shapley_spearman" not in sh
+
+
+def test_a_sampled_table_runs_its_selection_by_default(tmp_path):
+    # a task too large to enumerate runs the paper's comparison at equal retrainings
+    # (what its shipped table holds), unless estimators or budgets are named
+    pytest.importorskip("torch")
+    from surrogateshap.benchmark import Digits10Benchmark, benchmark_cases
+    from surrogateshap.benchmark import tasks as suites
+    from surrogateshap.benchmark.scales import SCALE_SETTINGS
+
+    path = _fake_table(tmp_path / "s.csv", [0, 1], n_rows=400)
+    suites.BENCHMARK_TASKS["sampled-test"] = lambda s: Digits10Benchmark(s, table_path=path)
+    suites.get_benchmark_task.cache_clear()
+    try:
+        cases = benchmark_cases("ci", tasks=["sampled-test"])
+        sel = SCALE_SETTINGS["ci"].sampled
+        runs = {(c.estimator, c.game, c.budget) for c in cases}
+        assert runs == {(e, g, 20 if b is None else b) for e, g, b in sel.runs}
+        assert {c.seed for c in cases} == set(sel.seeds) and all(c.slow for c in cases)
+        assert {c.utility for c in cases} == {"neg_fid", "inception_score", "coverage"}
+        assert all(c.skip is None for c in cases)
+        named = benchmark_cases("ci", tasks=["sampled-test"], estimators=["permutation"])
+        assert {c.budget for c in named} == set(SCALE_SETTINGS["ci"].budgets)
+        assert len(benchmark_cases("ci", tasks=["sampled-test"], seeds=[5])) == len(cases) // 2
+    finally:
+        del suites.BENCHMARK_TASKS["sampled-test"]
+        suites.get_benchmark_task.cache_clear()

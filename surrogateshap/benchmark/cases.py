@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +46,12 @@ class BenchmarkCase:
         return f"{self.task}-{self.utility}-{self.game}-{self.estimator}-b{self.budget}-s{self.seed}"
 
 
+def get_scale(scale: str):
+    if scale not in SCALE_SETTINGS:
+        raise KeyError(f"unknown scale {scale!r}; choose from {SCALES}")
+    return SCALE_SETTINGS[scale]
+
+
 def benchmark_cases(
     scale: str = "default",
     tasks: Sequence[str] | None = None,
@@ -63,11 +70,12 @@ def benchmark_cases(
     whether an estimator can run a case is the estimator's own
     :meth:`~surrogateshap.estimator.Estimator.unsupported`; ``budgets`` and ``seeds`` default to the preset's. An exact
     estimator also gets budget 2**n where that is at most ``MAX_EXACT_BUDGET``.
-    Unavailable tasks (missing table) still give cases, with ``skip`` set.
+    Unavailable tasks (missing table) still give cases, with ``skip`` set. A task whose
+    ground truth is sampled (too many players to enumerate) runs its scale's
+    :class:`~surrogateshap.benchmark.scales.SampledSelection` unless ``estimators`` or
+    ``budgets`` are named: the cases its shipped table was built for.
     """
-    st = SCALE_SETTINGS[scale] if scale in SCALE_SETTINGS else None
-    if st is None:
-        raise KeyError(f"unknown scale {scale!r}; choose from {SCALES}")
+    st = get_scale(scale)
     known_est = available_estimators()
     names = list(estimators) if estimators else known_est
     bad = [e for e in names if parse_spec(e)[0] not in known_est]
@@ -82,6 +90,7 @@ def benchmark_cases(
     else:  # a preset may name tasks this installation does not register
         known_tasks = benchmark_task_names()
         selection = [s for s in st.selection if s[0] in known_tasks]
+    budgets_given, seeds_given = bool(budgets), seeds
     budgets = sorted(set(int(b) for b in (budgets or st.budgets)))
     seeds = list(seeds) if seeds is not None else list(range(st.n_seeds))
     ests = {e: get_estimator(e) for e in names}
@@ -89,6 +98,9 @@ def benchmark_cases(
     for tname, util, gname in selection:
         bt = get_benchmark_task(tname, scale)
         reason = bt.unavailable()
+        if bt.sampled and not estimators and not budgets_given:
+            cases += _sampled_cases(bt, st, util, gname, utilities, games, seeds_given, scale, reason)
+            continue
         for u in [util] if util else bt.utilities:
             if utilities and u not in utilities:
                 continue
@@ -113,6 +125,25 @@ def benchmark_cases(
     return cases
 
 
+def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason) -> list[BenchmarkCase]:
+    """The cases of a task with a sampled table: its scale's SampledSelection."""
+    sel = st.sampled
+    seeds = list(seeds) if seeds is not None else list(sel.seeds)
+    out = []
+    for u in [util] if util else bt.utilities:
+        if utilities and u not in utilities:
+            continue
+        for name, g, budget in sel.runs:
+            if (gname and g != gname) or (games and g not in games) or g not in bt.games:
+                continue
+            b = 2 * bt.n_players if budget is None else int(budget)
+            skip = reason or get_estimator(name).unsupported(bt.n_players, b, bt.offers)
+            gpu = scale == "paper"
+            out += [BenchmarkCase(bt.name, u, g, name, b, int(s), scale, skip=skip, slow=True, gpu=gpu)
+                    for s in seeds]
+    return out
+
+
 def prepare_case(case: BenchmarkCase, **estimator_params):
     """(call, truth): a zero-argument call running the estimator (the part to time),
     returning an Attribution, and the case's ground truth. Everything slow that is not
@@ -125,6 +156,8 @@ def prepare_case(case: BenchmarkCase, **estimator_params):
     est = get_estimator(case.estimator, **estimator_params)
     resources = bt.resources(case.utility, est.requires)
     truth = bt.truth(case.utility)
+    if bt.sampled and case.seed not in get_scale(case.scale).sampled.removal_seeds:
+        truth = dataclasses.replace(truth, removal_game=None)  # one ranking per estimator
 
     def call():
         return est.estimate(game, case.budget, seed=case.seed, **resources)

@@ -6,9 +6,33 @@ from dataclasses import dataclass
 
 from surrogateshap.evaluation import ALPHAS, removal_fractions
 
-__all__ = ["SCALES", "ScaleSettings", "SCALE_SETTINGS", "removal_fractions"]
+__all__ = ["SCALES", "ScaleSettings", "SampledSelection", "SCALE_SETTINGS", "removal_fractions"]
 
 SCALES = ("ci", "default", "paper")
+
+
+@dataclass(frozen=True)
+class SampledSelection:
+    """What a task too large to enumerate runs by default: the paper's comparison at
+    equal retrainings, small enough that the task's shipped table holds every coalition
+    its cases need (so ``pytest benchmarks/ --task <task>`` replays without retraining).
+
+    ``runs``: (estimator, game, budget) with budget None = 2n retrainings (the least
+    ``proxy-cv`` runs with; LOO takes n + 1). The removal check, which retrains its
+    coalitions, runs for the ``removal_seeds`` cases only (one ranking per estimator).
+    Naming estimators or budgets on the command line replaces this selection.
+    """
+
+    runs: tuple[tuple[str, str, int | None], ...] = (
+        ("surrogateshap", "proxy", 512),
+        ("proxy-cv", "retraining", None),
+        ("permutation", "retraining", None),
+        ("kernelshap", "retraining", None),
+        ("leverageshap", "retraining", None),
+        ("loo", "retraining", None),
+    )
+    seeds: tuple[int, ...] = (0, 1)
+    removal_seeds: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -23,6 +47,7 @@ class ScaleSettings:
     n_noise_seeds: int = 5  # LDS test utilities per coalition for the noisy known games
     slow_budget: int = 128  # cases above this budget are marked slow
     alphas: tuple[float, ...] = ALPHAS
+    sampled: SampledSelection = SampledSelection()
 
 
 _KNOWN = ("unanimity10", "airport20", "voting20")

@@ -42,6 +42,9 @@ class BenchmarkTask:
     slow: bool = False
     #: resources an estimator may declare in ``requires``
     offers: tuple[str, ...] = ()
+    #: ground truth from sampled coalitions (too many players to enumerate): the
+    #: scale's :class:`~surrogateshap.benchmark.scales.SampledSelection` runs by default
+    sampled: bool = False
 
     def __init__(self, scale: str = "default"):
         if scale not in SCALE_SETTINGS:
@@ -181,6 +184,9 @@ class TableBenchmark(BenchmarkTask):
 
     games = ("retraining", "proxy")
     trains = ("proxy", "model")
+    #: up to this many players a table enumerates every coalition (2^n retrainings);
+    #: beyond, it holds the paper's sampled test coalitions
+    ENUMERATE_MAX_PLAYERS = 12
 
     def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None):
         super().__init__(scale)
@@ -219,6 +225,12 @@ class TableBenchmark(BenchmarkTask):
     @property
     def slow(self) -> bool:
         return self._table is not None and not self._table.complete_seeds()
+
+    @property
+    def sampled(self) -> bool:
+        if self._table is not None:
+            return not self._table.complete_seeds()
+        return len(self.players) > self.ENUMERATE_MAX_PLAYERS
 
     def _named_task(self):
         """The task at this scale (names its players and utilities while no table is
@@ -276,7 +288,8 @@ class TableBenchmark(BenchmarkTask):
             return f"{self.name} is unavailable: {missing}"
         path = self._path()
         if not path.exists():
-            build = (f"surrogateshap build-table --task {self.name}" if named.n_players <= 12 else
+            build = (f"surrogateshap build-table --task {self.name}"
+                     if named.n_players <= self.ENUMERATE_MAX_PLAYERS else
                      f"python -m surrogateshap.tasks.ground_truth --task {self.name}")
             return (
                 f"{self.name} ground truth missing: no retraining table at {path} (build it with "
@@ -290,7 +303,8 @@ class TableBenchmark(BenchmarkTask):
             return f"{self.name} retraining table at {path} is unusable: {type(e).__name__}: {e}"
         if not table.complete_seeds():
             sets = [table.lds_ground_truth(table.utilities[0], a)[0] for a in self.settings.alphas]
-            if max(len(m) for m in sets) < 2 or (table.n_players <= 12 and len(table.seeds) == 1):
+            if max(len(m) for m in sets) < 2 or (
+                    table.n_players <= self.ENUMERATE_MAX_PLAYERS and len(table.seeds) == 1):
                 counts = {int(s): int(len(g)) for s, g in table.frame.groupby("seed")}
                 return (
                     f"{self.name} retraining table at {path} is still being built (coalitions "
