@@ -597,6 +597,10 @@ class CachedGame(Game):
     def exact_values(self):
         return self.game.exact_values()
 
+    def cost_of(self, masks):
+        # what these coalitions cost in the wrapped game (the memo is this object's own)
+        return self.game.cost_of(masks)
+
     def cache_id(self):
         return self.game.cache_id()
 

@@ -326,3 +326,22 @@ def test_failed_builtin_import_is_not_silently_forgotten(monkeypatch):
     for _ in range(2):
         with pytest.raises(ImportError):
             registry.available_estimators()
+
+
+def test_a_cached_game_costs_what_the_wrapped_game_costs():
+    # a proxy game in stats mode costs nothing per coalition: its cache must not bill
+    # one unit per coalition
+    from surrogateshap import get_estimator
+    from surrogateshap.game import CachedGame, FunctionGame
+
+    class Free(FunctionGame):
+        cost_unit = "images generated"
+
+        def cost_of(self, masks):
+            return 0.0
+
+    free = Free(lambda m: m.sum(1).astype(float), 5)
+    masks = np.eye(5, dtype=bool)
+    assert CachedGame(free).cost_of(masks) == 0.0
+    att = get_estimator("permutation").estimate(CachedGame(free), 16, seed=0)
+    assert att.cost == 0.0 and att.n_evaluations > 0
