@@ -144,11 +144,13 @@ def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason) 
     return out
 
 
-def prepare_case(case: BenchmarkCase, **estimator_params):
+def prepare_case(case: BenchmarkCase, _task=None, **estimator_params):
     """(call, truth): a zero-argument call running the estimator (the part to time),
     returning an Attribution, and the case's ground truth. Everything slow that is not
-    the estimator (loading the table, training the proxy's full model) happens here."""
-    bt = get_benchmark_task(case.task, case.scale)
+    the estimator (loading the table, training the proxy's full model) happens here.
+    ``_task``: the benchmark task to use instead of the registered one (a table being
+    built elsewhere)."""
+    bt = _task if _task is not None else get_benchmark_task(case.task, case.scale)
     reason = bt.unavailable(case.game)
     if reason:
         raise LookupError(reason)
@@ -165,9 +167,9 @@ def prepare_case(case: BenchmarkCase, **estimator_params):
     return call, truth
 
 
-def run_case(case: BenchmarkCase, **estimator_params) -> tuple:
+def run_case(case: BenchmarkCase, _task=None, **estimator_params) -> tuple:
     """Run one case: (attribution, figures) with figures from :func:`evaluate`."""
-    call, truth = prepare_case(case, **estimator_params)
+    call, truth = prepare_case(case, _task=_task, **estimator_params)
     att = call()
     return att, evaluate(att, truth)
 

@@ -11,6 +11,15 @@ task's reference table (:func:`surrogateshap.tasks.reference.build_coalition_tab
 
 resumes and extends the table (``--extra FILE`` adds coalitions, one bit string a line,
 e.g. top-k / bottom-k removal sets; ``--export-only`` writes what the cache holds).
+
+    python -m surrogateshap.tasks.ground_truth --task fashion-animal20 --seeds 0 1 --benchmark
+
+then runs the task's default benchmark selection once
+(:class:`~surrogateshap.benchmark.scales.SampledSelection`: the retraining-game
+baselines' coalitions, one seed each, and the top-k / bottom-k / random removal sets of
+their rankings, every seed), retraining what the table lacks, and exports every
+coalition the cache holds, so ``pytest benchmarks/ --task <task>`` replays the table
+without retraining.
 """
 
 from __future__ import annotations
@@ -86,6 +95,9 @@ def main(argv=None):
     ap.add_argument("--export-only", action="store_true", help="export the cache, train nothing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--limit", type=int, default=None, help="only the first N coalitions (build order)")
+    ap.add_argument("--benchmark", action="store_true",
+                    help="then run the default benchmark selection (retraining what it needs) and "
+                         "export every cached coalition")
     a = ap.parse_args(argv)
 
     import torch
@@ -108,8 +120,43 @@ def main(argv=None):
                                   train=not a.export_only,
                                   command=f"python -m surrogateshap.tasks.ground_truth {argv_s}".strip(),
                                   note=note)
+    if a.benchmark:
+        table = _benchmark_and_export(task, masks, a, table, note)
     print(f"{len(table.frame)} rows ({', '.join(str(s) for s in table.seeds)} seeds) in "
           f"{Path(a.out) if a.out else 'datasets/' + task.name}")
+
+
+def _benchmark_and_export(task, masks, a, table, note):
+    """Run the default benchmark selection of ``task`` on the table just written (its
+    retraining game and removal checks retrain what the table lacks, through the task's
+    cache), then export every coalition the cache holds for the table's seeds."""
+    from surrogateshap.benchmark import benchmark_cases, run_case
+    from surrogateshap.benchmark.tasks import TableBenchmark
+    from surrogateshap.tasks.base import RetrainingGame
+    from surrogateshap.tasks.reference import RETRAINING_CSV, build_coalition_table, reference_dir
+
+    out = Path(a.out) if a.out else reference_dir(task.name)
+    bt = TableBenchmark(task.name, a.scale, table_path=out / RETRAINING_CSV)
+    reason = bt.unavailable()
+    if reason:
+        raise SystemExit(reason)
+    from surrogateshap.registry import get_estimator
+
+    cases = [c for c in benchmark_cases(a.scale, tasks=[task.name])  # skips judged on this table
+             if get_estimator(c.estimator).unsupported(bt.n_players, c.budget, bt.offers) is None]
+    for i, case in enumerate(cases, 1):
+        print(f"[{i}/{len(cases)}] {case.id}", flush=True)
+        run_case(case, _task=bt)
+    cached = set()
+    for s in a.seeds:
+        store = RetrainingGame(task, task.utilities[0], seed=s, progress=False).store
+        store.refresh()
+        cached |= set(store.records)
+    extra = np.array([[c == "1" for c in k] for k in sorted(cached)], dtype=bool).reshape(-1, task.n_players)
+    argv_s = " ".join(shlex.quote(x) for x in sys.argv[1:])
+    return build_coalition_table(task, np.concatenate([masks, extra]), a.seeds, out, train=False,
+                                 command=f"python -m surrogateshap.tasks.ground_truth {argv_s}".strip(),
+                                 note=note + ", the default benchmark selection's retrainings")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""The ground-truth CLI of a task too large to enumerate: `--benchmark` leaves a table
+from which the default benchmark selection replays without retraining."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from surrogateshap.game import coalition_key  # noqa: E402
+from surrogateshap.tasks import register_task  # noqa: E402
+from surrogateshap.tasks.base import coalition_seed  # noqa: E402
+
+from fake_tasks import FakeConfig, FakeTask  # noqa: E402
+
+
+LOG: dict[int, str] = {0: ""}
+
+
+class Fake14(FakeTask):
+    """14 players (beyond enumeration: the sampled protocol), each adding to the
+    utilities, so estimators have something to rank."""
+
+    name = "fake14-gt"
+    players = tuple(f"p{i}" for i in range(14))
+    forbid = False  # a replay must not train: any retraining raises
+
+    @property
+    def item_contributor(self):
+        return np.repeat(np.arange(14), 2)
+
+    def retrain_stats(self, masks, seed):
+        if self.forbid:
+            raise AssertionError(f"retrained {[coalition_key(m) for m in masks]} during a replay")
+        self._log("trained.log", [f"{seed}:{coalition_key(m)}" for m in masks])
+        out = []
+        for m in masks:
+            st = self._stats(np.random.default_rng(coalition_seed(seed, m)))
+            st.mean[:] = m[:2].sum() + 0.1 * m.sum() + 0.01 * st.mean
+            out.append(st)
+        return out
+
+    def bank_stats(self):
+        return [self._stats(np.random.default_rng(10 + i)) for i in range(14)]
+
+
+@register_task("fake14-gt")
+def _fake14(scale="default", config=None, cache_dir=None):
+    return Fake14(config or FakeConfig(models_per_batch=8, log_dir=LOG[0]), cache_dir)
+
+
+def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, monkeypatch):
+    import dataclasses
+
+    from surrogateshap.benchmark import benchmark_cases, run_case
+    from surrogateshap.benchmark.scales import SCALE_SETTINGS, SampledSelection
+    from surrogateshap.benchmark.tasks import TableBenchmark
+    from surrogateshap.tasks import ground_truth
+    from surrogateshap.tasks.reference import RETRAINING_CSV
+
+    small = SampledSelection(runs=(("surrogateshap", "proxy", 64), ("kernelshap", "retraining", None),
+                                   ("loo", "retraining", None)))
+    monkeypatch.setitem(SCALE_SETTINGS, "default", dataclasses.replace(SCALE_SETTINGS["default"], sampled=small))
+    monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "log").mkdir()
+    monkeypatch.setitem(LOG, 0, str(tmp_path / "log"))
+    out = tmp_path / "table"
+    ground_truth.main(["--task", "fake14-gt", "--seeds", "0", "1", "--out", str(out), "--benchmark"])
+    trained = (tmp_path / "log" / "trained.log").read_text().split()
+    assert len(trained) == len(set(trained))  # nothing trained twice
+    table_rows = sum(1 for line in open(out / RETRAINING_CSV) if line[:1] in "01")
+    n_gt = len(ground_truth.ground_truth_coalitions(14))
+    assert len(trained) == table_rows - 2  # every training was exported (empty: no training)
+    assert table_rows > 2 * n_gt  # the benchmark's coalitions too
+
+    # a replay from the exported table, from an empty cache, with retraining forbidden
+    monkeypatch.setattr(Fake14, "forbid", True)
+    monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / "fresh-cache"))
+    bt = TableBenchmark("fake14-gt", table_path=out / RETRAINING_CSV)
+    assert bt.unavailable() is None and bt.sampled
+    cases = benchmark_cases("default", tasks=["fake14-gt"])
+    assert len(cases) == 3 * 3 * 2
+    for c in cases:
+        _, figures = run_case(c, _task=bt)
+        assert np.isfinite(figures["lds_0.5_mean"])
+        assert any(k.startswith("removal_") for k in figures) == (c.seed == 0)
