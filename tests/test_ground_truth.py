@@ -60,7 +60,7 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
     from surrogateshap.tasks.reference import RETRAINING_CSV
 
     small = SampledSelection(runs=(("surrogateshap", "proxy", 64), ("kernelshap", "retraining", None),
-                                   ("loo", "retraining", None)))
+                                   ("loo", "retraining", None)), seeds=(0, 1))
     monkeypatch.setitem(SCALE_SETTINGS, "default", dataclasses.replace(SCALE_SETTINGS["default"], sampled=small))
     monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / "cache"))
     (tmp_path / "log").mkdir()

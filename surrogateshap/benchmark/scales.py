@@ -31,7 +31,9 @@ class SampledSelection:
         ("leverageshap", "retraining", None),
         ("loo", "retraining", None),
     )
-    seeds: tuple[int, ...] = (0, 1)
+    #: estimator seeds (each seed of a retraining-game estimator retrains); LDS
+    #: intervals come from the table's retraining seeds
+    seeds: tuple[int, ...] = (0,)
     removal_seeds: tuple[int, ...] = (0,)
 
 
