@@ -86,7 +86,7 @@ def fidelity(bt, utility) -> dict:
             "seed_vs_seed": spearmanr(per_seed[0], per_seed[1]).statistic if len(seeds) > 1 else np.nan}
 
 
-def prefetch_removal(bt, rankings, fractions, n_random):
+def prefetch_removal(bt, rankings, fractions, n_random, seeds=None):
     """Retrain, once and in batches, every removal coalition the table lacks."""
     n = bt.n_players
     masks = []
@@ -109,7 +109,7 @@ def prefetch_removal(bt, rankings, fractions, n_random):
     print(f"removal: {len(masks)} coalitions, {len(lacking)} not in the table", flush=True)
     if len(lacking):
         u0 = bt.utilities[0]
-        for s in bt.table.mean_seeds:
+        for s in seeds or bt.table.mean_seeds:
             bt.task.retraining_game(u0, seed=s).records(lacking)
     return lacking
 
@@ -128,6 +128,9 @@ def main(argv=None):
     p.add_argument("--removal-seed", type=int, default=0)
     p.add_argument("--n-random", type=int, default=5)
     p.add_argument("--no-removal", action="store_true")
+    p.add_argument("--removal-train-seeds", type=int, nargs="+", default=None,
+                   help="retraining seeds to train the removal sets for first (default every "
+                        "seed of the table; a second process can take another seed)")
     p.add_argument("--model-baselines", action="store_true")
     p.add_argument("--finetune-budget", type=int, default=128,
                    help="with --model-baselines: KernelSHAP coalitions on the fine-tuning game "
@@ -200,7 +203,8 @@ def main(argv=None):
         keep = set(args.removal_utilities or bt.utilities)
         model = {m[0] for m in MODEL} | {"sparsified FT Shapley (KernelSHAP, FT game)"}
         game_rankings = {k: v for k, v in rankings.items() if k[0] in keep and k[1] not in model}
-        prefetch_removal(bt, list(game_rankings.values()), fractions, args.n_random)
+        prefetch_removal(bt, list(game_rankings.values()), fractions, args.n_random,
+                         args.removal_train_seeds)
         for (u, label), values in game_rankings.items():
             df = topk_removal(values, bt.truth(u).removal_game, fractions, n_random=args.n_random, seed=0)
             removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
