@@ -46,7 +46,7 @@ import numpy as np
 from surrogateshap.game import Game, stable_hash
 from surrogateshap.tasks.base import DiffusionTask, allocate_counts, coalition_seed
 from surrogateshap.tasks.sample_bank import BankFeatures, SampleBank, image_seed
-from surrogateshap.tasks.t2i_metrics import T2I_UTILITIES, FeatureSet, T2IFeaturizer, t2i_utility
+from surrogateshap.tasks.t2i_metrics import T2I_UTILITIES, FeatureSet, T2IFeaturizer, load_images, t2i_utility
 
 __all__ = [
     "T2IItem", "T2IDataset", "load_images", "T2IFamily", "LoRASpec", "LoRAAdapter", "fine_tune_lora",
@@ -118,55 +118,6 @@ class T2IDataset:
         index: dict[str, int] = {}
         item_unit = np.array([index.setdefault(p, len(index)) for p in self.prompts], dtype=np.int64)
         return tuple(index), item_unit
-
-
-def _to_tensor(image):
-    """One image -> float (3, H, W) in [0, 1]."""
-    import torch
-
-    if isinstance(image, (str, os.PathLike)):
-        from PIL import Image
-
-        path = Path(image)
-        if not path.exists():
-            from surrogateshap.tasks.datasets import DataMissingError
-
-            raise DataMissingError(f"training image {path} not found")
-        with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"))
-    elif hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        image = np.asarray(image.convert("RGB"))
-    a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    if a.dtype == np.uint8:
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, -1)
-        if a.ndim != 3 or a.shape[-1] != 3:
-            raise ValueError(f"uint8 images must be (H, W) or (H, W, 3), got {a.shape}")
-        return torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)
-    if a.ndim != 3 or a.shape[0] != 3:
-        raise ValueError(f"float images must be (3, H, W) in [0, 1], got shape {a.shape}")
-    if a.min() < -1e-6 or a.max() > 1 + 1e-6:
-        raise ValueError(f"float images must lie in [0, 1], got [{a.min():.3g}, {a.max():.3g}]")
-    return torch.as_tensor(a, dtype=torch.float32)
-
-
-def load_images(images: Sequence, size: int):
-    """Images -> (N, 3, size, size) in [0, 1]: the short side resized to ``size``
-    (bicubic, antialiased), then centre-cropped."""
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for im in images:
-        x = _to_tensor(im)[None]
-        h, w = x.shape[-2:]
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        if (nh, nw) != (h, w):
-            x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        out.append(x[0, :, top : top + size, left : left + size].clamp(0, 1))
-    return torch.stack(out)
 
 
 # --- LoRA --------------------------------------------------------------------------
@@ -428,6 +379,13 @@ class T2IFamily:
                 out.append(((lat - shift) * vae.config.scaling_factor).float().cpu())
         return torch.cat(out)
 
+    def encode_items(self, images: Sequence, seeds: Sequence[int], batch: int = 16):
+        """Raw item images (paths, arrays) -> latents, loaded and encoded a batch at a time."""
+        import torch
+
+        return torch.cat([self.encode_images(load_images(images[i : i + batch], self.resolution), seeds[i : i + batch])
+                          for i in range(0, len(images), batch)])
+
     def encode_prompts(self, prompts: Sequence[str]) -> dict:
         """The denoiser's text conditioning of a batch of prompts (no gradient)."""
         import torch
@@ -486,7 +444,6 @@ class T2IFamily:
             den.add_adapter(spec.config(), adapter_name=_ADAPTER)
             self._spec = spec
         den.enable_adapters()
-        den.set_adapters(_ADAPTER) if hasattr(den, "set_adapters") else None
 
     def _lora_params(self):
         return [p for n, p in self.denoiser.named_parameters() if "lora_" in n]
@@ -577,8 +534,8 @@ def fine_tune_lora(family: T2IFamily, items: Sequence, steps: int, rank: int, lr
     if int(steps) < 1 or int(rank) < 1 or float(lr) <= 0:
         raise ValueError(f"need steps >= 1, rank >= 1 and lr > 0; got {steps}, {rank}, {lr}")
     if latents is None:
-        imgs = load_images([it.image for it in items], family.resolution)
-        latents = family.encode_images(imgs, [image_seed(seed, "latent", i) for i in range(len(items))])
+        latents = family.encode_items([it.image for it in items],
+                                      [image_seed(seed, "latent", i) for i in range(len(items))])
     if len(latents) != len(items):
         raise ValueError(f"{len(latents)} latents for {len(items)} items")
     prompts = [it.prompt for it in items]
@@ -620,7 +577,7 @@ class T2IConfig:
 
     family: str = "sd"
     model_path: str | None = None
-    dtype: str = "float32"
+    dtype: str = "float32"  # or bfloat16 (training has no loss scaler: avoid float16)
     resolution: int = 256
     rank: int = 256
     lora_alpha: float | None = None  # None = rank
@@ -668,8 +625,8 @@ class T2ITask(DiffusionTask):
 
     config_cls = T2IConfig
     cost_unit = "LoRA fine-tunings"
-    execution_fields = DiffusionTask.execution_fields + (
-        "model_path", "clip_path", "aesthetic_head", "lpips_backbone", "sample_batch")
+    # the weight paths stay in the config id: another model or scorer never reads these caches
+    execution_fields = DiffusionTask.execution_fields + ("sample_batch",)
 
     def __init__(self, config=None, scale: str = "default", cache_dir=None, family: T2IFamily | None = None,
                  featurizer: T2IFeaturizer | None = None, **overrides):
@@ -761,22 +718,22 @@ class T2ITask(DiffusionTask):
             lpips = LPIPS(c.lpips_backbone, device=dev)
             refs = self.unit_references()
         return T2IFeaturizer(embedder, aesthetic, lpips, refs,
-                             name=stable_hash([c.clip_backend, c.clip_model, bool(aesthetic), bool(lpips)]))
+                             name=stable_hash([c.clip_backend, c.clip_model, c.clip_path, c.aesthetic_head,
+                                               c.lpips_backbone]))
 
     def unit_references(self) -> dict:
-        """unit -> the training image of its first item (LPIPS's reference), (3, R, R) in [0, 1]."""
+        """unit -> the training image of its first item (LPIPS's reference; loaded when used)."""
         first = {}
-        for i, p in enumerate(self.dataset.prompts):
-            first.setdefault(p, i)
-        imgs = load_images([self.dataset.items[i].image for i in first.values()], self.config.resolution)
-        return dict(zip(first, imgs))
+        for it in self.dataset.items:
+            first.setdefault(it.prompt, it.image)
+        return first
 
     @cached_property
     def latents(self):
         """Every item's VAE latent, encoded once (CPU)."""
         ds = self.dataset
-        imgs = load_images([it.image for it in ds.items], self.family.resolution)
-        return self.family.encode_images(imgs, [image_seed(0, "latent", i) for i in range(len(ds.items))])
+        return self.family.encode_items([it.image for it in ds.items],
+                                        [image_seed(0, "latent", i) for i in range(len(ds.items))])
 
     # --- coalition models ---------------------------------------------------------------
     def train_adapter(self, mask, seed: int) -> LoRAAdapter:

@@ -23,13 +23,14 @@ from PyPI, only exists for the CUDA build of torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
-    "FeatureSet", "weighted_quantile", "diversity_entropy", "LPIPS", "T2I_UTILITIES",
+    "load_images", "FeatureSet", "weighted_quantile", "diversity_entropy", "LPIPS", "T2I_UTILITIES",
     "register_t2i_utility", "t2i_utility", "T2IFeaturizer",
 ]
 
@@ -73,6 +74,56 @@ class FeatureSet:
             raise KeyError(f"this utility needs the feature {name!r}; the set has {sorted(self.features)} "
                            "(configure the featurizer that computes it)")
         return self.features[name]
+
+
+# --- images ---------------------------------------------------------------------------
+def _to_tensor(image):
+    """One image -> float (3, H, W) in [0, 1]."""
+    import torch
+
+    if isinstance(image, (str, os.PathLike)):
+        from PIL import Image
+
+        path = Path(image)
+        if not path.exists():
+            from surrogateshap.tasks.datasets import DataMissingError
+
+            raise DataMissingError(f"training image {path} not found")
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"))
+    elif hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        image = np.asarray(image.convert("RGB"))
+    a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    if a.dtype == np.uint8:
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, -1)
+        if a.ndim != 3 or a.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be (H, W) or (H, W, 3), got {a.shape}")
+        return torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)
+    if a.ndim != 3 or a.shape[0] != 3:
+        raise ValueError(f"float images must be (3, H, W) in [0, 1], got shape {a.shape}")
+    if a.min() < -1e-6 or a.max() > 1 + 1e-6:
+        raise ValueError(f"float images must lie in [0, 1], got [{a.min():.3g}, {a.max():.3g}]")
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+def load_images(images: Sequence, size: int):
+    """Images -> (N, 3, size, size) in [0, 1]: the short side resized to ``size``
+    (bicubic, antialiased), then centre-cropped."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for im in images:
+        x = _to_tensor(im)[None]
+        h, w = x.shape[-2:]
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        if (nh, nw) != (h, w):
+            x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        out.append(x[0, :, top : top + size, left : left + size].clamp(0, 1))
+    return torch.stack(out)
 
 
 # --- weighted statistics ------------------------------------------------------------
@@ -288,8 +339,9 @@ class T2IFeaturizer:
     :class:`~surrogateshap.tasks.aesthetic.CLIPImageEmbedder` or any callable; they are
     L2-normalised here). ``aesthetic``: embeddings -> (N,) scores (an
     :class:`~surrogateshap.tasks.aesthetic.AestheticHead`). ``lpips`` with
-    ``references`` (unit -> its training image, (3, H, W) in [0, 1]): the distance of
-    each image to its unit's reference. ``name`` identifies the featurizer in bank
+    ``references`` (unit -> its training image, anything :func:`load_images` reads,
+    loaded when used): the distance of each image to its unit's reference, resized
+    to the generated images' size. ``name`` identifies the featurizer in bank
     headers (banks of different featurizers never mix).
     """
 
@@ -326,12 +378,7 @@ class T2IFeaturizer:
             missing = [u for u in dict.fromkeys(units) if u not in self.references]
             if missing:
                 raise KeyError(f"no LPIPS reference image for unit(s) {missing[:3]}")
-            ref = torch.stack([torch.as_tensor(self.references[u], dtype=torch.float32) for u in units])
-            if ref.shape[-2:] != x.shape[-2:]:
-                import torch.nn.functional as F
-
-                ref = F.interpolate(ref, size=tuple(x.shape[-2:]), mode="bicubic", antialias=True,
-                                    align_corners=False).clamp(0, 1)
+            ref = load_images([self.references[u] for u in units], x.shape[-1])
             out["lpips"] = self.lpips(x, ref)
         if not out:
             raise ValueError("the featurizer computes nothing: give an embedder and/or LPIPS")
