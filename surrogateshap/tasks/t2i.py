@@ -255,8 +255,11 @@ class T2IFamily:
     @classmethod
     def from_pretrained(cls, kind: str, path, dtype="float32", device="auto", resolution: int | None = None,
                         sampler: str | None = None, **kw) -> "T2IFamily":
-        """A local diffusers folder (``save_pretrained`` layout). ``sampler="ddim"``
-        (SD's default here) samples with DDIM (eta 0) instead of the folder's scheduler."""
+        """A local diffusers folder (``save_pretrained`` layout). SD samples with DDIM
+        (eta 0; ``sampler`` None or "ddim") or, with ``sampler="folder"``, the folder's
+        scheduler; FLUX with its flow-matching Euler scheduler."""
+        if sampler not in (None, "ddim", "folder"):
+            raise ValueError(f"sampler must be 'ddim' or 'folder', got {sampler!r}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         path = Path(path)
@@ -273,7 +276,7 @@ class T2IFamily:
 
             pipe = StableDiffusionPipeline.from_pretrained(path, torch_dtype=torch_dtype, local_files_only=True,
                                                            safety_checker=None, requires_safety_checker=False)
-            if (sampler or "ddim") == "ddim":
+            if sampler != "folder":
                 pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
             if resolution is None:
                 resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -485,9 +488,10 @@ class T2IFamily:
 
         self._ensure_adapter(adapter.spec)
         out = set_peft_model_state_dict(self.denoiser, adapter.state, adapter_name=_ADAPTER)
-        unexpected = getattr(out, "unexpected_keys", None)
-        if unexpected:
-            raise ValueError(f"adapter keys do not fit this denoiser, e.g. {unexpected[:3]}")
+        bad = list(getattr(out, "unexpected_keys", []) or [])
+        bad += [k for k in getattr(out, "missing_keys", []) or [] if "lora_" in k and _ADAPTER in k]
+        if bad:  # a partial load would leave the previous adapter's weights in place
+            raise ValueError(f"adapter keys do not fit this denoiser, e.g. {bad[:3]}")
         for p in self._lora_params():
             p.requires_grad_(False)
 
