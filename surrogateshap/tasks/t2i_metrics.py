@@ -1,0 +1,385 @@
+"""Utilities of text-to-image tasks, computed from per-image features.
+
+The paper's T2I utilities are not sufficient statistics (quantiles of aesthetic scores,
+an entropy over clusters fitted to the generated set), so a coalition's samples are kept
+as a :class:`FeatureSet`: per-image feature arrays plus per-image weights. A proxy
+mixture of sample banks is then one FeatureSet with weights pi_S(unit) / n_unit per
+image, and a freshly generated set is one with equal weights: the same functions
+score both.
+
+Features (names used by the featurizers and utilities):
+- ``embedding``: (N, d) L2-normalised CLIP image embeddings (diversity clusters them);
+- ``aesthetic``: (N,) LAION aesthetic score of each image;
+- ``lpips``: (N,) LPIPS distance of each image to its prompt's training image.
+
+LPIPS: :class:`LPIPS` is the LPIPS-AlexNet distance (Zhang et al. 2018). Its linear
+heads are the ones torchmetrics ships (``lpips_models/alex.pth`` inside the
+torchmetrics package); the AlexNet backbone is read from a local file (torchvision's
+ImageNet ``alexnet-owt-7be5be79.pth``). torchmetrics' own LPIPS class is not used
+because it builds its backbone through torchvision, which downloads the weights and,
+from PyPI, only exists for the CUDA build of torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "load_images", "FeatureSet", "weighted_quantile", "diversity_entropy", "LPIPS", "T2I_UTILITIES",
+    "register_t2i_utility", "t2i_utility", "T2IFeaturizer",
+]
+
+
+@dataclass
+class FeatureSet:
+    """Per-image features of a set of generated images and their mixture weights.
+
+    ``weights`` (N,) are normalised to sum to 1; None means equal weights. A weight is
+    the image's share of the distribution being scored (a bank image of unit u in a
+    proxy mixture carries pi_S(u) / n_u).
+    """
+
+    features: dict[str, np.ndarray]
+    weights: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.features:
+            raise ValueError("a FeatureSet needs at least one feature array")
+        n = {len(v) for v in self.features.values()}
+        if len(n) != 1:
+            raise ValueError(f"feature arrays have different lengths: "
+                             f"{ {k: len(v) for k, v in self.features.items()} }")
+        (self._n,) = n
+        if self._n == 0:
+            raise ValueError("a FeatureSet needs at least one image")
+        if self.weights is None:
+            self.weights = np.full(self._n, 1.0 / self._n)
+        else:
+            w = np.asarray(self.weights, dtype=np.float64)
+            if w.shape != (self._n,) or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+                raise ValueError(f"weights must be {self._n} non-negative finite numbers, not all zero")
+            self.weights = w / w.sum()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self.features:
+            raise KeyError(f"this utility needs the feature {name!r}; the set has {sorted(self.features)} "
+                           "(configure the featurizer that computes it)")
+        return self.features[name]
+
+
+# --- images ---------------------------------------------------------------------------
+def _to_tensor(image):
+    """One image -> float (3, H, W) in [0, 1]."""
+    import torch
+
+    if isinstance(image, (str, os.PathLike)):
+        from PIL import Image
+
+        path = Path(image)
+        if not path.exists():
+            from surrogateshap.tasks.datasets import DataMissingError
+
+            raise DataMissingError(f"training image {path} not found")
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"))
+    elif hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        image = np.asarray(image.convert("RGB"))
+    a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    if a.dtype == np.uint8:
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, -1)
+        if a.ndim != 3 or a.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be (H, W) or (H, W, 3), got {a.shape}")
+        return torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)
+    if a.ndim != 3 or a.shape[0] != 3:
+        raise ValueError(f"float images must be (3, H, W) in [0, 1], got shape {a.shape}")
+    if a.min() < -1e-6 or a.max() > 1 + 1e-6:
+        raise ValueError(f"float images must lie in [0, 1], got [{a.min():.3g}, {a.max():.3g}]")
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+def load_images(images: Sequence, size: int):
+    """Images -> (N, 3, size, size) in [0, 1]: the short side resized to ``size``
+    (bicubic, antialiased), then centre-cropped."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for im in images:
+        x = _to_tensor(im)[None]
+        h, w = x.shape[-2:]
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        if (nh, nw) != (h, w):
+            x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        out.append(x[0, :, top : top + size, left : left + size].clamp(0, 1))
+    return torch.stack(out)
+
+
+# --- weighted statistics ------------------------------------------------------------
+def weighted_quantile(values, weights, q) -> float:
+    """The q-quantile of a weighted sample: the smallest value whose cumulative weight
+    reaches q (numpy's "inverted_cdf" rule, so integer weights equal repeated values)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    keep = w > 0
+    v, w = v[keep], w[keep]
+    order = np.argsort(v, kind="stable")
+    cum = np.cumsum(w[order])
+    cum /= cum[-1]
+    # a tolerance so that q = k/n with equal weights lands on value k, as numpy's does
+    return float(v[order][np.searchsorted(cum, q - 1e-12, side="left").clip(0, len(v) - 1)])
+
+
+def diversity_entropy(embeddings, weights=None, k: int = 20, seed: int = 0, n_init: int = 4) -> float:
+    """Entropy (nats) of the cluster proportions of a weighted set of image embeddings,
+    with k-means (k clusters) fitted to this set, as the paper scores diversity.
+
+    More even use of more clusters = higher. Needs at least k distinct embeddings.
+    """
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    w = np.full(len(x), 1.0 / len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    if len(np.unique(x, axis=0)) < k:
+        raise ValueError(f"diversity over {k} clusters needs at least {k} distinct images, got "
+                         f"{len(np.unique(x, axis=0))}")
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x, sample_weight=w)
+    p = np.bincount(km.labels_, weights=w, minlength=k)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+# --- the utility registry -----------------------------------------------------------
+#: name -> fn(FeatureSet) -> float, higher is better
+T2I_UTILITIES: dict = {}
+
+
+def register_t2i_utility(name: str):
+    """Decorator registering a T2I utility ``fn(FeatureSet) -> float`` (higher is better)."""
+
+    def deco(fn):
+        if name in T2I_UTILITIES and T2I_UTILITIES[name] is not fn:
+            raise ValueError(f"T2I utility {name!r} is already registered")
+        T2I_UTILITIES[name] = fn
+        return fn
+
+    return deco
+
+
+def t2i_utility(name: str, fs: FeatureSet, **kwargs) -> float:
+    if name not in T2I_UTILITIES:
+        raise KeyError(f"unknown T2I utility {name!r}; known: {', '.join(sorted(T2I_UTILITIES))}")
+    return float(T2I_UTILITIES[name](fs, **kwargs))
+
+
+@register_t2i_utility("aesthetic")
+def _aesthetic_mean(fs: FeatureSet) -> float:
+    """Mean LAION aesthetic score."""
+    return float(fs.weights @ fs.get("aesthetic"))
+
+
+def _aesthetic_quantile(q):
+    def fn(fs: FeatureSet) -> float:
+        return weighted_quantile(fs.get("aesthetic"), fs.weights, q)
+
+    fn.__doc__ = f"The {q} quantile of the LAION aesthetic scores."
+    return fn
+
+
+for _q, _name in ((0.5, "aesthetic_q50"), (0.75, "aesthetic_q75"), (0.9, "aesthetic_q90")):
+    register_t2i_utility(_name)(_aesthetic_quantile(_q))
+
+
+@register_t2i_utility("neg_lpips")
+def _neg_lpips(fs: FeatureSet) -> float:
+    """Minus the mean LPIPS distance to the prompts' training images (higher = closer)."""
+    return -float(fs.weights @ fs.get("lpips"))
+
+
+@register_t2i_utility("diversity")
+def _diversity(fs: FeatureSet, k: int = 20) -> float:
+    """Entropy over k = 20 k-means clusters of the CLIP image embeddings."""
+    return diversity_entropy(fs.get("embedding"), fs.weights, k=k)
+
+
+# --- LPIPS ---------------------------------------------------------------------------
+def _torchmetrics_lpips_heads() -> Path:
+    import torchmetrics
+
+    return Path(torchmetrics.__file__).parent / "functional" / "image" / "lpips_models" / "alex.pth"
+
+
+def _alexnet_features():
+    """torchvision's AlexNet ``features`` layout (indices match its state dict)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+    )
+
+
+def _make_lpips_module():
+    import torch
+    from torch import nn
+
+    class _LPIPSAlex(nn.Module):
+        taps = (1, 4, 7, 9, 11)  # the five ReLU outputs LPIPS compares
+        channels = (64, 192, 384, 256, 256)
+
+        def __init__(self):
+            super().__init__()
+            self.features = _alexnet_features()
+            self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.channels)
+            self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+            self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+
+        def _taps(self, x):
+            out = []
+            for i, layer in enumerate(self.features):
+                x = layer(x)
+                if i in self.taps:
+                    out.append(x / torch.sqrt(1e-8 + (x * x).sum(1, keepdim=True)))
+                if i == self.taps[-1]:
+                    break
+            return out
+
+        def forward(self, a, b):
+            fa, fb = self._taps((a - self.shift) / self.scale), self._taps((b - self.shift) / self.scale)
+            return sum(lin((x - y) ** 2).mean((2, 3)) for lin, x, y in zip(self.lins, fa, fb))[:, 0]
+
+    return _LPIPSAlex()
+
+
+class LPIPS:
+    """LPIPS-AlexNet distance between image pairs in [0, 1] (lower = more alike).
+
+    ``backbone``: path of a local AlexNet state dict (torchvision's
+    ``alexnet-owt-7be5be79.pth``; keys ``features.*``, classifier keys ignored), or a
+    state dict, or None for random weights (mechanics tests only: not LPIPS).
+    ``heads``: the five linear heads; default the file torchmetrics ships. Images
+    smaller than ``min_size`` (64) are upsampled (AlexNet's strides need it).
+    """
+
+    def __init__(self, backbone=None, heads=None, device="cpu", min_size: int = 64, batch: int = 64):
+        import torch
+
+        self.net = _make_lpips_module()
+        if backbone is not None:
+            if isinstance(backbone, (str, os.PathLike)):
+                path = Path(backbone)
+                if not path.exists():
+                    raise FileNotFoundError(
+                        f"LPIPS backbone {path} not found: LPIPS reads the AlexNet ImageNet weights from a "
+                        "local file (torchvision's alexnet-owt-7be5be79.pth, keys features.*)")
+                backbone = torch.load(path, map_location="cpu", weights_only=True)
+            feats = {k.removeprefix("features."): v for k, v in backbone.items() if k.startswith("features.")}
+            if not feats:
+                raise ValueError("the LPIPS backbone state dict has no 'features.*' keys (an AlexNet's)")
+            self.net.features.load_state_dict(feats)
+        heads = _torchmetrics_lpips_heads() if heads is None else heads
+        if isinstance(heads, (str, os.PathLike)):
+            if not Path(heads).exists():
+                raise FileNotFoundError(f"LPIPS linear heads {heads} not found (torchmetrics ships them as "
+                                        "functional/image/lpips_models/alex.pth)")
+            heads = torch.load(heads, map_location="cpu", weights_only=True)
+        # torchmetrics' keys: lin{k}.model.1.weight (index 1: after a dropout layer)
+        for k, lin in enumerate(self.net.lins):
+            key = next((n for n in heads if n.startswith(f"lin{k}.") and n.endswith("weight")), None)
+            if key is None:
+                raise ValueError(f"LPIPS heads lack lin{k}.*weight; keys: {sorted(heads)[:6]}")
+            lin.weight.data.copy_(heads[key])
+        self.net = self.net.eval().requires_grad_(False).to(device)
+        self.device, self.min_size, self.batch = device, int(min_size), int(batch)
+
+    def __call__(self, a, b) -> np.ndarray:
+        """(N,) distances of pairs a[i], b[i]; tensors (N, 3, H, W) in [0, 1]."""
+        import torch
+        import torch.nn.functional as F
+
+        a, b = torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
+        if a.shape != b.shape or a.ndim != 4 or a.shape[1] != 3:
+            raise ValueError(f"LPIPS needs two (N, 3, H, W) batches of one shape, got {tuple(a.shape)} and "
+                             f"{tuple(b.shape)}")
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(a), self.batch):
+                x, y = a[i : i + self.batch] * 2 - 1, b[i : i + self.batch] * 2 - 1
+                if min(x.shape[-2:]) < self.min_size:
+                    size = (max(self.min_size, x.shape[-2]), max(self.min_size, x.shape[-1]))
+                    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                    y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+                out.append(self.net(x.to(self.device), y.to(self.device)).double().cpu())
+        return torch.cat(out).numpy()
+
+
+# --- the featurizer of generated images ---------------------------------------------
+class T2IFeaturizer:
+    """Generated images (and their units) -> the per-image features the utilities need.
+
+    ``embedder``: images (N, 3, H, W) in [0, 1] -> (N, d) embeddings (a
+    :class:`~surrogateshap.tasks.aesthetic.CLIPImageEmbedder` or any callable; they are
+    L2-normalised here). ``aesthetic``: embeddings -> (N,) scores (an
+    :class:`~surrogateshap.tasks.aesthetic.AestheticHead`). ``lpips`` with
+    ``references`` (unit -> its training image, anything :func:`load_images` reads,
+    loaded when used): the distance of each image to its unit's reference, resized
+    to the generated images' size. ``name`` identifies the featurizer in bank
+    headers (banks of different featurizers never mix).
+    """
+
+    def __init__(self, embedder=None, aesthetic=None, lpips: LPIPS | None = None,
+                 references: dict | None = None, name: str = "t2i"):
+        if aesthetic is not None and embedder is None:
+            raise ValueError("the aesthetic head scores CLIP embeddings: give an embedder too")
+        if lpips is not None and not references:
+            raise ValueError("LPIPS compares each image to its prompt's training image: give references")
+        self.embedder, self.aesthetic, self.lpips = embedder, aesthetic, lpips
+        self.references = references or {}
+        self.name = name
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(n for n, on in (("embedding", self.embedder), ("aesthetic", self.aesthetic),
+                                     ("lpips", self.lpips)) if on is not None)
+
+    def __call__(self, images, units) -> dict[str, np.ndarray]:
+        import torch
+
+        x = torch.as_tensor(images, dtype=torch.float32)
+        if len(units) != len(x):
+            raise ValueError(f"{len(x)} images but {len(units)} units")
+        out = {}
+        if self.embedder is not None:
+            with torch.no_grad():
+                e = torch.as_tensor(self.embedder(x)).float().cpu()
+            e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            out["embedding"] = e.numpy().astype(np.float32)
+            if self.aesthetic is not None:
+                out["aesthetic"] = np.asarray(self.aesthetic(e), dtype=np.float64).reshape(-1)
+        if self.lpips is not None:
+            missing = [u for u in dict.fromkeys(units) if u not in self.references]
+            if missing:
+                raise KeyError(f"no LPIPS reference image for unit(s) {missing[:3]}")
+            ref = load_images([self.references[u] for u in units], x.shape[-1])
+            out["lpips"] = self.lpips(x, ref)
+        if not out:
+            raise ValueError("the featurizer computes nothing: give an embedder and/or LPIPS")
+        return out
