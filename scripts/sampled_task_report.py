@@ -180,6 +180,23 @@ def main(argv=None):
         for label, name in RETRAINING:
             for s in (args.retrain_seeds if name != "loo" else args.retrain_seeds[:1]):
                 run(label, name, rgame, budget, s, u, truth)
+    pd.DataFrame(lds).to_csv(f"{out}_lds.csv", index=False)
+    pd.DataFrame(cost).to_csv(f"{out}_cost.csv", index=False)
+    pd.DataFrame(fid).to_csv(f"{out}_fidelity.csv", index=False)
+
+    # the removal check first (it retrains): the model-based baselines below are LDS only
+    if not args.no_removal:
+        fractions = bt.truth(bt.utilities[0]).fractions
+        keep = set(args.removal_utilities or bt.utilities)
+        model = {m[0] for m in MODEL} | {"sparsified FT Shapley (KernelSHAP, FT game)"}
+        game_rankings = {k: v for k, v in rankings.items() if k[0] in keep and k[1] not in model}
+        prefetch_removal(bt, list(game_rankings.values()), fractions, args.n_random,
+                         args.removal_train_seeds)
+        for (u, label), values in game_rankings.items():
+            df = topk_removal(values, bt.truth(u).removal_game, fractions, n_random=args.n_random, seed=0)
+            removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
+        pd.DataFrame(removal).to_csv(f"{out}_removal.csv", index=False)
+
     if args.model_baselines:
         u0 = bt.utilities[0]
         for label, name, params in MODEL:
@@ -196,19 +213,6 @@ def main(argv=None):
             run(label, "kernelshap", ft, args.finetune_budget, args.seeds[0], u, bt.truth(u))
     pd.DataFrame(lds).to_csv(f"{out}_lds.csv", index=False)
     pd.DataFrame(cost).to_csv(f"{out}_cost.csv", index=False)
-    pd.DataFrame(fid).to_csv(f"{out}_fidelity.csv", index=False)
-
-    if not args.no_removal:
-        fractions = bt.truth(bt.utilities[0]).fractions
-        keep = set(args.removal_utilities or bt.utilities)
-        model = {m[0] for m in MODEL} | {"sparsified FT Shapley (KernelSHAP, FT game)"}
-        game_rankings = {k: v for k, v in rankings.items() if k[0] in keep and k[1] not in model}
-        prefetch_removal(bt, list(game_rankings.values()), fractions, args.n_random,
-                         args.removal_train_seeds)
-        for (u, label), values in game_rankings.items():
-            df = topk_removal(values, bt.truth(u).removal_game, fractions, n_random=args.n_random, seed=0)
-            removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
-        pd.DataFrame(removal).to_csv(f"{out}_removal.csv", index=False)
     write_markdown(args, bt, budget, out, pd.DataFrame(lds), pd.DataFrame(cost), pd.DataFrame(fid),
                    pd.DataFrame(removal))
 
