@@ -144,7 +144,7 @@ def _benchmark_and_export(task, masks, a, table, note):
 
     cases = [c for c in benchmark_cases(a.scale, tasks=[task.name])  # skips judged on this table
              if get_estimator(c.estimator).unsupported(bt.n_players, c.budget, bt.offers) is None]
-    for i, case in enumerate(cases, 1):
+    for i, case in enumerate([] if a.export_only else cases, 1):  # export-only: train nothing
         print(f"[{i}/{len(cases)}] {case.id}", flush=True)
         run_case(case, _task=bt)
     cached = set()
