@@ -273,14 +273,15 @@ def shapley_agreement(values, shapley) -> dict:
 
 
 def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
-                            name: str = "", fallback=None) -> GroundTruth:
+                            name: str = "", fallback=None, test_sets=None) -> GroundTruth:
     """The one ground-truth builder: a coalition table plus alphas.
 
     ``table`` is a :class:`~surrogateshap.table.CoalitionTable`. With every coalition
     for at least one seed: exact Shapley and Banzhaf values of the seed mean and LDS on
     every coalition keeping int(alpha n) players. With sampled coalitions (a task too
     large to enumerate): no exact values, LDS on the table's retrained test coalitions of
-    that size (an alpha with fewer than 2 is left out). Utilities are per retraining
+    that size (an alpha with fewer than 2 is left out), among ``test_sets[alpha]`` (the
+    protocol's drawn test coalitions) when given. Utilities are per retraining
     seed; the removal game is the seed-mean table, with ``fallback`` (masks ->
     utilities, e.g. retraining through the same cache) for the coalitions it lacks.
     The CLI, the scripts and the benchmark all build the ground truth of a table here.
@@ -293,7 +294,7 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
         other = {"banzhaf": banzhaf_from_table(utilities, n)}
     sets = {}
     for alpha in alphas:
-        masks, utils = table.lds_ground_truth(utility, alpha)
+        masks, utils = table.lds_ground_truth(utility, alpha, (test_sets or {}).get(alpha))
         if len(masks) >= 2:
             sets[alpha] = (masks, utils)
     return GroundTruth(

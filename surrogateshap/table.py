@@ -123,17 +123,22 @@ class CoalitionTable:
                              **dict(zip(self.players, vals))})
         return pd.DataFrame(rows)
 
-    def lds_ground_truth(self, utility: str, alpha: float):
+    def lds_ground_truth(self, utility: str, alpha: float, candidates=None):
         """The test coalitions keeping int(alpha * n) players, and their utilities per seed.
 
         Returns (masks (m, n), utilities (n_seeds, m)). With a complete table the test
-        set is every coalition of that size, not a sample; a table of sampled coalitions
-        gives those of that size that every seed holds (the protocol's retrained test
-        sets; m may be 0 while the table is being built).
+        set is every coalition of that size, not a sample. A table of sampled coalitions
+        gives those of that size that every seed holds: among ``candidates`` (the
+        protocol's drawn test coalitions, kept in draw order) when given, so that other
+        coalitions of that size the table holds (an estimator's, a removal set) never
+        join the test set; m may be 0 while the table is being built.
         """
         k = max(1, int(alpha * self.n_players))
         if self.complete_seeds():
             masks = all_coalitions(self.n_players)
+        elif candidates is not None:
+            masks = np.atleast_2d(np.asarray(candidates, dtype=bool))
+            masks = masks[self.held(masks)] if len(masks) else masks
         else:
             masks = self.coalitions()
         masks = masks[masks.sum(1) == k]

@@ -407,3 +407,26 @@ def test_a_sampled_table_runs_its_selection_by_default(tmp_path):
     finally:
         del suites.BENCHMARK_TASKS["sampled-test"]
         suites.get_benchmark_task.cache_clear()
+
+
+def test_a_sampled_table_s_lds_sets_are_the_drawn_test_coalitions_only():
+    # a removal set or an estimator's coalition of the test size, retrained for every
+    # seed, must not join the LDS test set of a sampled table
+    import pandas as pd
+
+    from surrogateshap.evaluation import ground_truth_from_table
+    from surrogateshap.table import CoalitionTable
+
+    n, rng = 12, np.random.default_rng(3)
+    drawn = sample_test_coalitions(n, 0.5, m=8, seed=1)
+    other = np.zeros((1, n), bool)
+    other[0, :6] = True  # size 6 = int(0.5 n), not drawn
+    assert not any((d == other[0]).all() for d in drawn)
+    rows = [{"coalition": coalition_key(m), "seed": s, "u": float(rng.normal())}
+            for s in (0, 1) for m in [*drawn, other[0]]]
+    table = CoalitionTable(pd.DataFrame(rows), tuple(f"p{i}" for i in range(n)), ("u",))
+    by_size = ground_truth_from_table(table, "u", (0.5,)).lds_sets[0.5][0]
+    assert len(by_size) == 9  # without the protocol's sets: every held coalition of the size
+    masks, utils = ground_truth_from_table(table, "u", (0.5,), test_sets={0.5: drawn}).lds_sets[0.5]
+    np.testing.assert_array_equal(masks, drawn)  # in draw order, the extra one left out
+    assert utils.shape == (2, 8)

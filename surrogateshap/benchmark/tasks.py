@@ -302,7 +302,8 @@ class TableBenchmark(BenchmarkTask):
         except Exception as e:  # noqa: BLE001 - a half-written or foreign table is a skip
             return f"{self.name} retraining table at {path} is unusable: {type(e).__name__}: {e}"
         if not table.complete_seeds():
-            sets = [table.lds_ground_truth(table.utilities[0], a)[0] for a in self.settings.alphas]
+            tests = self._test_sets(table.n_players)
+            sets = [table.lds_ground_truth(table.utilities[0], a, tests.get(a))[0] for a in self.settings.alphas]
             if max(len(m) for m in sets) < 2 or (
                     table.n_players <= self.ENUMERATE_MAX_PLAYERS and len(table.seeds) == 1):
                 counts = {int(s): int(len(g)) for s, g in table.frame.groupby("seed")}
@@ -367,9 +368,18 @@ class TableBenchmark(BenchmarkTask):
             return self._access
         return None
 
+    @staticmethod
+    def _test_sets(n: int) -> dict:
+        """The protocol's drawn LDS test coalitions (what a sampled table's LDS uses)."""
+        from surrogateshap.tasks.ground_truth import lds_test_coalitions
+
+        return lds_test_coalitions(n)
+
     def _make_truth(self, utility):
+        tests = None if self.table.complete_seeds() else self._test_sets(self.table.n_players)
         return ground_truth_from_table(self.table, utility, self.settings.alphas,
-                                       name=f"{self.name}/{utility}", fallback=self._retrain(utility))
+                                       name=f"{self.name}/{utility}", fallback=self._retrain(utility),
+                                       test_sets=tests)
 
 
 def Digits10Benchmark(scale: str = "default", table_path=None) -> TableBenchmark:

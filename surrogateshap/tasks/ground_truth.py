@@ -53,14 +53,10 @@ def lds_ground_truth(table, utility: str, alpha: float, sets=None):
     reference table: the test coalitions that every one of the table's seeds has
     retrained, in draw order. The counterpart of ``CoalitionTable.lds_ground_truth``
     for a table that is not every coalition."""
-    from surrogateshap.game import coalition_key
-
-    masks = lds_test_coalitions(table.n_players, sets)[alpha]
-    held = set.intersection(*(set(table.frame.loc[table.frame["seed"] == s, "coalition"]) for s in table.seeds))
-    masks = masks[[coalition_key(m) in held for m in masks]]
+    masks, utils = table.lds_ground_truth(utility, alpha, lds_test_coalitions(table.n_players, sets)[alpha])
     if len(masks) == 0:
         raise ValueError(f"the table holds none of the alpha = {alpha} test coalitions for all its seeds")
-    return masks, np.stack([table.values(masks, utility, seed=s) for s in table.seeds])
+    return masks, utils
 
 
 def ground_truth_coalitions(n: int, sets=None, loo: bool = True) -> np.ndarray:
