@@ -428,7 +428,8 @@ class ProxyGame(Game):
     """SurrogateSHAP's proxy game over the one full-data model.
 
     mode="stats": mix the per-unit sample-bank statistics with weights pi_S over units
-    (``task.unit_weights``; no images touched; batched over coalitions: see ``scripts/proxy_cost.py``). mode="regenerate": generate
+    (``task.unit_weights``; no images touched; batched over coalitions: see
+    ``scripts/proxy_cost.py``). mode="regenerate": generate
     ``config.n_samples`` fresh samples per coalition (the paper's protocol; slow),
     kept to show both agree within sampling error.
     """
