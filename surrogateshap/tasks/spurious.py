@@ -80,7 +80,7 @@ class SpuriousSitesConfig:
     guidance: float = 2.0
     sample_steps: int = 20
     n_samples: int = 1000
-    bank_per_label: int = 50  # per (site, class) unit
+    bank_per_label: int = 200  # per (site, class) unit (23,800 images: the proxy's one-off set-up)
     n_modes: int = 20
     featurizer: str = "net"
     models_per_batch: int = 8  # speed only
