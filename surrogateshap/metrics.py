@@ -32,6 +32,7 @@ __all__ = [
     "relative_l2",
     "spearman",
     "topk_recall",
+    "precision_at_k",
     "compare_to_exact",
     "default_topk",
 ]
@@ -359,6 +360,37 @@ def topk_recall(est, exact, k: int) -> float:
     true_top = x >= threshold
     est_top = np.argsort(-e, kind="stable")[:k]
     return float(true_top[est_top].sum()) / k
+
+
+def precision_at_k(values, planted, k: int) -> float:
+    """Fraction of the k highest-valued players that are planted (known true sources,
+    e.g. the sites of a planted spurious correlation).
+
+    ``planted``: player indices, or a boolean mask over the players. Players tied with
+    the k-th largest value share the remaining places equally (the expected precision
+    under a random tie-break), so an attribution gains nothing from player order.
+    """
+    v = _as_values(values)
+    n = v.shape[0]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in 1..{n}; got {k!r}")
+    p = np.asarray(planted)
+    if p.dtype == bool:
+        if p.shape != (n,):
+            raise ValueError(f"planted as a mask needs {n} entries; got shape {p.shape}")
+        is_planted = p
+    else:
+        if p.ndim != 1 or not np.issubdtype(p.dtype, np.integer) and p.size:
+            raise ValueError(f"planted must be player indices or a boolean mask; got {planted!r}")
+        if p.size and (p.min() < 0 or p.max() >= n or len(set(p.tolist())) != p.size):
+            raise ValueError(f"planted must hold distinct player indices in 0..{n - 1}; got {p.tolist()}")
+        is_planted = np.zeros(n, bool)
+        is_planted[p.astype(int)] = True
+    k = int(k)
+    threshold = np.sort(v)[::-1][k - 1]
+    above, tied = v > threshold, v == threshold
+    hits = is_planted[above].sum() + (k - above.sum()) * is_planted[tied].sum() / tied.sum()
+    return float(hits) / k
 
 
 def default_topk(n: int) -> int:

@@ -7,8 +7,12 @@ utilities it offers. From it come:
 - :class:`RetrainingGame`: v(S) = utility of a model trained from scratch on S's data,
   sampled with S's labels in proportion to their data. Expensive; cached on disk.
 - :class:`ProxyGame`: SurrogateSHAP's v_hat(S) = utility of the mixture
-  sum_{y in S} pi_S(y) p_theta(x | y) of the one full-data model, computed from
-  per-label sample-bank statistics (microseconds), or by re-generating per coalition.
+  sum_u pi_S(u) p_theta(x | u) of the one full-data model, computed from
+  per-unit sample-bank statistics (microseconds), or by re-generating per coalition.
+
+A unit is what the model is conditioned on: a label (digits10, fashion-animal20: unit =
+label = contributor), a (label, contributor) pair, an item's prompt. A task declares
+its units and each item's unit; pi_S(u) = the share of S's items whose unit is u.
 
 The empty coalition has no data and no model. Both games define
 v(empty) = utility of the model's prior (standard Gaussian noise clipped to the data
@@ -61,7 +65,9 @@ class DiffusionTask(ABC):
 
     Subclasses set ``name``, ``players``, ``item_contributor`` (contributor index of
     every training item), ``utilities`` and ``config`` (a dataclass with scale
-    presets), and implement training, sampling and statistics.
+    presets), and implement training, sampling and statistics. A task conditioned on
+    something other than its contributors also overrides ``units`` and ``item_unit``
+    (the unit index of every item); by default unit = contributor.
     """
 
     name: str = ""
@@ -99,6 +105,41 @@ class DiffusionTask(ABC):
             raise ValueError("the empty coalition has no data proportions")
         return c / c.sum()
 
+    # --- conditioning units ------------------------------------------------------
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Names of the conditioning units (the sample banks); by default the players."""
+        return self.players
+
+    @property
+    def item_unit(self) -> np.ndarray:
+        """(n_items,) unit index of each training item; by default its contributor."""
+        return self.item_contributor
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    def unit_counts(self) -> np.ndarray:
+        """(n_players, n_units) number of items of each contributor with each unit."""
+        out = np.zeros((self.n_players, self.n_units), dtype=np.int64)
+        np.add.at(out, (self.item_contributor, self.item_unit), 1)
+        return out
+
+    def unit_weights(self, masks) -> np.ndarray:
+        """(m, n_units) mixture weights of coalitions ``masks`` (none empty): the share of
+        each coalition's items with unit u. With unit = contributor this is pi_S."""
+        masks = np.atleast_2d(np.asarray(masks, dtype=bool))
+        w = masks.astype(np.int64) @ self.unit_counts()
+        total = w.sum(1, keepdims=True)
+        if (total == 0).any():
+            raise ValueError("the empty coalition has no data proportions")
+        return w / total
+
+    def unit_proportions(self, mask) -> np.ndarray:
+        """pi_S over units for one coalition (what its samples are conditioned on)."""
+        return self.unit_weights(np.asarray(mask, dtype=bool)[None])[0]
+
     #: config fields that change how fast, not what, is computed (kept out of cache keys)
     execution_fields: tuple[str, ...] = ("models_per_batch", "device", "cpus_per_job", "gpus_per_job",
                                          "memory_per_job")
@@ -115,12 +156,12 @@ class DiffusionTask(ABC):
 
     @abstractmethod
     def bank_stats(self) -> list[LabelStats]:
-        """Per-contributor statistics of the full-data model's sample bank."""
+        """Per-unit statistics of the full-data model's sample bank (one per unit)."""
 
     @abstractmethod
     def regenerate_stats(self, mask, seed: int) -> LabelStats:
         """Statistics of freshly generated samples of the full model for coalition
-        ``mask`` (labels in proportion pi_S): the paper's per-coalition protocol."""
+        ``mask`` (units in proportion pi_S): the paper's per-coalition protocol."""
 
     @abstractmethod
     def real_stats(self) -> LabelStats:
@@ -386,8 +427,9 @@ def _bank_job(task_ref):
 class ProxyGame(Game):
     """SurrogateSHAP's proxy game over the one full-data model.
 
-    mode="stats": mix the per-label sample-bank statistics with weights pi_S (no
-    images touched; batched over coalitions: see ``scripts/proxy_cost.py``). mode="regenerate": generate
+    mode="stats": mix the per-unit sample-bank statistics with weights pi_S over units
+    (``task.unit_weights``; no images touched; batched over coalitions: see
+    ``scripts/proxy_cost.py``). mode="regenerate": generate
     ``config.n_samples`` fresh samples per coalition (the paper's protocol; slow),
     kept to show both agree within sampling error.
     """
@@ -414,6 +456,9 @@ class ProxyGame(Game):
             else:
                 bank = self.executor.map(_bank_job, [(self.executor.task_ref(self.task),)],
                                          self._resources())[0]
+            if len(bank) != self.task.n_units:
+                raise ValueError(f"{self.task.name}: {len(bank)} bank statistics for "
+                                 f"{self.task.n_units} units")
             self._bank = StatsBank(bank, self.task.real_stats())
             self._empty = utility_from_stats(self.utility, self.task.empty_stats(), self.task.real_stats())
 
@@ -422,8 +467,7 @@ class ProxyGame(Game):
         out = np.full(len(masks), self._empty)
         some = masks.any(1)
         if self.mode == "stats":
-            w = masks[some] * self.task.counts()
-            out[some] = self._bank.utility(self.utility, w / w.sum(1, keepdims=True))
+            out[some] = self._bank.utility(self.utility, self.task.unit_weights(masks[some]))
         else:
             real = self.task.real_stats()
             ref = self.executor.task_ref(self.task)

@@ -8,8 +8,10 @@ its settings (see :func:`surrogateshap.tasks.families.make_family`), the featuri
 (field ``featurizer``: "net" = the project's classifier trained on the task's real
 images, "inception" = FID Inception-v3 from the local file ``inception_weights``),
 and the evaluation sizes (``guidance``, ``n_samples``, ``bank_per_label``, ``n_modes``).
-Utilities: -FID, Inception Score and coverage from per-label sufficient statistics
-(:mod:`surrogateshap.tasks.statistics`).
+Utilities: -FID, Inception Score and coverage from per-unit sufficient statistics
+(:mod:`surrogateshap.tasks.statistics`). The model is conditioned on the dataset's
+labels: contributors by default, or the dataset's ``units`` (e.g. (class, brand)
+pairs); a task adds per-sample scores of its own utilities in ``sample_scores``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def resolve_device(name: str):
 
 
 class ImageTask(DiffusionTask):
-    """Contributors = classes of an image dataset; one class-conditional model per coalition."""
+    """Contributors of an image dataset; one label-conditional model per coalition
+    (labels = contributors unless the dataset names other units)."""
 
     utilities = UTILITIES
     config_cls = None
@@ -84,7 +87,7 @@ class ImageTask(DiffusionTask):
         from surrogateshap.tasks.families import make_family
 
         name = getattr(self.config, "family", self.family_name)
-        return make_family(name, self.config, self.dataset.shape, self.n_players)
+        return make_family(name, self.config, self.dataset.shape, self.n_units)
 
     @cached_property
     def _data(self):
@@ -96,7 +99,17 @@ class ImageTask(DiffusionTask):
 
     @property
     def item_contributor(self) -> np.ndarray:
-        return self._data[1].numpy()
+        ds = self.dataset
+        return ds.labels if ds.contributors is None else ds.contributors
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        ds = self.dataset
+        return tuple(ds.players if ds.units is None else ds.units)
+
+    @property
+    def item_unit(self) -> np.ndarray:
+        return self.dataset.labels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -116,7 +129,7 @@ class ImageTask(DiffusionTask):
         digest = hashlib.sha1(np.ascontiguousarray(ds.images).tobytes()).hexdigest()[:12]
         cache = self.cache_dir / "featurenets" / f"{self.name}-{digest}.pt"
         return NetFeaturizer.load_or_train(self.feature_net_path, cache, ds.images, ds.labels,
-                                           n_classes=self.n_players)
+                                           n_classes=self.n_units)
 
     @property
     def feature_net(self):
@@ -135,23 +148,31 @@ class ImageTask(DiffusionTask):
         km = KMeans(self.config.n_modes, n_init=4, random_state=0).fit(f)
         return km.cluster_centers_
 
-    def stats_of(self, images) -> LabelStats:
+    def stats_of(self, images, units=None) -> LabelStats:
+        """Statistics of images; ``units`` (the unit each was generated for) feeds the
+        task's per-sample scores."""
         f, logits = self.features(images)
-        return stats_from_features(f, logits, self._centroids)
+        return stats_from_features(f, logits, self._centroids, self.sample_scores(images, f, units))
+
+    def sample_scores(self, images, feats, units) -> dict:
+        """Per-sample scores (name -> (n,)) a task's own utilities mix; none here."""
+        return {}
 
     def real_stats(self) -> LabelStats:
         if not hasattr(self, "_real"):
-            self._real = self.stats_of(self.dataset.images)
+            self._real = self.stats_of(self.dataset.images, self.item_unit)
         return self._real
 
     def empty_stats(self) -> LabelStats:
-        """The noise prior: standard-normal images clipped to [-1, 1]."""
+        """The noise prior: standard-normal images clipped to [-1, 1] (asked for the full
+        data's units in proportion)."""
         import torch
 
         g = torch.Generator().manual_seed(12345)
         dim = int(np.prod(self.image_shape))
         noise = torch.randn(self.config.n_samples, dim, generator=g).clamp(-1, 1)
-        return self.stats_of(noise.reshape(-1, *self.image_shape))
+        units = self._coalition_labels(np.ones(self.n_players, bool))
+        return self.stats_of(noise.reshape(-1, *self.image_shape), units)
 
     # --- training and sampling --------------------------------------------------
     def denoiser_config(self):
@@ -176,8 +197,9 @@ class ImageTask(DiffusionTask):
         return self.family.sample(model, labels, seed=seed, guidance=g)
 
     def _coalition_labels(self, mask) -> np.ndarray:
-        counts = allocate_counts(self.config.n_samples, self.proportions(mask))
-        return np.repeat(np.arange(self.n_players), counts)
+        """The units of a coalition's ``n_samples`` samples, in proportion pi_S."""
+        counts = allocate_counts(self.config.n_samples, self.unit_proportions(mask))
+        return np.repeat(np.arange(self.n_units), counts)
 
     def finetune_stats(self, masks, seed: int, init: dict, keep: dict, steps: int, lr: float):
         """Fine-tune ``init`` (a one-model state dict, e.g. the pruned full model) on each
@@ -197,7 +219,7 @@ class ImageTask(DiffusionTask):
                                 init=init, keep=keep)
         labels = np.stack([self._coalition_labels(m) for m in masks])
         imgs = self.sample(model, labels, seed=[coalition_seed(seed + 1000, m) for m in masks])
-        return [self.stats_of(imgs[k]) for k in range(len(masks))]
+        return [self.stats_of(imgs[k], labels[k]) for k in range(len(masks))]
 
     def model_access(self, items=None, shuffle: bool = False):
         """The full model for model-based estimators (TRAK, influence, similarity);
@@ -222,7 +244,7 @@ class ImageTask(DiffusionTask):
         model = self.train(masks, seed)
         labels = np.stack([self._coalition_labels(m) for m in masks])
         imgs = self.sample(model, labels, seed=[coalition_seed(seed + 1000, m) for m in masks])
-        return [self.stats_of(imgs[k]) for k in range(len(masks))]
+        return [self.stats_of(imgs[k], labels[k]) for k in range(len(masks))]
 
     # --- the full model and the proxy's sample bank -----------------------------
     @cached_property
@@ -244,12 +266,13 @@ class ImageTask(DiffusionTask):
 
     def bank_stats(self) -> list[LabelStats]:
         if not hasattr(self, "_banks"):
-            B = self.config.bank_per_label
-            labels = np.repeat(np.arange(self.n_players), B)[None]
-            imgs = self.sample(self.full_model, labels, seed=777)[0]
-            self._banks = [self.stats_of(imgs[i * B : (i + 1) * B]) for i in range(self.n_players)]
+            B = self.config.bank_per_label  # per unit
+            labels = np.repeat(np.arange(self.n_units), B)
+            imgs = self.sample(self.full_model, labels[None], seed=777)[0]
+            self._banks = [self.stats_of(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B])
+                           for i in range(self.n_units)]
         return self._banks
 
     def regenerate_stats(self, mask, seed: int) -> LabelStats:
-        labels = self._coalition_labels(np.asarray(mask, bool))[None]
-        return self.stats_of(self.sample(self.full_model, labels, seed=seed)[0])
+        labels = self._coalition_labels(np.asarray(mask, bool))
+        return self.stats_of(self.sample(self.full_model, labels[None], seed=seed)[0], labels)

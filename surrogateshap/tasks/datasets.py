@@ -3,8 +3,8 @@
 Every loader reads local files only (nothing downloads) and fails with one
 :class:`DataMissingError` naming the file, and the package that ships it, when they are
 absent. An :class:`ImageDataset` holds images as float32 (N, C, H, W) in [-1, 1], the
-conditioning label of each item (= its contributor: one player per class), and the
-players' names.
+conditioning label of each item (= its contributor: one player per class, unless the
+dataset names its ``units`` and ``contributors``), and the players' names.
 
 Sources:
 - scikit-learn's bundled 8x8 digits (``digits``);
@@ -54,19 +54,37 @@ class DataMissingError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images (N, C, H, W) float32 in [-1, 1]; ``labels`` (N,) = contributor index."""
+    """Images (N, C, H, W) float32 in [-1, 1]; ``labels`` (N,) = conditioning label.
+
+    By default a label is a contributor index. A dataset whose conditioning units are
+    not its contributors (a garment type of one brand, a site) names them in ``units``
+    (``labels`` index them) and gives each item's contributor in ``contributors``;
+    ``classes`` optionally records the class each item shows.
+    """
 
     name: str
     images: np.ndarray
     labels: np.ndarray
     players: tuple[str, ...]
+    units: tuple[str, ...] | None = None
+    contributors: np.ndarray | None = None
+    classes: np.ndarray | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or len(self.images) != len(self.labels):
             raise ValueError(f"{self.name}: need images (N, C, H, W) and N labels, got "
                              f"{self.images.shape} and {self.labels.shape}")
-        if self.labels.min() < 0 or self.labels.max() >= len(self.players):
-            raise ValueError(f"{self.name}: labels must lie in 0..{len(self.players) - 1}")
+        n_labels = len(self.players if self.units is None else self.units)
+        if self.labels.min() < 0 or self.labels.max() >= n_labels:
+            raise ValueError(f"{self.name}: labels must lie in 0..{n_labels - 1}")
+        if (self.units is None) != (self.contributors is None):
+            raise ValueError(f"{self.name}: give both units and contributors, or neither")
+        if self.contributors is not None:
+            c = self.contributors
+            if c.shape != self.labels.shape or c.min() < 0 or c.max() >= len(self.players):
+                raise ValueError(f"{self.name}: contributors must be N indices in 0..{len(self.players) - 1}")
+        if self.classes is not None and self.classes.shape != self.labels.shape:
+            raise ValueError(f"{self.name}: classes must hold one entry per item")
 
     @property
     def shape(self) -> tuple[int, int, int]:

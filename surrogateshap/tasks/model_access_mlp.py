@@ -59,8 +59,8 @@ class MLPModelAccess(ModelAccess):
     def generate(self, n, seed, path=False):
         from surrogateshap.tasks.base import allocate_counts
 
-        counts = allocate_counts(int(n), self.task.proportions(np.ones(self.n_players, bool)))
-        labels = torch.as_tensor(np.repeat(np.arange(self.n_players), counts))
+        counts = allocate_counts(int(n), self.task.unit_proportions(np.ones(self.n_players, bool)))
+        labels = torch.as_tensor(np.repeat(np.arange(self.task.n_units), counts))
         from surrogateshap.tasks.diffusion import ddim_sample
 
         c = self.task.config

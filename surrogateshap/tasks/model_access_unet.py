@@ -54,8 +54,8 @@ class UNetModelAccess(ModelAccess):
         if path:
             raise NotImplementedError("the unet family does not record sampling paths "
                                       "(Journey-TRAK needs them; use the mlp family)")
-        counts = allocate_counts(int(n), self.task.proportions(np.ones(self.n_players, bool)))
-        labels = np.repeat(np.arange(self.n_players), counts)
+        counts = allocate_counts(int(n), self.task.unit_proportions(np.ones(self.n_players, bool)))
+        labels = np.repeat(np.arange(self.task.n_units), counts)
         images = self.task.sample(self.task.full_model, labels[None], seed=int(seed))[0]
         return Generated(torch.as_tensor(images).cpu(), torch.as_tensor(labels))
 

@@ -1,15 +1,18 @@
-"""Image utilities with per-label sufficient statistics.
+"""Image utilities with per-unit sufficient statistics.
 
-A mixture of per-label sample banks, sum_y pi(y) p(x | y), has feature mean
-sum_y pi_y mu_y and second moment sum_y pi_y E_y[f f^T]; its mean class posterior is
-sum_y pi_y pbar_y; and so on. So a coalition's utility (FID, Inception Score,
-coverage) is computed from per-label statistics in microseconds, never touching images.
+A mixture of per-unit sample banks, sum_u pi(u) p(x | u) (a unit is what the model is
+conditioned on: a label, a (label, contributor) pair, a prompt), has feature mean
+sum_u pi_u mu_u and second moment sum_u pi_u E_u[f f^T]; its mean class posterior is
+sum_u pi_u pbar_u; and so on. So a coalition's utility (FID, Inception Score,
+coverage) is computed from per-unit statistics in microseconds, never touching images.
+A task's own per-sample scores (a fidelity distance, a detector's output) mix the same
+way, as their means (``LabelStats.scores``).
 Pooled-image versions use torchmetrics, to check the statistics against.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +26,7 @@ __all__ = [
     "utility_from_stats",
     "register_utility",
     "available_utilities",
+    "bank_score",
 ]
 
 UTILITIES = ("neg_fid", "inception_score", "coverage")
@@ -38,9 +42,10 @@ def register_utility(name: str):
     """Decorator registering a utility computed from mixed sufficient statistics.
 
     ``fn(bank: StatsBank, weights: np.ndarray (m, L)) -> np.ndarray (m,)``, higher is
-    better; the bank holds per-label ``mean``, ``second`` (flattened d x d), ``pbar``,
-    ``neg_entropy``, ``modes``, ``count`` and the ``real`` statistics. A task lists the
-    utility by name (``utilities=``).
+    better; the bank holds per-unit ``mean``, ``second`` (flattened d x d), ``pbar``,
+    ``neg_entropy``, ``modes``, ``count``, ``scores`` (name -> (L,) per-unit means of a
+    task's per-sample scores) and the ``real`` statistics. A task lists the utility by
+    name (``utilities=``).
     """
 
     def deco(fn):
@@ -66,12 +71,16 @@ class LabelStats:
     neg_entropy: float  # E_x[sum_y p(y|x) log p(y|x)]
     modes: np.ndarray  # (k,) fraction of samples nearest each real-data mode
     count: int = 0
+    #: means of a task's per-sample scores (name -> float); they mix linearly
+    scores: dict = field(default_factory=dict)
 
     def cov(self) -> np.ndarray:
         return self.second - np.outer(self.mean, self.mean)
 
 
-def stats_from_features(feats: np.ndarray, logits: np.ndarray, centroids: np.ndarray) -> LabelStats:
+def stats_from_features(feats: np.ndarray, logits: np.ndarray, centroids: np.ndarray,
+                        scores: dict | None = None) -> LabelStats:
+    """``scores``: optional name -> (n,) per-sample values, kept as their means."""
     feats = np.asarray(feats, dtype=np.float64)
     logits = np.asarray(logits, dtype=np.float64)
     if len(feats) == 0:
@@ -89,7 +98,23 @@ def stats_from_features(feats: np.ndarray, logits: np.ndarray, centroids: np.nda
         neg_entropy=float((p * logp).sum(1).mean()),
         modes=modes,
         count=len(feats),
+        scores={k: float(np.mean(_per_sample(k, v, len(feats)))) for k, v in (scores or {}).items()},
     )
+
+
+def _per_sample(name, values, n) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (n,):
+        raise ValueError(f"score {name!r} needs one value per sample ({n}), got shape {v.shape}")
+    return v
+
+
+def _score_keys(stats: list[LabelStats]) -> list[str]:
+    keys = sorted(stats[0].scores)
+    for s in stats:
+        if sorted(s.scores) != keys:
+            raise ValueError(f"statistics disagree on their scores: {keys} vs {sorted(s.scores)}")
+    return keys
 
 
 def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
@@ -106,6 +131,7 @@ def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
         neg_entropy=float(sum(wi * s.neg_entropy for wi, s in zip(w, stats))),
         modes=sum(wi * s.modes for wi, s in zip(w, stats)),
         count=int(sum(s.count for wi, s in zip(w, stats) if wi > 0)),
+        scores={k: float(sum(wi * s.scores[k] for wi, s in zip(w, stats))) for k in _score_keys(stats)},
     )
 
 
@@ -140,7 +166,7 @@ def _fid_batch(mu, cov, mu_r, cov_r, sqrt_r) -> np.ndarray:
 
 
 class StatsBank:
-    """Per-label statistics stacked into arrays: utilities of many mixtures at once.
+    """Per-unit statistics stacked into arrays: utilities of many mixtures at once.
 
     ``utility(name, weights)`` takes mixture weights (m, L) (rows summing to 1) and
     returns m utilities; the mixture of the labels with non-zero weight has the pooled
@@ -149,7 +175,7 @@ class StatsBank:
 
     def __init__(self, stats: list[LabelStats], real: LabelStats):
         if not stats:
-            raise ValueError("need at least one label's statistics")
+            raise ValueError("need at least one unit's statistics")
         self.mean = np.stack([s.mean for s in stats])
         d = self.mean.shape[1]
         self.second = np.stack([s.second for s in stats]).reshape(len(stats), d * d)
@@ -157,6 +183,7 @@ class StatsBank:
         self.neg_entropy = np.array([s.neg_entropy for s in stats])
         self.modes = np.stack([s.modes for s in stats])
         self.count = np.array([s.count for s in stats], dtype=float)
+        self.scores = {k: np.array([s.scores[k] for s in stats]) for k in _score_keys(stats)}
         self.real = real
         self._cov_r = _unbiased_cov(real.second, real.mean, real.count)
         self._sqrt_r = _psd_sqrt(self._cov_r)
@@ -189,6 +216,29 @@ def _inception_score(bank: StatsBank, w: np.ndarray) -> np.ndarray:
 @register_utility("coverage")
 def _coverage(bank: StatsBank, w: np.ndarray) -> np.ndarray:
     return np.minimum(w @ bank.modes, bank.real.modes).sum(1)
+
+
+def bank_score(bank: StatsBank, name: str) -> np.ndarray:
+    """(L,) per-unit means of score ``name``; a clear error when the task computed none."""
+    if name not in bank.scores:
+        raise KeyError(f"the statistics carry no score {name!r} (they have {sorted(bank.scores)}); "
+                       "the task's stats_of must compute it")
+    return bank.scores[name]
+
+
+@register_utility("diversity")
+def _diversity(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of the samples' histogram over the k-means modes of the real
+    features: the paper's diversity (20 clusters where a task sets n_modes = 20)."""
+    p = w @ bank.modes
+    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(1)
+
+
+@register_utility("neg_fidelity")
+def _neg_fidelity(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    """Minus the mean per-sample distance to the training images of the sample's unit
+    (score ``fidelity_dist``, computed by the task): lower distance, higher utility."""
+    return -(w @ bank_score(bank, "fidelity_dist"))
 
 
 def utility_from_stats(name: str, gen: LabelStats, real: LabelStats) -> float:
