@@ -128,6 +128,9 @@ def main(argv=None):
     p.add_argument("--removal-seed", type=int, default=0)
     p.add_argument("--n-random", type=int, default=5)
     p.add_argument("--no-removal", action="store_true")
+    p.add_argument("--removal-game-seeds", type=int, nargs="+", default=None,
+                   help="retraining seeds the removal game averages (default every seed of the "
+                        "table, the ground truth's seed mean)")
     p.add_argument("--removal-train-seeds", type=int, nargs="+", default=None,
                    help="retraining seeds to train the removal sets for first (default every "
                         "seed of the table; a second process can take another seed)")
@@ -193,7 +196,12 @@ def main(argv=None):
         prefetch_removal(bt, list(game_rankings.values()), fractions, args.n_random,
                          args.removal_train_seeds)
         for (u, label), values in game_rankings.items():
-            df = topk_removal(values, bt.truth(u).removal_game, fractions, n_random=args.n_random, seed=0)
+            game = bt.truth(u).removal_game
+            if args.removal_game_seeds:
+                seeds = args.removal_game_seeds
+                game = bt.table.game(u, seed=seeds[0], fallback=bt._retrain(u, seeds)) if len(seeds) == 1 \
+                    else bt._retrain(u, seeds)
+            df = topk_removal(values, game, fractions, n_random=args.n_random, seed=0)
             removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
         pd.DataFrame(removal).to_csv(f"{out}_removal.csv", index=False)
 
@@ -249,7 +257,9 @@ def write_markdown(args, bt, budget, out, lds, cost, fid, removal):
             if len(r):
                 r = r.assign(top=r["top"].round(3), bottom=r["bottom"].round(3),
                              random=[f"{m:.3f} ± {d:.3f}" for m, d in zip(r["random_mean"], r["random_std"])])
-                lines += [f"## {u}: removal (v(N minus removed) - v(N), seed-mean retraining; "
+                on = ("seed-mean retraining" if not args.removal_game_seeds else
+                      f"retraining seed(s) {' '.join(map(str, args.removal_game_seeds))}")
+                lines += [f"## {u}: removal (v(N minus removed) - v(N), {on}; "
                           f"ranking of estimator seed {args.removal_seed})", "",
                           r[["estimator", "fraction", "k", "top", "bottom", "random"]].to_markdown(index=False), ""]
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
