@@ -118,7 +118,7 @@ def test_unit_weighting_equals_pooling_the_coalitions_samples():
 
 
 def test_default_units_are_contributors_and_weights_are_pi_s():
-    from tests.fake_tasks import FakeTask
+    from fake_tasks import FakeTask
 
     task = FakeTask()
     assert task.units == task.players and np.array_equal(task.item_unit, task.item_contributor)
