@@ -19,7 +19,8 @@ _TASKS: dict[str, Callable[..., DiffusionTask]] = {}
 #: built-in task name -> "module:factory", imported on first use
 _BUILTIN = {"digits10": "surrogateshap.tasks.digits:Digits10Task",
             "fashion-animal20": "surrogateshap.tasks.fashion_animal:FashionAnimal20Task",
-            "cifar20": "surrogateshap.tasks.cifar:Cifar20Task"}
+            "cifar20": "surrogateshap.tasks.cifar:Cifar20Task",
+            "clipart-artists": "surrogateshap.tasks.artwork:ClipartArtistsTask"}
 
 
 def register_task(name: str):
