@@ -74,6 +74,8 @@ def test_artbench_artist_per_image(tmp_path):
     starry = next(it for it in data.items if it.path.name.startswith("vincent-van-gogh_the-starry"))
     assert starry.title == "the-starry-night-1889"
     assert starry.prompt == "The starry night 1889, a Post-Impressionism painting by Vincent Van Gogh"
+    cezanne = next(it for it in data.items if it.path.name.startswith("paul-cezanne"))
+    assert cezanne.prompt == "Still life with apples 1895, a Post-Impressionism painting by Paul Cezanne"
     custom = load_artbench(tmp_path, prompt_template="art by {slug}")
     assert custom.prompts[0] == "art by henri-de-toulouse-lautrec"
     assert data.names[0] == "Henri De Toulouse Lautrec"

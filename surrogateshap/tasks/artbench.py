@@ -147,7 +147,7 @@ def load_artbench(data_dir: str | os.PathLike | None = None, split: str = "train
 
     def fill(template, slug, title=""):
         return template.format(artist=artist_display_name(slug), slug=slug,
-                               title=title.replace("-", " ").strip().capitalize())
+                               title=title.replace("-", " ").replace("_", " ").strip().capitalize())
 
     items = tuple(ArtBenchItem(p, pos[a], fill(caption_template, a, t), t) for p, a, t in rows)
     prompts = tuple(fill(prompt_template, a) for a in players)

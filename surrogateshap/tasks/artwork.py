@@ -59,7 +59,7 @@ class ClipartSelection:
     artists: tuple[str, ...]  # its dc:creator
     images: np.ndarray  # float32 (N, 3, size, size), 0..255
     dropped: dict[str, int]  # reason -> number of distinct PNG files dropped for it
-    seconds: dict[str, float]  # index / decode build times (0 on a cache hit is not implied)
+    seconds: dict[str, float]  # time the index and the decode took when they were built
 
 
 def _thumb_ink(images: np.ndarray) -> np.ndarray:

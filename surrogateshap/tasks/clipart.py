@@ -81,7 +81,7 @@ def svg_creator(path: str | os.PathLike) -> str | None:
     # the work's own metadata first (rdf:RDF/cc:Work), then any dc:creator in the file
     creators = root.findall(f".//{_RDF}RDF/{_CC}Work/{_DC}creator") or root.findall(f".//{_DC}creator")
     for c in creators:
-        for tag in (f"{_CC}Agent/{_DC}title", f".//{_DC}title", f".//{_RDF}li"):
+        for tag in (f".//{_DC}title", f".//{_RDF}li"):  # cc:Agent/dc:title, or a Bag / Seq
             hit = c.find(tag)
             if hit is not None and _clean(hit.text):
                 return _clean(hit.text)
