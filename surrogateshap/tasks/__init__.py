@@ -21,7 +21,8 @@ _BUILTIN = {"digits10": "surrogateshap.tasks.digits:Digits10Task",
             "fashion-animal20": "surrogateshap.tasks.fashion_animal:FashionAnimal20Task",
             "cifar20": "surrogateshap.tasks.cifar:Cifar20Task",
             "fashion-brands": "surrogateshap.tasks.fashion_brands:FashionBrandsTask",
-            "spurious-sites": "surrogateshap.tasks.spurious:SpuriousSitesTask"}
+            "spurious-sites": "surrogateshap.tasks.spurious:SpuriousSitesTask",
+            "clipart-artists": "surrogateshap.tasks.artwork:ClipartArtistsTask"}
 
 
 def register_task(name: str):
