@@ -20,14 +20,14 @@ trained on the task's images (shipped in ``surrogateshap/data/``). The dataset c
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from surrogateshap.tasks.composed import DATA_DIR, ImageTask
+from surrogateshap.tasks.composed import DATA_DIR, ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import DataMissingError, ImageDataset
 
 __all__ = ["CLIPART_ARTISTS", "ClipartSelection", "select_clipart", "rank_artists", "select_players",
@@ -147,7 +147,7 @@ def clipart_artists_dataset(per_artist: int | None = 100, size: int = 8, min_ink
 
 
 @dataclass(frozen=True)
-class ClipartArtistsConfig:
+class ClipartArtistsConfig(PresetConfig):
     openclipart_dir: str | None = None  # the install root; None = /usr/share/openclipart
     per_artist: int | None = 100  # cap of images per artist (None = all kept images)
     # 8 px: at 16 px the MLP family ignores the artist (samples' classifier posterior of
@@ -174,19 +174,14 @@ class ClipartArtistsConfig:
     models_per_batch: int = 8  # speed only (not in the config id)
     device: str = "auto"
 
-    @classmethod
-    def preset(cls, scale: str = "default", **overrides) -> "ClipartArtistsConfig":
-        presets = {
-            "ci": dict(per_artist=20, hidden=128, steps=300, n_samples=300, bank_per_label=50,
-                       n_modes=20, models_per_batch=8),
-            "default": {},
-            # the paper's family: a UNet DDPM, guidance 1.4, condition dropout 0.1
-            "paper": dict(size=32, family="unet", steps=5000, batch_size=64, lr=1e-3, guidance=1.4,
-                          n_samples=2000, bank_per_label=500, models_per_batch=1),
-        }
-        if scale not in presets:
-            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
-        return dataclasses.replace(cls(), **{**presets[scale], **overrides})
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "ci": dict(per_artist=20, hidden=128, steps=300, n_samples=300, bank_per_label=50,
+                   n_modes=20, models_per_batch=8),
+        "default": {},
+        # the paper's family: a UNet DDPM, guidance 1.4, condition dropout 0.1
+        "paper": dict(size=32, family="unet", steps=5000, batch_size=64, lr=1e-3, guidance=1.4,
+                      n_samples=2000, bank_per_label=500, models_per_batch=1),
+    }
 
 
 class ClipartArtistsTask(ImageTask):

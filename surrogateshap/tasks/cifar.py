@@ -14,17 +14,17 @@ Presets:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
-from surrogateshap.tasks.composed import ImageTask
+from surrogateshap.tasks.composed import ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import CIFAR20_NAMES, cifar20_dataset
 
 __all__ = ["Cifar20Config", "Cifar20Task"]
 
 
 @dataclass(frozen=True)
-class Cifar20Config:
+class Cifar20Config(PresetConfig):
     data_dir: str | None = None  # folder holding cifar-100-binary/; None = $SURROGATESHAP_DATA
     per_class: int | None = None  # None = all 500
     size: int = 16
@@ -49,19 +49,18 @@ class Cifar20Config:
     models_per_batch: int = 16
     device: str = "auto"
 
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "ci": dict(per_class=100, hidden=128, steps=300, n_samples=200, bank_per_label=100,
+                   n_modes=20, models_per_batch=8),
+        "default": {},
+        "paper": dict(size=32, family="unet", steps=20000, batch_size=128, lr=2e-4, guidance=1.4,
+                      p_uncond=0.1, sample_steps=50, n_samples=10240, bank_per_label=10240 // 20,
+                      featurizer="inception", models_per_batch=1),
+    }
+
     @classmethod
     def preset(cls, scale: str = "default", **overrides) -> "Cifar20Config":
-        presets = {
-            "ci": dict(per_class=100, hidden=128, steps=300, n_samples=200, bank_per_label=100,
-                       n_modes=20, models_per_batch=8),
-            "default": {},
-            "paper": dict(size=32, family="unet", steps=20000, batch_size=128, lr=2e-4, guidance=1.4,
-                          p_uncond=0.1, sample_steps=50, n_samples=10240, bank_per_label=10240 // 20,
-                          featurizer="inception", models_per_batch=1),
-        }
-        if scale not in presets:
-            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
-        cfg = dataclasses.replace(cls(), **{**presets[scale], **overrides})
+        cfg = super().preset(scale, **overrides)
         if cfg.featurizer == "inception" and not cfg.inception_weights:
             raise ValueError(
                 "the Inception featurizer needs inception_weights= the local path of "

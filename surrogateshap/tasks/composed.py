@@ -16,9 +16,11 @@ pairs); a task adds per-sample scores of its own utilities in ``sample_scores``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,6 +32,20 @@ __all__ = ["ImageTask", "DATA_DIR", "resolve_device"]
 
 #: the package's shipped weights (feature networks)
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+class PresetConfig:
+    """Mixin of a frozen task-config dataclass with named scale presets: ``PRESETS``
+    maps a scale to the fields it overrides (a class variable: not a field, so not in
+    the config id)."""
+
+    PRESETS: ClassVar[dict[str, dict]] = {"default": {}}
+
+    @classmethod
+    def preset(cls, scale: str = "default", **overrides):
+        if scale not in cls.PRESETS:
+            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(cls.PRESETS)}")
+        return dataclasses.replace(cls(), **{**cls.PRESETS[scale], **overrides})
 
 
 def resolve_device(name: str):

@@ -14,10 +14,10 @@ score images with the same network.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
-from surrogateshap.tasks.composed import DATA_DIR, ImageTask
+from surrogateshap.tasks.composed import DATA_DIR, ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import digits_dataset
 
 __all__ = ["Digits10Config", "Digits10Task", "FEATURE_NET_PATH"]
@@ -26,7 +26,7 @@ FEATURE_NET_PATH = DATA_DIR / "digits10_featurenet.pt"
 
 
 @dataclass(frozen=True)
-class Digits10Config:
+class Digits10Config(PresetConfig):
     """Model, training and evaluation settings. ``preset(scale)`` gives ci/default/paper.
 
     No ``family`` field: the task's family is the MLP (adding a field would change the
@@ -50,18 +50,13 @@ class Digits10Config:
     gpus_per_job: float = 0.0  # e.g. 1 (or 0.25 to share a GPU) on a Ray cluster with GPUs
     memory_per_job: int = 0  # bytes; 0 = no limit asked
 
-    @classmethod
-    def preset(cls, scale: str = "default", **overrides) -> "Digits10Config":
-        presets = {
-            # hidden 64 stays near noise at this budget; 128 wide, 400 steps is ~2 s a model
-            "ci": dict(steps=400, batch_size=128, n_samples=200, bank_per_label=100,
-                       n_modes=20, models_per_batch=8),
-            "default": {},
-            "paper": dict(steps=3000, n_samples=2000, bank_per_label=2000),
-        }
-        if scale not in presets:
-            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
-        return dataclasses.replace(cls(), **{**presets[scale], **overrides})
+    PRESETS: ClassVar[dict[str, dict]] = {
+        # hidden 64 stays near noise at this budget; 128 wide, 400 steps is ~2 s a model
+        "ci": dict(steps=400, batch_size=128, n_samples=200, bank_per_label=100,
+                   n_modes=20, models_per_batch=8),
+        "default": {},
+        "paper": dict(steps=3000, n_samples=2000, bank_per_label=2000),
+    }
 
 
 class Digits10Task(ImageTask):

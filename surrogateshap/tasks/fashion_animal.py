@@ -16,10 +16,10 @@ measured costs and FIDs of both on the dataset card).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
-from surrogateshap.tasks.composed import DATA_DIR, ImageTask
+from surrogateshap.tasks.composed import DATA_DIR, ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import ANIMAL_CLASSES, FASHION_CLASSES, fashion_animal20_dataset
 
 __all__ = ["FashionAnimal20Config", "FashionAnimal20Task", "FEATURE_NET_PATH"]
@@ -28,7 +28,7 @@ FEATURE_NET_PATH = DATA_DIR / "fashion_animal20_featurenet.pt"
 
 
 @dataclass(frozen=True)
-class FashionAnimal20Config:
+class FashionAnimal20Config(PresetConfig):
     per_class: int = 300
     size: int = 16
     family: str = "mlp"
@@ -53,19 +53,14 @@ class FashionAnimal20Config:
     models_per_batch: int = 8  # speed only (not in the config id); small chunks reach the cache sooner
     device: str = "auto"
 
-    @classmethod
-    def preset(cls, scale: str = "default", **overrides) -> "FashionAnimal20Config":
-        presets = {
-            "ci": dict(per_class=100, hidden=128, steps=400, n_samples=200, bank_per_label=100,
-                       n_modes=20, models_per_batch=8),
-            "default": {},
-            # the paper's model family: a UNet DDPM with guidance 1.4 and p_uncond 0.1
-            "paper": dict(family="unet", steps=3000, batch_size=64, lr=1e-3, guidance=1.4,
-                          n_samples=2000, bank_per_label=1000, models_per_batch=1),
-        }
-        if scale not in presets:
-            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
-        return dataclasses.replace(cls(), **{**presets[scale], **overrides})
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "ci": dict(per_class=100, hidden=128, steps=400, n_samples=200, bank_per_label=100,
+                   n_modes=20, models_per_batch=8),
+        "default": {},
+        # the paper's model family: a UNet DDPM with guidance 1.4 and p_uncond 0.1
+        "paper": dict(family="unet", steps=3000, batch_size=64, lr=1e-3, guidance=1.4,
+                      n_samples=2000, bank_per_label=1000, models_per_batch=1),
+    }
 
 
 class FashionAnimal20Task(ImageTask):

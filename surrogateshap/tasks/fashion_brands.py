@@ -19,14 +19,14 @@ so its features see both the garment and the brand's signature.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import cached_property
 
 import numpy as np
 
 from surrogateshap.tasks.base import allocate_counts
-from surrogateshap.tasks.composed import ImageTask
+from surrogateshap.tasks.composed import ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import FASHION_CLASSES, ImageDataset, load_fashion_mnist, resize
 
 __all__ = ["FashionBrandsConfig", "FashionBrandsTask", "BrandSignature", "brand_signatures",
@@ -115,7 +115,7 @@ def fashion_brands_dataset(n_brands: int = 24, per_brand: int = 100, alpha: floa
 
 
 @dataclass(frozen=True)
-class FashionBrandsConfig:
+class FashionBrandsConfig(PresetConfig):
     n_brands: int = 24
     per_brand: int = 100
     alpha: float = 0.5  # Dirichlet concentration of each brand's garment mix
@@ -143,17 +143,12 @@ class FashionBrandsConfig:
     models_per_batch: int = 8  # speed only
     device: str = "auto"
 
-    @classmethod
-    def preset(cls, scale: str = "default", **overrides) -> "FashionBrandsConfig":
-        presets = {
-            "ci": dict(per_brand=30, hidden=128, steps=300, n_samples=200, bank_per_label=4),
-            "default": {},
-            "paper": dict(family="unet", steps=3000, batch_size=64, lr=1e-3, guidance=1.4,
-                          n_samples=2000, bank_per_label=50, models_per_batch=1),
-        }
-        if scale not in presets:
-            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
-        return dataclasses.replace(cls(), **{**presets[scale], **overrides})
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "ci": dict(per_brand=30, hidden=128, steps=300, n_samples=200, bank_per_label=4),
+        "default": {},
+        "paper": dict(family="unet", steps=3000, batch_size=64, lr=1e-3, guidance=1.4,
+                      n_samples=2000, bank_per_label=50, models_per_batch=1),
+    }
 
 
 class FashionBrandsTask(ImageTask):

@@ -25,17 +25,17 @@ needs a text-to-image pipeline; :func:`load_dermoscopy` and
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from surrogateshap.tasks.base import allocate_counts
-from surrogateshap.tasks.composed import ImageTask
+from surrogateshap.tasks.composed import ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import FASHION_CLASSES, DataMissingError, ImageDataset, load_fashion_mnist, resize
 from surrogateshap.tasks.statistics import StatsBank, bank_score, register_utility
 
@@ -53,7 +53,7 @@ def stamp_marker(images: np.ndarray, size: int = 3) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SpuriousSitesConfig:
+class SpuriousSitesConfig(PresetConfig):
     n_sites: int = 12
     per_site: int = 150
     planted: tuple[int, ...] = (2, 5, 9)  # sites that stamp the marker
@@ -86,17 +86,12 @@ class SpuriousSitesConfig:
     models_per_batch: int = 8  # speed only
     device: str = "auto"
 
-    @classmethod
-    def preset(cls, scale: str = "default", **overrides) -> "SpuriousSitesConfig":
-        presets = {
-            "ci": dict(per_site=60, hidden=128, steps=300, n_samples=200, bank_per_label=10),
-            "default": {},
-            "paper": dict(family="unet", steps=3000, batch_size=64, lr=1e-3, guidance=1.4,
-                          n_samples=2000, bank_per_label=200, models_per_batch=1),
-        }
-        if scale not in presets:
-            raise KeyError(f"unknown scale {scale!r}; choose from {sorted(presets)}")
-        return dataclasses.replace(cls(), **{**presets[scale], **overrides})
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "ci": dict(per_site=60, hidden=128, steps=300, n_samples=200, bank_per_label=10),
+        "default": {},
+        "paper": dict(family="unet", steps=3000, batch_size=64, lr=1e-3, guidance=1.4,
+                      n_samples=2000, bank_per_label=200, models_per_batch=1),
+    }
 
 
 def spurious_sites_dataset(config: SpuriousSitesConfig,
