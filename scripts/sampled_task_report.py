@@ -39,7 +39,7 @@ from scipy.stats import spearmanr
 
 from surrogateshap import get_estimator
 from surrogateshap.benchmark import get_benchmark_task
-from surrogateshap.metrics import lds_summary, topk_removal
+from surrogateshap.metrics import lds_summary, removal_masks, topk_removal
 
 RETRAINING = (("proxy-cv", "proxy-cv"), ("permutation", "permutation"),
               ("KernelSHAP", "kernelshap"), ("Leverage SHAP", "leverageshap"), ("LOO", "loo"))
@@ -88,23 +88,8 @@ def fidelity(bt, utility) -> dict:
 
 def prefetch_removal(bt, rankings, fractions, n_random, seeds=None):
     """Retrain, once and in batches, every removal coalition the table lacks."""
-    n = bt.n_players
-    masks = []
-    for values in rankings:
-        for f in fractions:
-            k = max(1, round(float(f) * n))
-            for order in (np.argsort(-values, kind="stable"), np.argsort(values, kind="stable")):
-                m = np.ones(n, bool)
-                m[order[:k]] = False
-                masks.append(m)
-    rng = np.random.default_rng(0)  # topk_removal(seed=0)'s random sets, same order
-    for f in fractions:
-        k = max(1, round(float(f) * n))
-        for _ in range(n_random):
-            m = np.ones(n, bool)
-            m[rng.choice(n, size=k, replace=False)] = False
-            masks.append(m)
-    masks = np.unique(np.array(masks), axis=0)
+    masks = np.concatenate([removal_masks(v, fractions, n_random, seed=0)[0] for v in rankings])
+    masks = np.unique(masks, axis=0)
     lacking = masks[~bt.table.held(masks)]
     print(f"removal: {len(masks)} coalitions, {len(lacking)} not in the table", flush=True)
     if len(lacking):

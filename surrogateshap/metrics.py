@@ -29,6 +29,7 @@ __all__ = [
     "lds",
     "lds_summary",
     "topk_removal",
+    "removal_masks",
     "relative_l2",
     "spearman",
     "topk_recall",
@@ -241,29 +242,13 @@ def lds_summary(
 # ---------------------------------------------------------------- counterfactual removal
 
 
-def topk_removal(
-    values, game, fractions=(0.1, 0.2, 0.3), n_random: int = 5, seed=0
-) -> pd.DataFrame:
-    """Change in utility when the top, bottom or random k% of players are removed.
-
-    Good values make removing the top players hurt most and the bottom least, with
-    random removal in between. For each fraction, k = max(1, round(fraction * n))
-    (Python's round: halves to even); the top k by value (ties broken by player order),
-    the bottom k and ``n_random`` random k-sets are removed. ``game`` is any callable
-    mapping a boolean (m, n) array to (m,) utilities (a surrogateshap Game is one); it
-    is called once, on all remaining coalitions plus the full one.
-
-    Returns a DataFrame with columns fraction, k, top, bottom, random_mean, random_std,
-    each delta being v(remaining) - v(full). random_std uses ddof=1 (nan for
-    n_random < 2); random_mean is nan for n_random = 0.
-    """
+def removal_masks(values, fractions=(0.1, 0.2, 0.3), n_random: int = 5, seed=0):
+    """The coalitions :func:`topk_removal` evaluates, (masks, plan): row 0 the full
+    coalition; per fraction, the coalition without the top k, without the bottom k, and
+    without each of ``n_random`` random k-sets; ``plan`` = (fraction, k, first row) per
+    fraction. Exposed so the coalitions can be retrained ahead, in one batch."""
     phi = _as_values(values)
     n = phi.shape[0]
-    game_n = getattr(game, "n_players", None)
-    if game_n is not None and game_n != n:
-        raise ValueError(f"values has {n} entries but the game has {game_n} players")
-    if not callable(game):
-        raise TypeError("game must be callable on a boolean (m, n) array")
     fr = np.asarray(fractions, dtype=float).reshape(-1)
     if fr.size == 0 or not ((fr > 0) & (fr <= 1)).all():
         raise ValueError(f"fractions must be non-empty and lie in (0, 1]; got {fractions!r}")
@@ -285,7 +270,32 @@ def topk_removal(
             mask[r] = False
             rows.append(mask)
         plan.append((float(f), k, start))
-    masks = np.stack(rows)
+    return np.stack(rows), plan
+
+
+def topk_removal(
+    values, game, fractions=(0.1, 0.2, 0.3), n_random: int = 5, seed=0
+) -> pd.DataFrame:
+    """Change in utility when the top, bottom or random k% of players are removed.
+
+    Good values make removing the top players hurt most and the bottom least, with
+    random removal in between. For each fraction, k = max(1, round(fraction * n))
+    (Python's round: halves to even); the top k by value (ties broken by player order),
+    the bottom k and ``n_random`` random k-sets are removed. ``game`` is any callable
+    mapping a boolean (m, n) array to (m,) utilities (a surrogateshap Game is one); it
+    is called once, on all remaining coalitions plus the full one.
+
+    Returns a DataFrame with columns fraction, k, top, bottom, random_mean, random_std,
+    each delta being v(remaining) - v(full). random_std uses ddof=1 (nan for
+    n_random < 2); random_mean is nan for n_random = 0.
+    """
+    n = _as_values(values).shape[0]
+    game_n = getattr(game, "n_players", None)
+    if game_n is not None and game_n != n:
+        raise ValueError(f"values has {n} entries but the game has {game_n} players")
+    if not callable(game):
+        raise TypeError("game must be callable on a boolean (m, n) array")
+    masks, plan = removal_masks(values, fractions, n_random, seed)
     util = np.asarray(game(masks), dtype=float).reshape(-1)
     if util.shape[0] != masks.shape[0]:
         raise ValueError(f"game returned {util.shape[0]} utilities for {masks.shape[0]} coalitions")

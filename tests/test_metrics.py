@@ -271,3 +271,19 @@ def test_comparison_undefined_and_bad_input():
         topk_recall(EST, EXACT, 5)
     with pytest.raises(ValueError, match="1-D"):
         spearman(np.ones((2, 2)), EXACT)
+
+
+def test_removal_masks_are_what_topk_removal_evaluates():
+    from surrogateshap.metrics import removal_masks, topk_removal
+
+    phi = np.random.default_rng(4).normal(size=9)
+    seen = []
+
+    def game(m):
+        seen.append(m.copy())
+        return m.sum(1).astype(float)
+
+    topk_removal(phi, game, (0.1, 0.3), n_random=3, seed=7)
+    masks, plan = removal_masks(phi, (0.1, 0.3), n_random=3, seed=7)
+    np.testing.assert_array_equal(seen[0], masks)
+    assert [(k, start) for _, k, start in plan] == [(1, 1), (3, 6)]
