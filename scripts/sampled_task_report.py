@@ -120,6 +120,10 @@ def main(argv=None):
                    help="retraining seeds to train the removal sets for first (default every "
                         "seed of the table; a second process can take another seed)")
     p.add_argument("--model-baselines", action="store_true")
+    p.add_argument("--reuse-model-baselines", action="store_true",
+                   help="with --model-baselines: take the TRAK-family / similarity rows from the "
+                        "earlier run's CSVs at --out instead of recomputing them (they use no "
+                        "retraining, so a grown table does not change them)")
     p.add_argument("--finetune-budget", type=int, default=128,
                    help="with --model-baselines: KernelSHAP coalitions on the fine-tuning game "
                         "(sparsified fine-tuning Shapley; 0 = off)")
@@ -139,6 +143,13 @@ def main(argv=None):
     out = Path(args.out or f"results/{args.task.replace('-', '_')}_report")
     out.parent.mkdir(parents=True, exist_ok=True)
     lds, removal, fid, cost = [], [], [], []
+    reused = []  # read before this run overwrites the CSVs
+    if args.model_baselines and args.reuse_model_baselines:
+        for csv in (f"{out}_lds.csv", f"{out}_cost.csv"):
+            if not Path(csv).exists():
+                raise SystemExit(f"--reuse-model-baselines: {csv} not found (run once without it)")
+            old = pd.read_csv(csv)
+            reused.append(old[old.estimator.isin([m[0] for m in MODEL])].to_dict("records"))
     rankings: dict[tuple[str, str], np.ndarray] = {}
 
     def run(label, name, game, b, seed, u, truth, **params):
@@ -190,7 +201,10 @@ def main(argv=None):
             removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
         pd.DataFrame(removal).to_csv(f"{out}_removal.csv", index=False)
 
-    if args.model_baselines:
+    if args.model_baselines and args.reuse_model_baselines:
+        for rows, old in zip((lds, cost), reused):
+            rows.extend(old)
+    elif args.model_baselines:
         u0 = bt.utilities[0]
         for label, name, params in MODEL:
             att = run(label, name, bt.game(u0, "proxy"), 0, args.seeds[0], u0, bt.truth(u0), **params)
