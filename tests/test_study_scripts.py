@@ -1,0 +1,46 @@
+"""Pieces of the study scripts under scripts/ that their tables rest on."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _script(name):
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("n", [5, 7, 23, 60])
+def test_shard_counts_split_each_artist_without_losing_items(n):
+    shard_counts = _script("players_scale").shard_counts
+    items = np.array([20, 3, 11, 1, 25])
+    counts = shard_counts(np.diag(items), n, seed=0)
+    assert counts.shape == (n, 5)
+    assert ((counts > 0).sum(1) == 1).all()  # a shard belongs to one artist
+    assert (counts.sum(1) > 0).all()  # and is not empty
+    np.testing.assert_array_equal(counts.sum(0), items)  # every item dealt once
+    owner = counts.argmax(1)
+    assert set(owner) == set(range(5))  # every artist keeps at least one shard
+    for a in range(5):  # near-equal shards within an artist
+        sizes = counts[owner == a, a]
+        assert sizes.max() - sizes.min() <= 1
+    if n == 5:
+        np.testing.assert_array_equal(counts, np.diag(items))
+
+
+def test_shard_counts_refuses_impossible_splits():
+    shard_counts = _script("players_scale").shard_counts
+    with pytest.raises(ValueError, match="below"):
+        shard_counts(np.diag([4, 4, 4]), 2)
+    with pytest.raises(ValueError, match="cannot make"):
+        shard_counts(np.diag([1, 2, 1]), 5)
+
+
+def test_spurious_audit_top_k_breaks_ties_by_player_order():
+    top_k = _script("spurious_audit").top_k
+    np.testing.assert_array_equal(top_k([0.1, 0.5, 0.5, -1.0, 0.2], 3), [1, 2, 4])
