@@ -230,7 +230,10 @@ def write_markdown(args, bt, budget, out, lds, cost, fid, removal):
              f"--proxy-budget {args.proxy_budget} --seeds {' '.join(map(str, args.seeds))} "
              f"--retrain-seeds {' '.join(map(str, args.retrain_seeds))}"
              f"{' --removal-utilities ' + ' '.join(args.removal_utilities) if args.removal_utilities else ''}"
-             f"{' --model-baselines' if args.model_baselines else ''}` on the shipped table "
+             f"{' --removal-game-seeds ' + ' '.join(map(str, args.removal_game_seeds)) if args.removal_game_seeds else ''}"
+             f"{' --model-baselines' if args.model_baselines else ''}"
+             f"{' --reuse-model-baselines' if args.model_baselines and args.reuse_model_baselines else ''}"
+             f"{' --finetune-budget ' + str(args.finetune_budget) if args.model_baselines else ''}` on the shipped table "
              f"({len(bt.table.frame)} retrainings). LDS in points (100 x Spearman), mean over "
              "(estimator seed, retraining seed) pairs with 95% interval 1.96 sd / sqrt(k).", "",
              "## Proxy vs retraining (Spearman over the table's coalitions)", "",
