@@ -15,7 +15,8 @@ permutations (its standard error is reported). Per (n, budget, setting, seed):
 relative L2 error and Spearman against the reference, and seconds split into game
 evaluations and SurrogateSHAP's own work (XGBoost fit + interventional TreeSHAP).
 Settings: the published defaults (900 trees, depth 5), paired (antithetic) coalition
-sampling, and a cheaper surrogate (300 trees, learning rate 0.15). Writes --out.md/.csv.
+sampling, and a cheaper surrogate (300 trees, learning rate 0.15); beside them permutation
+sampling and KernelSHAP at the same budget, for scale. Writes --out.md/.csv.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ from surrogateshap import get_estimator
 from surrogateshap.game import Game
 from surrogateshap.tasks import get_task
 
+#: setting -> (estimator, parameters): SurrogateSHAP's settings, then peers at the same budget
 SETTINGS = {
-    "default (900 trees)": {},
-    "paired sampling": {"paired": True},
-    "300 trees, lr 0.15": {"model_params": {"n_estimators": 300, "learning_rate": 0.15}},
+    "default (900 trees)": ("surrogateshap", {}),
+    "paired sampling": ("surrogateshap", {"paired": True}),
+    "300 trees, lr 0.15": ("surrogateshap", {"model_params": {"n_estimators": 300, "learning_rate": 0.15}}),
+    "peer: permutation": ("permutation", {}),
+    "peer: KernelSHAP": ("kernelshap", {}),
 }
 
 
@@ -116,30 +120,30 @@ def main(argv=None):
                      "reference seconds": round(time.perf_counter() - t0, 1)})
         print(refs[-1], flush=True)
         for budget in a.budgets:
-            for label, params in SETTINGS.items():
+            for label, (name, params) in SETTINGS.items():
                 for s in a.seeds:
                     game.seconds = 0.0
                     t0 = time.perf_counter()
-                    att = get_estimator("surrogateshap", **params).estimate(game, budget, seed=s)
+                    att = get_estimator(name, **params).estimate(game, budget, seed=s)
                     total = time.perf_counter() - t0
                     v = np.asarray(att.values)
                     rows.append({"n": n, "budget": budget, "setting": label, "seed": s,
                                  "rel_l2": float(np.linalg.norm(v - ref_v) / np.linalg.norm(ref_v)),
                                  "spearman": float(spearmanr(v, ref_v).statistic),
-                                 "game_seconds": game.seconds, "surrogate_seconds": total - game.seconds})
+                                 "game_seconds": game.seconds, "estimator_seconds": total - game.seconds})
                     print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(f"{a.out}.csv", index=False)
     s = df.groupby(["n", "budget", "setting"], sort=False).agg(
         rel_l2=("rel_l2", "mean"), rel_l2_sd=("rel_l2", "std"), spearman=("spearman", "mean"),
-        surrogate_s=("surrogate_seconds", "mean"), game_s=("game_seconds", "mean")).reset_index()
+        estimator_s=("estimator_seconds", "mean"), game_s=("game_seconds", "mean")).reset_index()
     lines = ["# clipart-artists: SurrogateSHAP's cost and error against the number of players", "",
              f"`python scripts/players_scale.py {' '.join(argv or [])}`".replace(" `", "`"), "",
              f"Utility `{a.utility}` of the proxy game; n > 30 splits each artist into shards "
              "(see the script's docstring). Error against antithetic permutation sampling; "
              f"mean (sd) over seeds {' '.join(map(str, a.seeds))}. Seconds on one thread of this "
-             "machine: surrogate = XGBoost fit + TreeSHAP (everything but the game).", "",
+             "machine: estimator = everything but the game (for SurrogateSHAP, XGBoost fit + TreeSHAP).", "",
              "## Reference per n", "", pd.DataFrame(refs).to_markdown(index=False), "",
              "## Error and cost", "", s.round(4).to_markdown(index=False), ""]
     Path(f"{a.out}.md").write_text("\n".join(lines) + "\n")
