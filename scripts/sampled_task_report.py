@@ -37,20 +37,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from baselines import MODEL_BASELINES as MODEL
 from surrogateshap import get_estimator
 from surrogateshap.benchmark import get_benchmark_task
 from surrogateshap.metrics import lds_summary, removal_masks, topk_removal
 
 RETRAINING = (("proxy-cv", "proxy-cv"), ("permutation", "permutation"),
               ("KernelSHAP", "kernelshap"), ("Leverage SHAP", "leverageshap"), ("LOO", "loo"))
-MODEL = (("TRAK", "trak", {}), ("D-TRAK", "d-trak", {}), ("Journey-TRAK", "journey-trak", {}),
-         ("renormalised IF", "influence", {"score": "renormalized"}),
-         ("relative IF", "influence", {"score": "relative"}),
-         ("gradient similarity, avg", "gradient-similarity", {"reduce": "mean"}),
-         ("gradient similarity, max", "gradient-similarity", {"reduce": "max"}),
-         ("pixel similarity, avg", "similarity", {"space": "pixel", "reduce": "mean"}),
-         ("feature similarity, avg", "similarity", {"space": "feature", "reduce": "mean"}),
-         ("feature similarity, max", "similarity", {"space": "feature", "reduce": "max"}))
 
 
 def lds_rows(label, values, truth, est_seed, extra):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from baselines import MODEL_BASELINES as MODEL
 from surrogateshap import get_estimator
 from surrogateshap.exact import exact_shapley
 from surrogateshap.metrics import precision_at_k
@@ -34,14 +35,6 @@ from surrogateshap.tasks import get_task
 UTILITY = "marker_correlation"
 PROXY = (("SurrogateSHAP", "surrogateshap"), ("permutation", "permutation"),
          ("KernelSHAP", "kernelshap"), ("Leverage SHAP", "leverageshap"))
-MODEL = (("TRAK", "trak", {}), ("D-TRAK", "d-trak", {}), ("Journey-TRAK", "journey-trak", {}),
-         ("renormalised IF", "influence", {"score": "renormalized"}),
-         ("relative IF", "influence", {"score": "relative"}),
-         ("gradient similarity, avg", "gradient-similarity", {"reduce": "mean"}),
-         ("gradient similarity, max", "gradient-similarity", {"reduce": "max"}),
-         ("pixel similarity, avg", "similarity", {"space": "pixel", "reduce": "mean"}),
-         ("feature similarity, avg", "similarity", {"space": "feature", "reduce": "mean"}),
-         ("feature similarity, max", "similarity", {"space": "feature", "reduce": "max"}))
 
 
 def top_k(values, k: int) -> np.ndarray:
