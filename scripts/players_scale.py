@@ -79,18 +79,16 @@ class ShardedProxyGame(Game):
     def __init__(self, proxy, counts: np.ndarray):
         super().__init__(len(counts))
         self.proxy, self.counts, self.seconds = proxy, np.asarray(counts), 0.0
-        proxy._prepare()
+        proxy.utility_of_weights(np.zeros(proxy.task.n_units))  # builds the bank now, not in the timing
 
     chunk = 2048  # coalitions per bank call: the mixture statistics are (m, d, d)
 
     def _evaluate(self, masks):
         t0 = time.perf_counter()
-        out = np.full(len(masks), self.proxy._empty)
-        idx = np.flatnonzero(masks.any(1))
-        for i in range(0, len(idx), self.chunk):
-            part = idx[i : i + self.chunk]
-            w = masks[part].astype(np.int64) @ self.counts
-            out[part] = self.proxy._bank.utility(self.proxy.utility, w / w.sum(1, keepdims=True))
+        out = np.empty(len(masks))
+        for i in range(0, len(masks), self.chunk):
+            part = masks[i : i + self.chunk]
+            out[i : i + self.chunk] = self.proxy.utility_of_weights(part.astype(np.int64) @ self.counts)
         self.seconds += time.perf_counter() - t0
         return out
 

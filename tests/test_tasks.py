@@ -144,6 +144,23 @@ def test_proxy_stats_agree_with_regeneration(task):
     assert stats_game.cost_of(masks) == 0 and regen.cost_of(masks) == 4 * task.config.n_samples
 
 
+def test_proxy_utility_of_weights_is_the_game_on_unit_counts(fast_task):
+    """A study's contributors (shards of units) reach the proxy through unit weights:
+    item counts of a coalition give the game's own value, scaled or not, and zero
+    weights the empty coalition."""
+    proxy = fast_task.proxy_game("neg_fid")
+    masks = np.array([[1] * 10, [1, 1, 0, 0, 1, 0, 0, 0, 0, 0], [0] * 10], bool)
+    counts = masks.astype(np.int64) @ fast_task.unit_counts()
+    np.testing.assert_allclose(proxy.utility_of_weights(counts), proxy(masks), rtol=1e-9)
+    np.testing.assert_allclose(proxy.utility_of_weights(3 * counts), proxy(masks), rtol=1e-9)
+    half = proxy.utility_of_weights(np.eye(10)[[0, 1]].sum(0))[0]  # units 0 and 1 equally
+    assert half != pytest.approx(proxy(masks[1:2])[0])
+    with pytest.raises(ValueError, match="10 columns"):
+        proxy.utility_of_weights(np.ones(9))
+    with pytest.raises(ValueError, match="non-negative"):
+        proxy.utility_of_weights(-np.eye(10)[0])
+
+
 def test_empty_coalition_has_a_defined_value(task):
     proxy = task.proxy_game("neg_fid")
     retrain = task.retraining_game("neg_fid", cache=False)

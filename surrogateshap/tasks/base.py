@@ -462,6 +462,23 @@ class ProxyGame(Game):
             self._bank = StatsBank(bank, self.task.real_stats())
             self._empty = utility_from_stats(self.utility, self.task.empty_stats(), self.task.real_stats())
 
+    def utility_of_weights(self, weights) -> np.ndarray:
+        """The proxy utility of rows of unit weights, e.g. item counts per unit (the
+        bank's units mixed in those proportions: a row is normalised, an all-zero row is
+        the empty coalition). Lets a study value contributors other than the task's own
+        (shards of units, say) without retraining or regenerating anything."""
+        self._prepare()
+        w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        if w.shape[1] != self.task.n_units or (w < 0).any():
+            raise ValueError(f"weights must be non-negative with {self.task.n_units} columns "
+                             f"(one per unit), got shape {w.shape}")
+        total = w.sum(1)
+        out = np.full(len(w), self._empty)
+        some = total > 0
+        if some.any():
+            out[some] = self._bank.utility(self.utility, w[some] / total[some, None])
+        return out
+
     def _evaluate(self, masks):
         self._prepare()
         out = np.full(len(masks), self._empty)
