@@ -117,10 +117,76 @@ def test_artbench_names_and_counts(tmp_path):
     with pytest.raises(DataMissingError, match="5 images by 4 artists; expected 5000 images by 258"):
         ArtBenchConfig.preset("paper", data_dir=str(tmp_path)).load()
     cfg = ArtBenchConfig.preset("paper", data_dir=str(tmp_path), expect_images=5, expect_artists=4)
-    assert len(cfg.load().items) == 5 and cfg.lora_rank == 256
+    assert len(cfg.load().items) == 5 and cfg.rank == 256 and cfg.family == "sd"
     assert any("aesthetic_head" in m for m in cfg.missing_files())
+    assert ArtBenchConfig.preset("default") == ArtBenchConfig.preset("paper")
     with pytest.raises(KeyError, match="paper"):
-        ArtBenchConfig.preset("default")
+        ArtBenchConfig.preset("large")
+
+
+def test_artbench_task_names_its_missing_model_files(tmp_path, monkeypatch):
+    from surrogateshap.tasks import get_task
+
+    for var in ("SURROGATESHAP_SD_PATH", "SURROGATESHAP_CLIP_PATH", "SURROGATESHAP_AESTHETIC_HEAD"):
+        monkeypatch.delenv(var, raising=False)
+    _artbench_fixture(tmp_path)
+    task = get_task("artbench", data_dir=str(tmp_path), expect_images=5, expect_artists=4)
+    assert task.players == ("henri-de-toulouse-lautrec", "louis-valtat", "paul-cezanne", "vincent-van-gogh")
+    reason = task.data_missing()
+    assert "model_path" in reason and "clip_path" in reason and "aesthetic_head" in reason
+    with pytest.raises(DataMissingError, match="model_path"):
+        task.family
+    assert "ArtBench-10 folder" in get_task("artbench", data_dir=str(tmp_path / "none")).data_missing()
+    monkeypatch.setenv("SURROGATESHAP_AESTHETIC_HEAD", str(tmp_path / "head.pth"))  # paths from the environment
+    (tmp_path / "head.pth").write_bytes(b"")
+    task = get_task("artbench", data_dir=str(tmp_path), expect_images=5, expect_artists=4)
+    assert task.config.aesthetic_head == str(tmp_path / "head.pth") and "aesthetic_head" not in task.data_missing()
+
+
+def test_artbench_pipeline_end_to_end_on_tiny_components(tmp_path):
+    """The paper's pipeline on tiny random parts built from config (mechanics, not
+    quality): UNet2DConditionModel, CLIP text encoder and VAE, a few LoRA steps, a tiny
+    bank, one proxy and one retraining-game evaluation, scored by a CLIP vision tower
+    and an aesthetic head read from local files."""
+    torch = pytest.importorskip("torch")
+    for mod in ("diffusers", "transformers", "peft"):
+        pytest.importorskip(mod)
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from surrogateshap.tasks import get_task
+
+    _artbench_fixture(tmp_path / "data")
+    torch.manual_seed(0)
+    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+        patch_size=8, projection_dim=16)).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    torch.save(torch.nn.Linear(16, 1).state_dict(), tmp_path / "head.pth")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        task = get_task("artbench", scale="ci", cache_dir=tmp_path / "cache", data_dir=str(tmp_path / "data"),
+                        clip_path=str(tmp_path / "clip"), aesthetic_head=str(tmp_path / "head.pth"),
+                        n_samples=4, bank_per_unit=2, sample_batch=4, device="cpu")
+        assert task.data_missing() is None and task.n_players == 4
+        # units are the artists: every painting trains on its artist's prompt
+        assert task.units == tuple(f"a Post-Impressionism painting by {a}" for a in
+                                   ("Henri De Toulouse Lautrec", "Louis Valtat", "Paul Cezanne", "Vincent Van Gogh"))
+        gogh = np.array([0, 0, 0, 1], bool)
+        assert task.train_adapter(gogh, 0).info["n_items"] == 2
+        masks = np.array([[1, 0, 1, 1], [0, 0, 0, 0]], bool)
+        proxy = task.proxy_game("aesthetic")(masks)
+        assert len(task.bank().done()) == 4 * 2  # the tiny bank: 2 images per artist
+        retrained = task.retraining_game("aesthetic")(masks[:1])
+        assert np.isfinite(proxy).all() and np.isfinite(retrained).all()
+        assert proxy[1] == pytest.approx(task.score(task.empty_stats())["aesthetic"])
+        rec = task.retraining_game("aesthetic").records(masks[:1])[0]
+        assert rec["aesthetic_q90"] >= rec["aesthetic_q75"] >= rec["aesthetic_q50"]
+        captions = get_task("artbench", scale="ci", cache_dir=tmp_path / "cache", data_dir=str(tmp_path / "data"),
+                            train_prompt="caption")
+        assert captions.n_units == 5 and captions.units[0].endswith("by Henri De Toulouse Lautrec")
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- Openclipart readers -------------------------------------------------------------

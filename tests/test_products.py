@@ -246,16 +246,72 @@ def test_fashion_product_errors_name_the_row_and_the_image(tmp_path):
         load_fashion_product(tmp_path, n_brands=3, fraction=1.0)
 
 
-def test_fashion_product_paper_config_names_missing_files(tmp_path):
-    from surrogateshap.tasks.fashion_product import FashionProductPaperConfig
+def test_fashion_product_paper_config_names_missing_files(tmp_path, monkeypatch):
+    from surrogateshap.tasks.fashion_product import FashionProductConfig
 
-    cfg = FashionProductPaperConfig(data_dir=str(tmp_path), flux_dir=str(tmp_path / "flux"))
-    assert cfg.lora_rank == 128 and cfg.n_brands == 100 and cfg.fraction == 0.25
+    cfg = FashionProductConfig.preset("paper", data_dir=str(tmp_path), model_path=str(tmp_path / "flux"))
+    assert cfg.rank == 128 and cfg.n_brands == 100 and cfg.fraction == 0.25 and cfg.family == "flux"
     with pytest.raises(DataMissingError, match="Fashion Product data folder"):
         cfg.check_files()
     _write_styles(tmp_path, FIXTURE[:2])
-    with pytest.raises(DataMissingError, match="FLUX.1-dev folder.*model_index.json"):
+    with pytest.raises(DataMissingError, match="FLUX.1-dev diffusers folder.*model_index.json"):
         cfg.check_files()
+    assert FashionProductConfig.preset("default") == FashionProductConfig.preset("paper")
+    monkeypatch.setenv("SURROGATESHAP_FLUX_PATH", str(tmp_path / "flux"))
+    monkeypatch.setenv("SURROGATESHAP_DATA", str(tmp_path / "data-root"))
+    env = FashionProductConfig.preset("paper")  # local paths from the environment
+    assert env.model_path == str(tmp_path / "flux") and env.data_folder() == tmp_path / "data-root" / "fashion-product"
+    assert FashionProductConfig.preset("paper", model_path="x").model_path == "x"
+    with pytest.raises(KeyError, match="paper"):
+        FashionProductConfig.preset("large")
+
+
+def test_fashion_product_flux_pipeline_end_to_end_on_tiny_components(tmp_path):
+    """The paper's FLUX + LoRA pipeline on tiny random parts built from config
+    (mechanics, not quality): a brand's LoRA trains on its kept items only, the units
+    are the display names, LPIPS compares a sample with its own prompt's training image,
+    and one proxy and one retraining-game evaluation score both utilities from local
+    weight files."""
+    torch = pytest.importorskip("torch")
+    for mod in ("diffusers", "transformers", "peft"):
+        pytest.importorskip(mod)
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.t2i_metrics import LPIPS
+
+    _write_styles(tmp_path / "data", FIXTURE)
+    torch.manual_seed(0)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+        patch_size=8, projection_dim=16)).eval().save_pretrained(tmp_path / "clip")
+    torch.save({"features." + k: v for k, v in LPIPS().net.features.state_dict().items()}, tmp_path / "alex.pth")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        paper = get_task("fashion-product", data_dir=str(tmp_path / "data"), n_brands=3)
+        assert "model_path" in paper.data_missing()  # the paper preset names its FLUX folder
+        task = get_task("fashion-product", scale="ci", cache_dir=tmp_path / "cache", data_dir=str(tmp_path / "data"),
+                        n_brands=3, fraction=0.5, clip_path=str(tmp_path / "clip"),
+                        lpips_backbone=str(tmp_path / "alex.pth"), n_samples=4, bank_per_unit=1, sample_batch=4,
+                        device="cpu")
+        assert task.data_missing() is None and task.players == ("Nike", "Adidas", "Puma")
+        data = task.data
+        assert task.dataset.prompts == list(data.prompts) and task.units == data.units
+        np.testing.assert_array_equal(task.item_contributor, data.brand_index)
+        adidas = np.array([0, 1, 0], bool)
+        assert task.train_adapter(adidas, 0).info["n_items"] == int((data.brand_index == 1).sum()) == 3
+        assert task.family.kind == "flux"
+        refs = task.unit_references()
+        assert refs[data.prompts[0]] == str(data.paths[0])
+        masks = np.array([[1, 0, 1], [0, 0, 0]], bool)
+        p = {u: task.proxy_game(u)(masks) for u in task.utilities}
+        v = task.retraining_game("diversity")(masks[:1])
+        assert all(np.isfinite(x).all() for x in p.values()) and np.isfinite(v).all()
+        assert p["neg_lpips"][0] < 0  # a distance, negated
+        assert len(task.bank().done()) == len(task.units)  # one image per display name
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- spurious-sites -----------------------------------------------------------------

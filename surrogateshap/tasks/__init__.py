@@ -22,7 +22,9 @@ _BUILTIN = {"digits10": "surrogateshap.tasks.digits:Digits10Task",
             "cifar20": "surrogateshap.tasks.cifar:Cifar20Task",
             "fashion-brands": "surrogateshap.tasks.fashion_brands:FashionBrandsTask",
             "spurious-sites": "surrogateshap.tasks.spurious:SpuriousSitesTask",
-            "clipart-artists": "surrogateshap.tasks.artwork:ClipartArtistsTask"}
+            "clipart-artists": "surrogateshap.tasks.artwork:ClipartArtistsTask",
+            "artbench": "surrogateshap.tasks.artbench:ArtBenchTask",
+            "fashion-product": "surrogateshap.tasks.fashion_product:FashionProductTask"}
 
 
 def register_task(name: str):

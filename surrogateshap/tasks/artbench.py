@@ -9,9 +9,9 @@ underscore (``vincent-van-gogh_the-starry-night-1889.jpg`` -> ``vincent-van-gogh
 
 :func:`load_artbench` returns an :class:`ArtBenchData`: the items (path, artist index,
 training caption), the players (artist slugs, sorted) and one generation prompt per
-player, for the T2I pipeline. :class:`ArtBenchConfig` names the paper preset's local
-files and settings. The task class (a DiffusionTask over this data) needs that
-pipeline and is not defined here.
+player. :class:`ArtBenchTask` (registered as ``artbench``) is the paper's task on that
+data: Stable Diffusion + LoRA per coalition through :mod:`surrogateshap.tasks.t2i`,
+with :class:`ArtBenchConfig` naming the paper preset's local files and settings.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from surrogateshap.tasks.datasets import DataMissingError
+from surrogateshap.tasks.t2i import T2IConfig, T2IDataset, T2IItem, T2ITask, paths_from_env
 
 __all__ = [
     "ARTBENCH_STYLE", "ARTBENCH_IMAGES", "ARTBENCH_ARTISTS", "ArtBenchFormatError", "ArtBenchItem",
     "ArtBenchData", "artbench_folder", "parse_artbench_name", "artist_display_name", "load_artbench",
-    "ArtBenchConfig",
+    "ArtBenchConfig", "ArtBenchTask",
 ]
 
 ARTBENCH_STYLE = "post_impressionism"
@@ -155,41 +157,56 @@ def load_artbench(data_dir: str | os.PathLike | None = None, split: str = "train
 
 
 @dataclass(frozen=True)
-class ArtBenchConfig:
-    """The paper preset's local files and settings (Stable Diffusion + LoRA on ArtBench
-    Post-Impressionism, 256 px; LAION aesthetic score). Paths are local: nothing
-    downloads. Training settings follow the predecessor's public LoRA script (batch 64,
-    100 epochs, lr 3e-4, cosine, weight decay 1e-6, centre crop, random flip)."""
+class ArtBenchConfig(T2IConfig):
+    """The ArtBench task's settings: where the paintings are, and the text-to-image
+    set-up (a :class:`~surrogateshap.tasks.t2i.T2IConfig`). Paths are local: nothing
+    downloads. The paper preset follows the predecessor's public LoRA script (batch 64,
+    lr 3e-4, 256 px, rank 256; 100 epochs of the 5,000 paintings is about 7,800 steps,
+    and every coalition's LoRA gets the same number of steps) and scores the LAION
+    aesthetic head on open_clip's ViT-L/14. ``ci`` is the tiny random pipeline
+    (mechanics only).
+
+    ``train_prompt``: "artist" trains every painting on its artist's prompt, so the
+    proxy's units are the artists (258 banks); "caption" trains on each painting's own
+    caption, making every painting a unit (5,000 banks)."""
 
     data_dir: str | None = None  # holds <split>/<style>/; None = $SURROGATESHAP_DATA/artbench
     split: str = "train"
     style: str = ARTBENCH_STYLE
     prompt_template: str = "a Post-Impressionism painting by {artist}"
     caption_template: str = "{title}, a Post-Impressionism painting by {artist}"
+    train_prompt: str = "artist"
     expect_images: int | None = ARTBENCH_IMAGES
     expect_artists: int | None = ARTBENCH_ARTISTS
-    model_dir: str | None = None  # diffusers folder of the base model (lambdalabs/miniSD-diffusers)
-    lora_rank: int = 256
+    tiny: bool = False  # True: the tiny random pipeline and no model files (ci)
+    # the paper's text-to-image settings (T2IConfig fields)
+    family: str = "sd"
+    model_path: str | None = None  # diffusers folder of the base model (lambdalabs/miniSD-diffusers)
     resolution: int = 256
-    train_batch_size: int = 64
-    epochs: int = 100
+    rank: int = 256
+    steps: int = 7800
+    batch_size: int = 64
     lr: float = 3e-4
-    weight_decay: float = 1e-6
-    guidance: float = 7.5  # Stable Diffusion's default classifier-free guidance
-    sample_steps: int = 50
-    samples_per_coalition: int = 50  # the authors' T2I default
-    clip_dir: str | None = None  # transformers CLIP ViT-L/14 folder (openai/clip-vit-large-patch14)
+    guidance: float | None = 7.5
+    sample_steps: int | None = 50
+    n_samples: int = 50  # the authors' T2I default
+    bank_per_unit: int = 50
+    clip_backend: str = "open_clip"  # clip_path: open_clip's ViT-L-14 weights file
     aesthetic_head: str | None = None  # LAION's sa_0_4_vit_l_14_linear.pth
-    utility_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)  # besides the mean aesthetic score
-    device: str = "auto"
 
     @classmethod
     def preset(cls, scale: str = "paper", **overrides) -> "ArtBenchConfig":
-        presets = {"paper": {}}
-        if scale not in presets:
-            raise KeyError(f"ArtBench has only the paper scale (a GPU task), not {scale!r}; choose "
-                           f"from {sorted(presets)} (clipart-artists is its CPU counterpart)")
-        return dataclasses.replace(cls(), **{**presets[scale], **overrides})
+        """``paper`` (also ``default``: the task has no CPU size; clipart-artists is its
+        CPU counterpart) or ``ci``."""
+        if scale in ("paper", "default"):  # local files not passed come from the environment
+            return dataclasses.replace(cls(), **{**paths_from_env(cls.family, ("model_path", "clip_path", "aesthetic_head")), **overrides})
+        if scale == "ci":
+            tiny = T2IConfig.preset("ci")
+            base = dataclasses.replace(cls(), **{f.name: getattr(tiny, f.name) for f in dataclasses.fields(T2IConfig)},
+                                       tiny=True, expect_images=None, expect_artists=None)
+            return dataclasses.replace(base, **overrides)
+        raise KeyError(f"ArtBench has the paper scale (a GPU task) and ci (tiny random pipeline), "
+                       f"not {scale!r}; clipart-artists is its CPU counterpart")
 
     def load(self) -> ArtBenchData:
         return load_artbench(self.data_dir, self.split, self.style, self.prompt_template,
@@ -197,9 +214,11 @@ class ArtBenchConfig:
 
     def missing_files(self) -> list[str]:
         """The model files this preset needs that are not configured or not present."""
+        if self.tiny:
+            return []
         out = []
-        for field, what in (("model_dir", "the base model's diffusers folder (miniSD)"),
-                            ("clip_dir", "the CLIP ViT-L/14 folder"),
+        for field, what in (("model_path", "the base model's diffusers folder (miniSD)"),
+                            ("clip_path", "the CLIP ViT-L/14 weights"),
                             ("aesthetic_head", "the LAION aesthetic head (.pth)")):
             value = getattr(self, field)
             if not value:
@@ -207,3 +226,33 @@ class ArtBenchConfig:
             elif not Path(value).exists():
                 out.append(f"{field}: {what}, {value} not found")
         return out
+
+
+class ArtBenchTask(T2ITask):
+    """Artists of ArtBench Post-Impressionism as the contributors of Stable Diffusion +
+    LoRA (the paper's many-player task): players = the folder's artists, an item = a
+    painting, utilities = the LAION aesthetic score (mean and quantiles) of the
+    coalition model's samples. Both games are :class:`~surrogateshap.tasks.t2i.T2ITask`'s."""
+
+    name = "artbench"
+    utilities = ("aesthetic", "aesthetic_q50", "aesthetic_q75", "aesthetic_q90")
+    config_cls = ArtBenchConfig
+
+    def __init__(self, config=None, scale: str = "paper", cache_dir=None, family=None, featurizer=None,
+                 **overrides):
+        super().__init__(config, scale, cache_dir, family=family, featurizer=featurizer, **overrides)
+        if self.config.train_prompt not in ("artist", "caption"):
+            raise ValueError(f"train_prompt must be 'artist' or 'caption', got {self.config.train_prompt!r}")
+
+    @cached_property
+    def data(self) -> ArtBenchData:
+        return self.config.load()
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        return self.data.players
+
+    def load_dataset(self) -> T2IDataset:
+        d, by_artist = self.data, self.config.train_prompt == "artist"
+        return T2IDataset(self.name, d.players, tuple(
+            T2IItem(str(it.path), it.artist, d.prompts[it.artist] if by_artist else it.prompt) for it in d.items))

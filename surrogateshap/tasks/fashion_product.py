@@ -1,4 +1,4 @@
-"""``fashion-product``: the paper's Fashion-Product task at full scale (loader and config).
+"""``fashion-product``: the paper's Fashion-Product task at full scale.
 
 Reads a local copy of the Fashion Product Images dataset: ``styles.csv`` (columns
 id, gender, masterCategory, subCategory, articleType, baseColour, season, year, usage,
@@ -8,10 +8,10 @@ Players = the top ``n_brands`` (100) brands by item count, each subsampled to
 ``fraction`` (25%) of its items under a fixed seed; prompts = display names; each item
 is its own conditioning unit (prompts repeat, so units = the distinct prompts).
 
-There is no task class here: training needs the FLUX + LoRA pipeline
-(:mod:`surrogateshap.tasks.t2i`), which consumes :class:`FashionProductData` and
-:class:`FashionProductPaperConfig`. Nothing downloads: every file is named in the
-error when it is absent.
+:class:`FashionProductTask` (registered as ``fashion-product``) is the paper's task on
+that data: FLUX + LoRA per coalition through :mod:`surrogateshap.tasks.t2i`, with
+:class:`FashionProductConfig` naming the local files. Nothing downloads: every file is
+named in the error when it is absent.
 """
 
 from __future__ import annotations
@@ -19,16 +19,19 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from surrogateshap.game import stable_hash
 from surrogateshap.tasks.datasets import DataMissingError
+from surrogateshap.tasks.t2i import T2IConfig, T2IDataset, T2IItem, T2ITask, paths_from_env
 
 __all__ = ["STYLES_COLUMNS", "StyleRow", "read_styles", "first_token_brand", "subsample_size",
-           "FashionProductData", "load_fashion_product", "FashionProductPaperConfig"]
+           "FashionProductData", "load_fashion_product", "FashionProductConfig", "FashionProductTask"]
 
 STYLES_COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season",
                   "year", "usage", "productDisplayName")
@@ -154,30 +157,99 @@ def load_fashion_product(data_dir: str | os.PathLike, n_brands: int = 100, fract
 
 
 @dataclass(frozen=True)
-class FashionProductPaperConfig:
-    """The paper's Fashion-Product setting; folders and files are local, nothing downloads."""
+class FashionProductConfig(T2IConfig):
+    """The Fashion-Product task's settings: the data folder and its selection, and the
+    text-to-image set-up (a :class:`~surrogateshap.tasks.t2i.T2IConfig`). Paper preset:
+    FLUX.1-dev from a local diffusers folder, LoRA rank 128, 512 px, guidance 3.5, 50
+    images per coalition, diversity entropy over 20 clusters of CLIP embeddings, LPIPS to
+    the prompt's training image. Every display name is its own unit (thousands of
+    them), so the proxy's bank holds ``bank_per_unit`` = 2 images per prompt. ``ci`` is
+    the tiny random FLUX pipeline (mechanics only). Nothing downloads: every file is
+    named when it is absent."""
 
-    data_dir: str = ""  # holds styles.csv and images/
-    flux_dir: str = "FLUX.1-dev"  # a diffusers FLUX.1-dev folder (model_index.json, transformer/, ...)
-    lora_rank: int = 128
-    #: LPIPS backbone: torchvision's ImageNet AlexNet weights (what LPIPS(net="alex") loads)
-    lpips_backbone_weights: str = "alexnet-owt-7be5be79.pth"
+    data_dir: str = ""  # holds styles.csv and images/; "" = $SURROGATESHAP_DATA/fashion-product
     n_brands: int = 100
     fraction: float = 0.25
     seed: int = 0
+    tiny: bool = False  # True: the tiny random pipeline and no model files (ci)
+    # the paper's text-to-image settings (T2IConfig fields)
+    family: str = "flux"
+    model_path: str | None = None  # a diffusers FLUX.1-dev folder (model_index.json, transformer/, ...)
+    dtype: str = "bfloat16"
     resolution: int = 512
-    guidance: float = 3.5  # FLUX's default
-    samples_per_coalition: int = 50
+    rank: int = 128
+    guidance: float | None = 3.5  # FLUX's default
+    n_samples: int = 50
+    bank_per_unit: int = 2
+    clip_path: str | None = None  # CLIP ViT-L/14 (diversity's embedding)
+    #: LPIPS backbone: torchvision's ImageNet AlexNet weights (what LPIPS(net="alex") loads)
+    lpips_backbone: str | None = "alexnet-owt-7be5be79.pth"
     n_clusters: int = 20  # diversity entropy
-    utilities: tuple[str, ...] = ("neg_lpips", "diversity")
+
+    @classmethod
+    def preset(cls, scale: str = "paper", **overrides) -> "FashionProductConfig":
+        """``paper`` (also ``default``: no CPU size; fashion-brands is the CPU
+        counterpart) or ``ci``."""
+        if scale in ("paper", "default"):  # local files not passed come from the environment
+            return dataclasses.replace(cls(), **{**paths_from_env(cls.family, ("model_path", "clip_path", "lpips_backbone")), **overrides})
+        if scale == "ci":
+            tiny = T2IConfig.preset("ci", family="flux")
+            base = dataclasses.replace(cls(), **{f.name: getattr(tiny, f.name) for f in dataclasses.fields(T2IConfig)},
+                                       tiny=True)
+            return dataclasses.replace(base, **overrides)
+        raise KeyError(f"Fashion-Product has the paper scale (a GPU task) and ci (tiny random pipeline), "
+                       f"not {scale!r}; fashion-brands is its CPU counterpart")
+
+    def missing_files(self) -> list[str]:
+        """The inputs this config needs that are not configured or not present."""
+        styles = self.data_folder() / "styles.csv"
+        out = [] if styles.exists() else [f"data_dir: the Fashion Product data folder, {styles} not found"]
+        if self.tiny:
+            return out
+        for field, what, inside in (("model_path", "the FLUX.1-dev diffusers folder", "model_index.json"),
+                                    ("lpips_backbone", "the LPIPS backbone weights", ""),
+                                    ("clip_path", "the CLIP ViT-L/14 weights (diversity)", "")):
+            value = getattr(self, field)
+            if not value:
+                out.append(f"{field}: {what}, not set")
+            elif not (Path(value) / inside).exists():
+                out.append(f"{field}: {what}, {Path(value) / inside if inside else value} not found")
+        return out
 
     def check_files(self) -> None:
-        """Raise one clear error for the first absent input (data, FLUX folder, LPIPS weights)."""
-        for what, path in (("Fashion Product data folder", Path(self.data_dir) / "styles.csv"),
-                           ("FLUX.1-dev folder", Path(self.flux_dir) / "model_index.json"),
-                           ("LPIPS backbone weights", Path(self.lpips_backbone_weights))):
-            if not path.exists():
-                raise DataMissingError(f"{what}: {path} not found")
+        """Raise one clear error naming every absent input."""
+        missing = self.missing_files()
+        if missing:
+            raise DataMissingError("; ".join(missing))
+
+    def data_folder(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir)
+        return Path(os.environ.get("SURROGATESHAP_DATA", ".")) / "fashion-product"
 
     def load(self) -> FashionProductData:
-        return load_fashion_product(self.data_dir, self.n_brands, self.fraction, self.seed)
+        return load_fashion_product(self.data_folder(), self.n_brands, self.fraction, self.seed)
+
+
+class FashionProductTask(T2ITask):
+    """Brands of Fashion Product Images as the contributors of FLUX + LoRA (the paper's
+    task): players = the top brands, an item = a product with its display name as
+    prompt, units = the distinct display names (the proxy mixes per-prompt banks
+    weighted by the coalition's items). Both games are :class:`T2ITask`'s."""
+
+    name = "fashion-product"
+    utilities = ("neg_lpips", "diversity")
+    config_cls = FashionProductConfig
+
+    @cached_property
+    def data(self) -> FashionProductData:
+        return self.config.load()
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        return self.data.brands
+
+    def load_dataset(self) -> T2IDataset:
+        d = self.data
+        return T2IDataset(self.name, d.brands, tuple(T2IItem(str(p), int(b), prompt)
+                                                     for p, b, prompt in d.items))

@@ -50,7 +50,7 @@ from surrogateshap.tasks.t2i_metrics import T2I_UTILITIES, FeatureSet, T2IFeatur
 
 __all__ = [
     "T2IItem", "T2IDataset", "load_images", "T2IFamily", "LoRASpec", "LoRAAdapter", "fine_tune_lora",
-    "T2IConfig", "T2ITask", "T2IProxyGame", "KINDS", "PIPELINE_PARTS",
+    "T2IConfig", "T2ITask", "T2IProxyGame", "KINDS", "PIPELINE_PARTS", "paths_from_env",
 ]
 
 KINDS = ("sd", "flux")
@@ -574,6 +574,20 @@ def fine_tune_lora(family: T2IFamily, items: Sequence, steps: int, rank: int, lr
 
 
 # --- the task ------------------------------------------------------------------------
+#: config field -> the environment variable a paper preset reads it from when it is not
+#: passed (so ``python -m surrogateshap.tasks.ground_truth`` and ``pytest benchmarks/``
+#: find local weights without code); the gpu tests read the same variables
+PAPER_PATH_ENV = {"clip_path": "SURROGATESHAP_CLIP_PATH", "aesthetic_head": "SURROGATESHAP_AESTHETIC_HEAD",
+                  "lpips_backbone": "SURROGATESHAP_LPIPS_BACKBONE"}
+MODEL_PATH_ENV = {"sd": "SURROGATESHAP_SD_PATH", "flux": "SURROGATESHAP_FLUX_PATH"}
+
+
+def paths_from_env(family: str, fields) -> dict:
+    """The local paths of ``fields`` (config field names) set in the environment."""
+    env = {**PAPER_PATH_ENV, "model_path": MODEL_PATH_ENV[family]}
+    return {f: os.environ[env[f]] for f in fields if f in env and os.environ.get(env[f])}
+
+
 @dataclass(frozen=True)
 class T2IConfig:
     """Settings of a T2I task. ``model_path`` None builds the tiny random pipeline
@@ -665,7 +679,22 @@ class T2ITask(DiffusionTask):
             self.dataset
         except DataMissingError as e:
             return str(e)
-        return None
+        missing = self.missing_files()
+        return f"{self.name}: " + "; ".join(missing) if missing else None
+
+    def missing_files(self) -> list[str]:
+        """The local model files the config needs and does not find, one line each. A
+        paper config that names its files has ``missing_files()``; a plain T2IConfig
+        without ``model_path`` is the tiny random pipeline and needs none."""
+        check = getattr(self.config, "missing_files", None)
+        return list(check()) if check is not None else []
+
+    def _require_files(self):
+        from surrogateshap.tasks.datasets import DataMissingError
+
+        missing = self.missing_files()
+        if missing:
+            raise DataMissingError(f"{self.name}: " + "; ".join(missing))
 
     @property
     def item_contributor(self) -> np.ndarray:
@@ -690,6 +719,7 @@ class T2ITask(DiffusionTask):
     # --- model and features ----------------------------------------------------------
     @cached_property
     def family(self) -> T2IFamily:
+        self._require_files()
         c = self.config
         kw = dict(guidance=c.guidance, sample_steps=c.sample_steps, max_sequence_length=c.max_sequence_length)
         if c.model_path is None:
@@ -703,6 +733,7 @@ class T2ITask(DiffusionTask):
         from surrogateshap.tasks.aesthetic import AestheticHead, CLIPImageEmbedder
         from surrogateshap.tasks.t2i_metrics import LPIPS
 
+        self._require_files()
         c = self.config
         need_clip = any(u.startswith("aesthetic") or u == "diversity" for u in self.utilities)
         embedder = aesthetic = lpips = refs = None
