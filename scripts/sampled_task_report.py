@@ -101,6 +101,9 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of SurrogateSHAP")
     p.add_argument("--retrain-seeds", type=int, nargs="+", default=[0],
                    help="seeds of the estimators that play the retraining game (each seed retrains)")
+    p.add_argument("--retraining", nargs="+", default=[name for _, name in RETRAINING],
+                   choices=[name for _, name in RETRAINING],
+                   help="the retraining-game estimators to run (default all; each retrains its budget)")
     p.add_argument("--removal-utilities", nargs="+", default=None,
                    help="utilities that get the removal check (default all)")
     p.add_argument("--removal-seed", type=int, default=0)
@@ -170,6 +173,8 @@ def main(argv=None):
             run("SurrogateSHAP (proxy)", "surrogateshap", bt.game(u, "proxy"), args.proxy_budget, s, u, truth)
         rgame = bt.game(u, "retraining")
         for label, name in RETRAINING:
+            if name not in args.retraining:
+                continue
             for s in (args.retrain_seeds if name != "loo" else args.retrain_seeds[:1]):
                 run(label, name, rgame, budget, s, u, truth)
     pd.DataFrame(lds).to_csv(f"{out}_lds.csv", index=False)
@@ -222,6 +227,7 @@ def write_markdown(args, bt, budget, out, lds, cost, fid, removal):
              "", f"Produced by `python scripts/sampled_task_report.py --task {args.task} --budget {budget} "
              f"--proxy-budget {args.proxy_budget} --seeds {' '.join(map(str, args.seeds))} "
              f"--retrain-seeds {' '.join(map(str, args.retrain_seeds))}"
+             f"{' --retraining ' + ' '.join(args.retraining) if len(args.retraining) < len(RETRAINING) else ''}"
              f"{' --removal-utilities ' + ' '.join(args.removal_utilities) if args.removal_utilities else ''}"
              f"{' --removal-game-seeds ' + ' '.join(map(str, args.removal_game_seeds)) if args.removal_game_seeds else ''}"
              f"{' --model-baselines' if args.model_baselines else ''}"

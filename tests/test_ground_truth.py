@@ -85,3 +85,18 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
         _, figures = run_case(c, _task=bt)
         assert np.isfinite(figures["lds_0.5_mean"])
         assert any(k.startswith("removal_") for k in figures) == (c.seed == 0)
+
+
+def test_first_takes_a_prefix_of_every_lds_set():
+    """--first K builds every alpha early and a later run extends the very same sets."""
+    from surrogateshap.tasks import ground_truth
+    from surrogateshap.tasks.ground_truth import LDS_SETS, lds_test_coalitions
+
+    n = 14
+    full = lds_test_coalitions(n)
+    part = ground_truth.ground_truth_coalitions(n, loo=False, first=5)
+    keys = {coalition_key(m) for m in part}
+    for masks in full.values():  # sets of int(alpha * n) players: disjoint across alphas
+        assert {coalition_key(m) for m in masks[:5]} <= keys and coalition_key(masks[5]) not in keys
+    assert len(part) == 2 + 5 * len(LDS_SETS)
+    assert keys <= {coalition_key(m) for m in ground_truth.ground_truth_coalitions(n, loo=False)}

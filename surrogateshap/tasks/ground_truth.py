@@ -59,10 +59,13 @@ def lds_ground_truth(table, utility: str, alpha: float, sets=None):
     return masks, utils
 
 
-def ground_truth_coalitions(n: int, sets=None, loo: bool = True) -> np.ndarray:
+def ground_truth_coalitions(n: int, sets=None, loo: bool = True, first: int | None = None) -> np.ndarray:
     """The table's coalitions in build order: empty and full, the LDS sets (alpha 0.5
-    first), then leave-one-out. Duplicates are kept once."""
-    rows = [np.zeros((1, n), bool), np.ones((1, n), bool), *lds_test_coalitions(n, sets).values()]
+    first), then leave-one-out. Duplicates are kept once. ``first``: only the first
+    ``first`` coalitions of each LDS set (a prefix in draw order, so every alpha gets
+    test coalitions early and a later run extends the very same sets)."""
+    lds = [m[:first] for m in lds_test_coalitions(n, sets).values()]
+    rows = [np.zeros((1, n), bool), np.ones((1, n), bool), *lds]
     if loo:
         rows.append(~np.eye(n, dtype=bool))
     masks = np.concatenate(rows)
@@ -91,6 +94,8 @@ def main(argv=None):
     ap.add_argument("--export-only", action="store_true", help="export the cache, train nothing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--limit", type=int, default=None, help="only the first N coalitions (build order)")
+    ap.add_argument("--first", type=int, default=None,
+                    help="only the first K test coalitions of each LDS set (a prefix: every alpha early)")
     ap.add_argument("--benchmark", action="store_true",
                     help="then run the default benchmark selection (retraining what it needs) and "
                          "export every cached coalition")
@@ -103,7 +108,7 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     task = get_task(a.task, scale=a.scale)
-    masks = ground_truth_coalitions(task.n_players, loo=not a.no_loo)
+    masks = ground_truth_coalitions(task.n_players, loo=not a.no_loo, first=a.first)
     if a.extra:
         masks = np.concatenate([masks, read_coalitions(a.extra, task.n_players)])
     if a.limit is not None:
