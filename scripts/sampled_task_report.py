@@ -101,7 +101,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of SurrogateSHAP")
     p.add_argument("--retrain-seeds", type=int, nargs="+", default=[0],
                    help="seeds of the estimators that play the retraining game (each seed retrains)")
-    p.add_argument("--retraining", nargs="+", default=[name for _, name in RETRAINING],
+    p.add_argument("--retraining", nargs="*", default=[name for _, name in RETRAINING],
                    choices=[name for _, name in RETRAINING],
                    help="the retraining-game estimators to run (default all; each retrains its budget)")
     p.add_argument("--removal-utilities", nargs="+", default=None,
@@ -117,9 +117,9 @@ def main(argv=None):
                         "seed of the table; a second process can take another seed)")
     p.add_argument("--model-baselines", action="store_true")
     p.add_argument("--reuse-model-baselines", action="store_true",
-                   help="with --model-baselines: take the TRAK-family / similarity rows from the "
-                        "earlier run's CSVs at --out instead of recomputing them (they use no "
-                        "retraining, so a grown table does not change them)")
+                   help="with --model-baselines: take the TRAK-family / similarity values from the "
+                        "earlier run's <out>_model_values.json instead of recomputing them (they use "
+                        "no retraining; their LDS is scored again on the table as it is now)")
     p.add_argument("--finetune-budget", type=int, default=128,
                    help="with --model-baselines: KernelSHAP coalitions on the fine-tuning game "
                         "(sparsified fine-tuning Shapley; 0 = off)")
@@ -139,13 +139,9 @@ def main(argv=None):
     out = Path(args.out or f"results/{args.task.replace('-', '_')}_report")
     out.parent.mkdir(parents=True, exist_ok=True)
     lds, removal, fid, cost = [], [], [], []
-    reused = []  # read before this run overwrites the CSVs
-    if args.model_baselines and args.reuse_model_baselines:
-        for csv in (f"{out}_lds.csv", f"{out}_cost.csv"):
-            if not Path(csv).exists():
-                raise SystemExit(f"--reuse-model-baselines: {csv} not found (run once without it)")
-            old = pd.read_csv(csv)
-            reused.append(old[old.estimator.isin([m[0] for m in MODEL])].to_dict("records"))
+    values_file = Path(f"{out}_model_values.json")  # the model baselines' values and cost rows
+    if args.model_baselines and args.reuse_model_baselines and not values_file.exists():
+        raise SystemExit(f"--reuse-model-baselines: {values_file} not found (run once without it)")
     rankings: dict[tuple[str, str], np.ndarray] = {}
 
     def run(label, name, game, b, seed, u, truth, **params):
@@ -199,16 +195,22 @@ def main(argv=None):
             removal.extend({"utility": u, "estimator": label, **r} for r in df.to_dict("records"))
         pd.DataFrame(removal).to_csv(f"{out}_removal.csv", index=False)
 
-    if args.model_baselines and args.reuse_model_baselines:
-        for rows, old in zip((lds, cost), reused):
-            rows.extend(old)
-    elif args.model_baselines:
-        u0 = bt.utilities[0]
-        for label, name, params in MODEL:
-            att = run(label, name, bt.game(u0, "proxy"), 0, args.seeds[0], u0, bt.truth(u0), **params)
-            for u in bt.utilities[1:]:
-                cost.append(dict(cost[-1], utility=u))
-                lds.extend(dict(r, utility=u) for r in lds_rows(label, att.values, bt.truth(u), args.seeds[0], {}))
+    if args.model_baselines:
+        if args.reuse_model_baselines:  # values only: LDS is scored on the table as it is now
+            saved = json.loads(values_file.read_text())
+        else:
+            saved, u0 = {}, bt.utilities[0]
+            for label, name, params in MODEL:
+                att = run(label, name, bt.game(u0, "proxy"), 0, args.seeds[0], u0, bt.truth(u0), **params)
+                lds[:] = [r for r in lds if r["estimator"] != label]  # scored for every utility below
+                row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in cost.pop().items()}
+                saved[label] = {"values": np.asarray(att.values, float).tolist(), "cost": row}
+            values_file.write_text(json.dumps(saved, indent=1) + "\n")
+        for label, rec in saved.items():
+            for u in bt.utilities:
+                cost.append(dict(rec["cost"], utility=u))
+                lds.extend(dict(r, utility=u) for r in lds_rows(label, np.asarray(rec["values"]), bt.truth(u),
+                                                                 rec["cost"]["est_seed"], {}))
     if args.model_baselines and args.finetune_budget:
         from surrogateshap.tasks.finetune import FineTuningGame
 
