@@ -16,7 +16,6 @@ with :class:`ArtBenchConfig` naming the paper preset's local files and settings.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.tasks.datasets import DataMissingError
-from surrogateshap.tasks.t2i import T2IConfig, T2IDataset, T2IItem, T2ITask, paths_from_env
+from surrogateshap.tasks.t2i import PaperT2IConfig, T2IDataset, T2IItem, T2ITask
 
 __all__ = [
     "ARTBENCH_STYLE", "ARTBENCH_IMAGES", "ARTBENCH_ARTISTS", "ArtBenchFormatError", "ArtBenchItem",
@@ -157,7 +156,7 @@ def load_artbench(data_dir: str | os.PathLike | None = None, split: str = "train
 
 
 @dataclass(frozen=True)
-class ArtBenchConfig(T2IConfig):
+class ArtBenchConfig(PaperT2IConfig):
     """The ArtBench task's settings: where the paintings are, and the text-to-image
     set-up (a :class:`~surrogateshap.tasks.t2i.T2IConfig`). Paths are local: nothing
     downloads. The paper preset follows the predecessor's public LoRA script (batch 64,
@@ -178,7 +177,6 @@ class ArtBenchConfig(T2IConfig):
     train_prompt: str = "artist"
     expect_images: int | None = ARTBENCH_IMAGES
     expect_artists: int | None = ARTBENCH_ARTISTS
-    tiny: bool = False  # True: the tiny random pipeline and no model files (ci)
     # the paper's text-to-image settings (T2IConfig fields)
     family: str = "sd"
     model_path: str | None = None  # diffusers folder of the base model (lambdalabs/miniSD-diffusers)
@@ -193,39 +191,15 @@ class ArtBenchConfig(T2IConfig):
     bank_per_unit: int = 50
     clip_backend: str = "open_clip"  # clip_path: open_clip's ViT-L-14 weights file
     aesthetic_head: str | None = None  # LAION's sa_0_4_vit_l_14_linear.pth
-
-    @classmethod
-    def preset(cls, scale: str = "paper", **overrides) -> "ArtBenchConfig":
-        """``paper`` (also ``default``: the task has no CPU size; clipart-artists is its
-        CPU counterpart) or ``ci``."""
-        if scale in ("paper", "default"):  # local files not passed come from the environment
-            return dataclasses.replace(cls(), **{**paths_from_env(cls.family, ("model_path", "clip_path", "aesthetic_head")), **overrides})
-        if scale == "ci":
-            tiny = T2IConfig.preset("ci")
-            base = dataclasses.replace(cls(), **{f.name: getattr(tiny, f.name) for f in dataclasses.fields(T2IConfig)},
-                                       tiny=True, expect_images=None, expect_artists=None)
-            return dataclasses.replace(base, **overrides)
-        raise KeyError(f"ArtBench has the paper scale (a GPU task) and ci (tiny random pipeline), "
-                       f"not {scale!r}; clipart-artists is its CPU counterpart")
+    LABEL, CPU_TWIN = "ArtBench", "clipart-artists"
+    MODEL_FILES = (("model_path", "the base model's diffusers folder (miniSD)", ""),
+                   ("clip_path", "the CLIP ViT-L/14 weights", ""),
+                   ("aesthetic_head", "the LAION aesthetic head (.pth)", ""))
+    CI_OVERRIDES = {"expect_images": None, "expect_artists": None}
 
     def load(self) -> ArtBenchData:
         return load_artbench(self.data_dir, self.split, self.style, self.prompt_template,
                              self.caption_template, self.expect_images, self.expect_artists)
-
-    def missing_files(self) -> list[str]:
-        """The model files this preset needs that are not configured or not present."""
-        if self.tiny:
-            return []
-        out = []
-        for field, what in (("model_path", "the base model's diffusers folder (miniSD)"),
-                            ("clip_path", "the CLIP ViT-L/14 weights"),
-                            ("aesthetic_head", "the LAION aesthetic head (.pth)")):
-            value = getattr(self, field)
-            if not value:
-                out.append(f"{field}: {what}, not set")
-            elif not Path(value).exists():
-                out.append(f"{field}: {what}, {value} not found")
-        return out
 
 
 class ArtBenchTask(T2ITask):

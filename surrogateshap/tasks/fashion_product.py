@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 from surrogateshap.game import stable_hash
 from surrogateshap.tasks.datasets import DataMissingError
-from surrogateshap.tasks.t2i import T2IConfig, T2IDataset, T2IItem, T2ITask, paths_from_env
+from surrogateshap.tasks.t2i import PaperT2IConfig, T2IDataset, T2IItem, T2ITask
 
 __all__ = ["STYLES_COLUMNS", "StyleRow", "read_styles", "first_token_brand", "subsample_size",
            "FashionProductData", "load_fashion_product", "FashionProductConfig", "FashionProductTask"]
@@ -157,7 +156,7 @@ def load_fashion_product(data_dir: str | os.PathLike, n_brands: int = 100, fract
 
 
 @dataclass(frozen=True)
-class FashionProductConfig(T2IConfig):
+class FashionProductConfig(PaperT2IConfig):
     """The Fashion-Product task's settings: the data folder and its selection, and the
     text-to-image set-up (a :class:`~surrogateshap.tasks.t2i.T2IConfig`). Paper preset:
     FLUX.1-dev from a local diffusers folder, LoRA rank 128, 512 px, guidance 3.5, 50
@@ -171,7 +170,6 @@ class FashionProductConfig(T2IConfig):
     n_brands: int = 100
     fraction: float = 0.25
     seed: int = 0
-    tiny: bool = False  # True: the tiny random pipeline and no model files (ci)
     # the paper's text-to-image settings (T2IConfig fields)
     family: str = "flux"
     model_path: str | None = None  # a diffusers FLUX.1-dev folder (model_index.json, transformer/, ...)
@@ -185,36 +183,16 @@ class FashionProductConfig(T2IConfig):
     #: LPIPS backbone: torchvision's ImageNet AlexNet weights (what LPIPS(net="alex") loads)
     lpips_backbone: str | None = "alexnet-owt-7be5be79.pth"
     n_clusters: int = 20  # diversity entropy
-
-    @classmethod
-    def preset(cls, scale: str = "paper", **overrides) -> "FashionProductConfig":
-        """``paper`` (also ``default``: no CPU size; fashion-brands is the CPU
-        counterpart) or ``ci``."""
-        if scale in ("paper", "default"):  # local files not passed come from the environment
-            return dataclasses.replace(cls(), **{**paths_from_env(cls.family, ("model_path", "clip_path", "lpips_backbone")), **overrides})
-        if scale == "ci":
-            tiny = T2IConfig.preset("ci", family="flux")
-            base = dataclasses.replace(cls(), **{f.name: getattr(tiny, f.name) for f in dataclasses.fields(T2IConfig)},
-                                       tiny=True)
-            return dataclasses.replace(base, **overrides)
-        raise KeyError(f"Fashion-Product has the paper scale (a GPU task) and ci (tiny random pipeline), "
-                       f"not {scale!r}; fashion-brands is its CPU counterpart")
+    LABEL, CPU_TWIN = "Fashion-Product", "fashion-brands"
+    MODEL_FILES = (("model_path", "the FLUX.1-dev diffusers folder", "model_index.json"),
+                   ("lpips_backbone", "the LPIPS backbone weights", ""),
+                   ("clip_path", "the CLIP ViT-L/14 weights (diversity)", ""))
 
     def missing_files(self) -> list[str]:
         """The inputs this config needs that are not configured or not present."""
         styles = self.data_folder() / "styles.csv"
-        out = [] if styles.exists() else [f"data_dir: the Fashion Product data folder, {styles} not found"]
-        if self.tiny:
-            return out
-        for field, what, inside in (("model_path", "the FLUX.1-dev diffusers folder", "model_index.json"),
-                                    ("lpips_backbone", "the LPIPS backbone weights", ""),
-                                    ("clip_path", "the CLIP ViT-L/14 weights (diversity)", "")):
-            value = getattr(self, field)
-            if not value:
-                out.append(f"{field}: {what}, not set")
-            elif not (Path(value) / inside).exists():
-                out.append(f"{field}: {what}, {Path(value) / inside if inside else value} not found")
-        return out
+        data = [] if styles.exists() else [f"data_dir: the Fashion Product data folder, {styles} not found"]
+        return data + self.missing_model_files()
 
     def check_files(self) -> None:
         """Raise one clear error naming every absent input."""

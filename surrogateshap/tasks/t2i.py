@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from surrogateshap.tasks.t2i_metrics import T2I_UTILITIES, FeatureSet, T2IFeatur
 
 __all__ = [
     "T2IItem", "T2IDataset", "load_images", "T2IFamily", "LoRASpec", "LoRAAdapter", "fine_tune_lora",
-    "T2IConfig", "T2ITask", "T2IProxyGame", "KINDS", "PIPELINE_PARTS", "paths_from_env",
+    "T2IConfig", "PaperT2IConfig", "T2ITask", "T2IProxyGame", "KINDS", "PIPELINE_PARTS", "paths_from_env",
 ]
 
 KINDS = ("sd", "flux")
@@ -630,6 +630,49 @@ class T2IConfig:
                                        lr=1e-3, sample_steps=2, n_samples=8, bank_per_unit=8, sample_batch=8,
                                        n_clusters=3)
         return dataclasses.replace(base, **overrides)
+
+
+@dataclass(frozen=True)
+class PaperT2IConfig(T2IConfig):
+    """A paper task's T2I config: the presets ``paper`` (also ``default``: such a task has
+    no CPU size) with its local files read from the environment when not passed, and
+    ``ci``, the tiny random pipeline (``tiny``: no model files needed). A subclass names
+    ``LABEL``, its ``CPU_TWIN`` task, its ``MODEL_FILES`` as (field, what it is, file
+    expected inside a folder or "") and ``CI_OVERRIDES`` of its own fields."""
+
+    tiny: bool = False  # True: the tiny random pipeline and no model files (ci)
+    LABEL: ClassVar[str] = "this task"
+    CPU_TWIN: ClassVar[str] = ""
+    MODEL_FILES: ClassVar[tuple] = ()
+    CI_OVERRIDES: ClassVar[dict] = {}
+
+    @classmethod
+    def preset(cls, scale: str = "paper", **overrides):
+        if scale in ("paper", "default"):  # local files not passed come from the environment
+            env = paths_from_env(cls.family, [f for f, _, _ in cls.MODEL_FILES])
+            return dataclasses.replace(cls(), **{**env, **overrides})
+        if scale == "ci":
+            tiny = T2IConfig.preset("ci", family=cls.family)
+            small = {f.name: getattr(tiny, f.name) for f in dataclasses.fields(T2IConfig)}
+            return dataclasses.replace(cls(), **{**small, "tiny": True, **cls.CI_OVERRIDES, **overrides})
+        raise KeyError(f"{cls.LABEL} has the paper scale (a GPU task) and ci (tiny random pipeline), "
+                       f"not {scale!r}; {cls.CPU_TWIN} is its CPU counterpart")
+
+    def missing_model_files(self) -> list[str]:
+        """The model files this config needs that are not configured or not present."""
+        if self.tiny:
+            return []
+        out = []
+        for name, what, inside in self.MODEL_FILES:
+            value = getattr(self, name)
+            if not value:
+                out.append(f"{name}: {what}, not set")
+            elif not (Path(value) / inside).exists():
+                out.append(f"{name}: {what}, {Path(value) / inside if inside else value} not found")
+        return out
+
+    def missing_files(self) -> list[str]:
+        return self.missing_model_files()
 
 
 class T2ITask(DiffusionTask):
