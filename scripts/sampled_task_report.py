@@ -15,6 +15,10 @@ What it runs, per utility of the task:
   fine-tuning Shapley (KernelSHAP on the fine-tuning game, ``--finetune-budget``), LDS
   only (the model-based rankings do not depend on the utility).
 
+On a task with known true sources (``task.planted_sites``, e.g. ``spurious-sites``), also
+every estimator's precision@k at finding them (k = the number of planted players), per
+estimator seed.
+
 Figures: LDS at each alpha on the table's retrained test coalitions, one value per
 (estimator seed, retraining seed), reported as mean with a 95% interval 1.96 sd / sqrt(k)
 over those k values; top-k / bottom-k removal against random removal (``--n-random``
@@ -40,7 +44,7 @@ from scipy.stats import spearmanr
 from baselines import MODEL_BASELINES as MODEL
 from surrogateshap import get_estimator
 from surrogateshap.benchmark import get_benchmark_task
-from surrogateshap.metrics import lds_summary, removal_masks, topk_removal
+from surrogateshap.metrics import lds_summary, precision_at_k, removal_masks, topk_removal
 
 RETRAINING = (("proxy-cv", "proxy-cv"), ("permutation", "permutation"),
               ("KernelSHAP", "kernelshap"), ("Leverage SHAP", "leverageshap"), ("LOO", "loo"))
@@ -54,6 +58,16 @@ def lds_rows(label, values, truth, est_seed, extra):
             out.append({"estimator": label, "est_seed": est_seed, "retrain_seed": r,
                         "alpha": alpha, "lds": lds, **extra})
     return out
+
+
+def precision_rows(label, values, utility, est_seed, planted):
+    """precision@k (k = number of planted players) and the top k, or nothing without planted."""
+    if planted is None:
+        return []
+    k = len(planted)
+    top = np.argsort(-np.asarray(values, float), kind="stable")[:k]
+    return [{"utility": utility, "estimator": label, "est_seed": est_seed,
+             f"precision@{k}": precision_at_k(values, planted, k), "top": " ".join(map(str, top))}]
 
 
 def summarise(lds: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +152,8 @@ def main(argv=None):
     budget = args.budget or 2 * n
     out = Path(args.out or f"results/{args.task.replace('-', '_')}_report")
     out.parent.mkdir(parents=True, exist_ok=True)
-    lds, removal, fid, cost = [], [], [], []
+    lds, removal, fid, cost, precision = [], [], [], [], []
+    planted = getattr(bt.task, "planted_sites", None)
     values_file = Path(f"{out}_model_values.json")  # the model baselines' values and cost rows
     if args.model_baselines and args.reuse_model_baselines and not values_file.exists():
         raise SystemExit(f"--reuse-model-baselines: {values_file} not found (run once without it)")
@@ -154,6 +169,7 @@ def main(argv=None):
                "seconds": time.perf_counter() - t0}
         cost.append(row)
         lds.extend(dict(r, utility=u) for r in lds_rows(label, att.values, truth, seed, {}))
+        precision.extend(precision_rows(label, att.values, u, seed, planted))
         if seed == args.removal_seed:
             rankings[(u, label)] = np.asarray(att.values, float)
         print(f"{u} {label} seed {seed}: {att.n_evaluations} evaluations, cost {att.cost:g} "
@@ -203,6 +219,7 @@ def main(argv=None):
             for label, name, params in MODEL:
                 att = run(label, name, bt.game(u0, "proxy"), 0, args.seeds[0], u0, bt.truth(u0), **params)
                 lds[:] = [r for r in lds if r["estimator"] != label]  # scored for every utility below
+                precision[:] = [r for r in precision if r["estimator"] != label]
                 row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in cost.pop().items()}
                 saved[label] = {"values": np.asarray(att.values, float).tolist(), "cost": row}
             values_file.write_text(json.dumps(saved, indent=1) + "\n")
@@ -211,6 +228,7 @@ def main(argv=None):
                 cost.append(dict(rec["cost"], utility=u))
                 lds.extend(dict(r, utility=u) for r in lds_rows(label, np.asarray(rec["values"]), bt.truth(u),
                                                                  rec["cost"]["est_seed"], {}))
+                precision.extend(precision_rows(label, rec["values"], u, rec["cost"]["est_seed"], planted))
     if args.model_baselines and args.finetune_budget:
         from surrogateshap.tasks.finetune import FineTuningGame
 
@@ -220,11 +238,21 @@ def main(argv=None):
             run(label, "kernelshap", ft, args.finetune_budget, args.seeds[0], u, bt.truth(u))
     pd.DataFrame(lds).to_csv(f"{out}_lds.csv", index=False)
     pd.DataFrame(cost).to_csv(f"{out}_cost.csv", index=False)
+    if precision:
+        pd.DataFrame(precision).to_csv(f"{out}_precision.csv", index=False)
     write_markdown(args, bt, budget, out, pd.DataFrame(lds), pd.DataFrame(cost), pd.DataFrame(fid),
-                   pd.DataFrame(removal))
+                   pd.DataFrame(removal), pd.DataFrame(precision))
 
 
-def write_markdown(args, bt, budget, out, lds, cost, fid, removal):
+def precision_table(precision: pd.DataFrame, u: str) -> pd.DataFrame:
+    """Mean precision@k over estimator seeds, and the top-k players of the first seed."""
+    p = precision[precision.utility == u]
+    col = next(c for c in p.columns if c.startswith("precision@"))
+    return p.groupby("estimator", sort=False).agg(
+        **{col: (col, "mean"), "seeds": (col, "size"), "top (first seed)": ("top", "first")}).reset_index()
+
+
+def write_markdown(args, bt, budget, out, lds, cost, fid, removal, precision=None):
     lines = [f"# {args.task}: estimators against retrained test coalitions",
              "", f"Produced by `python scripts/sampled_task_report.py --task {args.task} --budget {budget} "
              f"--proxy-budget {args.proxy_budget} --seeds {' '.join(map(str, args.seeds))} "
@@ -255,6 +283,10 @@ def write_markdown(args, bt, budget, out, lds, cost, fid, removal):
         wide["evaluations"] = [int(cu.loc[e, "evaluations"]) for e in wide.index]
         wide["cost"] = [f"{cu.loc[e, 'cost']:.4g} {cu.loc[e, 'unit']}" for e in wide.index]
         lines += [f"## {u}: LDS", "", wide.reset_index().to_markdown(index=False), ""]
+        if precision is not None and len(precision):
+            planted = " ".join(map(str, bt.task.planted_sites))
+            lines += [f"## {u}: precision@k at finding the planted players ({planted})", "",
+                      precision_table(precision, u).round(3).to_markdown(index=False), ""]
         if len(removal):
             r = removal[removal.utility == u]
             if len(r):
