@@ -24,7 +24,8 @@ _BUILTIN = {"digits10": "surrogateshap.tasks.digits:Digits10Task",
             "spurious-sites": "surrogateshap.tasks.spurious:SpuriousSitesTask",
             "clipart-artists": "surrogateshap.tasks.artwork:ClipartArtistsTask",
             "artbench": "surrogateshap.tasks.artbench:ArtBenchTask",
-            "fashion-product": "surrogateshap.tasks.fashion_product:FashionProductTask"}
+            "fashion-product": "surrogateshap.tasks.fashion_product:FashionProductTask",
+            "dermoscopy-sites": "surrogateshap.tasks.dermoscopy:DermoscopySitesTask"}
 
 
 def register_task(name: str):

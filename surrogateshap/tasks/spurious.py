@@ -17,16 +17,16 @@ the shortcut a coalition's model learned, not image quality: the planted sites s
 carry the largest values (:func:`surrogateshap.metrics.precision_at_k` on
 ``planted_sites``).
 
-The paper-scale audit (real dermoscopy, hospital sites, a sex-melanoma correlation)
-needs a text-to-image pipeline; :func:`load_dermoscopy` and
-:func:`load_attribute_classifiers` read its local files and fail clearly.
+The paper-scale audit (real dermoscopy, hospital sites, a sex-melanoma correlation) is
+the ``dermoscopy-sites`` task (:mod:`surrogateshap.tasks.dermoscopy`, Stable Diffusion +
+LoRA); :func:`load_dermoscopy` and :func:`load_attribute_classifiers` read its local
+files and fail clearly.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import ClassVar
 from functools import cached_property
@@ -38,6 +38,7 @@ from surrogateshap.tasks.base import allocate_counts
 from surrogateshap.tasks.composed import ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import FASHION_CLASSES, DataMissingError, ImageDataset, load_fashion_mnist, resize
 from surrogateshap.tasks.statistics import StatsBank, bank_score, register_utility
+from surrogateshap.tasks.t2i_metrics import load_attribute_classifier, phi_from_means
 
 __all__ = ["SpuriousSitesConfig", "SpuriousSitesTask", "spurious_sites_dataset", "stamp_marker",
            "DermoscopyConfig", "DermoscopyData", "load_dermoscopy", "load_attribute_classifiers",
@@ -149,9 +150,7 @@ def _marker_correlation(bank: StatsBank, w: np.ndarray) -> np.ndarray:
     """Phi coefficient of (marker detected, target class) over the samples, from the
     mixed means of the scores ``marker``, ``target``, ``marker_target`` (0/1 per
     sample); 0 where either is constant (no association can be measured)."""
-    m, t, mt = (w @ bank_score(bank, k) for k in ("marker", "target", "marker_target"))
-    var = m * (1 - m) * t * (1 - t)
-    return np.where(var > 1e-12, (mt - m * t) / np.sqrt(np.maximum(var, 1e-12)), 0.0)
+    return phi_from_means(*(w @ bank_score(bank, k) for k in ("marker", "target", "marker_target")))
 
 
 class SpuriousSitesTask(ImageTask):
@@ -285,16 +284,5 @@ def load_dermoscopy(config: DermoscopyConfig) -> DermoscopyData:
 def load_attribute_classifiers(config: DermoscopyConfig, device="cpu") -> dict:
     """The audit's attribute classifiers (TorchScript: image batch -> logits), read from
     local files: {"sex": module, "melanoma": module}."""
-    import torch
-
-    out = {}
-    for name, file in (("sex", config.sex_classifier), ("melanoma", config.melanoma_classifier)):
-        path = Path(config.data_dir) / file
-        if not path.exists():
-            raise DataMissingError(f"the {name} classifier {path} not found (a TorchScript file: "
-                                   "torch.jit.save of a model from image batches to logits)")
-        try:
-            out[name] = torch.jit.load(os.fspath(path), map_location=device).eval()
-        except RuntimeError as e:
-            raise ValueError(f"{path} is not a TorchScript model: {e}") from e
-    return out
+    return {name: load_attribute_classifier(Path(config.data_dir) / file, name, device)
+            for name, file in (("sex", config.sex_classifier), ("melanoma", config.melanoma_classifier))}

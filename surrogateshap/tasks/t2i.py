@@ -46,7 +46,8 @@ import numpy as np
 from surrogateshap.game import Game, stable_hash
 from surrogateshap.tasks.base import DiffusionTask, allocate_counts, coalition_seed
 from surrogateshap.tasks.sample_bank import BankFeatures, SampleBank, image_seed
-from surrogateshap.tasks.t2i_metrics import T2I_UTILITIES, FeatureSet, T2IFeaturizer, load_images, t2i_utility
+from surrogateshap.tasks.t2i_metrics import (T2I_UTILITIES, FeatureSet, T2IFeaturizer, load_attribute_classifier,
+                                             load_images, t2i_utility)
 
 __all__ = [
     "T2IItem", "T2IDataset", "load_images", "T2IFamily", "LoRASpec", "LoRAAdapter", "fine_tune_lora",
@@ -795,9 +796,17 @@ class T2ITask(DiffusionTask):
                 raise ValueError(f"{self.name}: neg_lpips needs lpips_backbone (AlexNet weights file)")
             lpips = LPIPS(c.lpips_backbone, device=dev)
             refs = self.unit_references()
-        return T2IFeaturizer(embedder, aesthetic, lpips, refs,
-                             name=stable_hash([c.clip_backend, c.clip_model, c.clip_path, c.aesthetic_head,
-                                               c.lpips_backbone]))
+        files = self.attribute_files()
+        attributes = {n: load_attribute_classifier(f, n, device=dev) for n, f in files.items()}
+        size = getattr(c, "attribute_size", None)
+        parts = [c.clip_backend, c.clip_model, c.clip_path, c.aesthetic_head, c.lpips_backbone]
+        return T2IFeaturizer(embedder, aesthetic, lpips, refs, attributes=attributes, attribute_size=size,
+                             name=stable_hash(parts + ([sorted(files.items()), size] if files else [])))
+
+    def attribute_files(self) -> dict[str, str]:
+        """name -> local TorchScript file of each attribute classifier the utilities
+        read (none by default; the clinical audit's sex and melanoma classifiers)."""
+        return {}
 
     def unit_references(self) -> dict:
         """unit -> the training image of its first item (LPIPS's reference; loaded when used)."""

@@ -10,7 +10,9 @@ score both.
 Features (names used by the featurizers and utilities):
 - ``embedding``: (N, d) L2-normalised CLIP image embeddings (diversity clusters them);
 - ``aesthetic``: (N,) LAION aesthetic score of each image;
-- ``lpips``: (N,) LPIPS distance of each image to its prompt's training image.
+- ``lpips``: (N,) LPIPS distance of each image to its prompt's training image;
+- one (N,) 0/1 array per attribute classifier (``sex``, ``melanoma`` in the clinical
+  audit): whether the classifier calls the image positive.
 
 LPIPS: :class:`LPIPS` is the LPIPS-AlexNet distance (Zhang et al. 2018). Its linear
 heads are the ones torchmetrics ships (``lpips_models/alex.pth`` inside the
@@ -31,7 +33,8 @@ import numpy as np
 
 __all__ = [
     "load_images", "FeatureSet", "weighted_quantile", "diversity_entropy", "LPIPS", "T2I_UTILITIES",
-    "register_t2i_utility", "t2i_utility", "T2IFeaturizer",
+    "register_t2i_utility", "t2i_utility", "T2IFeaturizer", "phi_from_means", "load_attribute_classifier",
+    "attribute_positive",
 ]
 
 
@@ -217,6 +220,53 @@ def _diversity(fs: FeatureSet, k: int = 20) -> float:
     return diversity_entropy(fs.get("embedding"), fs.weights, k=k)
 
 
+def phi_from_means(a, b, ab):
+    """Phi coefficient of two 0/1 variables from the (weighted) means of a, b and a*b;
+    0 where either is constant (no association can be measured). Broadcasts."""
+    a, b, ab = (np.asarray(x, dtype=np.float64) for x in (a, b, ab))
+    var = a * (1 - a) * b * (1 - b)
+    return np.where(var > 1e-12, (ab - a * b) / np.sqrt(np.maximum(var, 1e-12)), 0.0)
+
+
+@register_t2i_utility("sex_melanoma_correlation")
+def _sex_melanoma_correlation(fs: FeatureSet) -> float:
+    """Phi between the sex and melanoma classifiers' calls over the generated images
+    (the clinical audit's spurious correlation; 0 where either call is constant)."""
+    s, m = fs.get("sex"), fs.get("melanoma")
+    w = fs.weights
+    return float(phi_from_means(w @ s, w @ m, w @ (s * m)))
+
+
+# --- attribute classifiers (the clinical audit's; user-supplied local files) --------
+def load_attribute_classifier(path, name: str, device="cpu"):
+    """A TorchScript attribute classifier (image batch (N, 3, H, W) in [0, 1] -> logits,
+    (N,) / (N, 1) for one positive logit or (N, 2) with the positive class second)."""
+    import torch
+
+    from surrogateshap.tasks.datasets import DataMissingError
+
+    path = Path(path)
+    if not path.exists():
+        raise DataMissingError(f"the {name} classifier {path} not found (a TorchScript file: "
+                               "torch.jit.save of a model from image batches to logits)")
+    try:
+        return torch.jit.load(os.fspath(path), map_location=device).eval()
+    except RuntimeError as e:
+        raise ValueError(f"{path} is not a TorchScript model: {e}") from e
+
+
+def attribute_positive(logits, name: str = "attribute") -> np.ndarray:
+    """0/1 calls from a classifier's logits: one logit > 0, or class 1 of two."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim == 2 and z.shape[1] == 1:
+        z = z[:, 0]
+    if z.ndim == 1:
+        return (z > 0).astype(np.float64)
+    if z.ndim == 2 and z.shape[1] == 2:
+        return (z[:, 1] > z[:, 0]).astype(np.float64)
+    raise ValueError(f"the {name} classifier must return (N,), (N, 1) or (N, 2) logits; got shape {z.shape}")
+
+
 # --- LPIPS ---------------------------------------------------------------------------
 def _torchmetrics_lpips_heads() -> Path:
     import torchmetrics
@@ -341,24 +391,28 @@ class T2IFeaturizer:
     :class:`~surrogateshap.tasks.aesthetic.AestheticHead`). ``lpips`` with
     ``references`` (unit -> its training image, anything :func:`load_images` reads,
     loaded when used): the distance of each image to its unit's reference, resized
-    to the generated images' size. ``name`` identifies the featurizer in bank
-    headers (banks of different featurizers never mix).
+    to the generated images' size. ``attributes``: name -> classifier (images ->
+    logits, :func:`attribute_positive`), each image's 0/1 call, the images resized to
+    ``attribute_size`` first (None: as generated). ``name`` identifies the featurizer in
+    bank headers (banks of different featurizers never mix).
     """
 
     def __init__(self, embedder=None, aesthetic=None, lpips: LPIPS | None = None,
-                 references: dict | None = None, name: str = "t2i"):
+                 references: dict | None = None, name: str = "t2i", attributes: dict | None = None,
+                 attribute_size: int | None = None):
         if aesthetic is not None and embedder is None:
             raise ValueError("the aesthetic head scores CLIP embeddings: give an embedder too")
         if lpips is not None and not references:
             raise ValueError("LPIPS compares each image to its prompt's training image: give references")
         self.embedder, self.aesthetic, self.lpips = embedder, aesthetic, lpips
         self.references = references or {}
+        self.attributes, self.attribute_size = dict(attributes or {}), attribute_size
         self.name = name
 
     @property
     def outputs(self) -> tuple[str, ...]:
         return tuple(n for n, on in (("embedding", self.embedder), ("aesthetic", self.aesthetic),
-                                     ("lpips", self.lpips)) if on is not None)
+                                     ("lpips", self.lpips)) if on is not None) + tuple(self.attributes)
 
     def __call__(self, images, units) -> dict[str, np.ndarray]:
         import torch
@@ -380,6 +434,17 @@ class T2IFeaturizer:
                 raise KeyError(f"no LPIPS reference image for unit(s) {missing[:3]}")
             ref = load_images([self.references[u] for u in units], x.shape[-1])
             out["lpips"] = self.lpips(x, ref)
+        if self.attributes:
+            xa = x if self.attribute_size is None or x.shape[-1] == self.attribute_size else \
+                torch.nn.functional.interpolate(x, size=(self.attribute_size,) * 2, mode="bilinear",
+                                                align_corners=False, antialias=True)
+            for name, net in self.attributes.items():
+                with torch.no_grad():
+                    logits = torch.as_tensor(net(xa)).float().cpu().numpy()
+                calls = attribute_positive(logits, name)
+                if len(calls) != len(x):
+                    raise ValueError(f"the {name} classifier returned {len(calls)} calls for {len(x)} images")
+                out[name] = calls
         if not out:
-            raise ValueError("the featurizer computes nothing: give an embedder and/or LPIPS")
+            raise ValueError("the featurizer computes nothing: give an embedder, LPIPS or attribute classifiers")
         return out
