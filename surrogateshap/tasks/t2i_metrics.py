@@ -439,8 +439,10 @@ class T2IFeaturizer:
                 torch.nn.functional.interpolate(x, size=(self.attribute_size,) * 2, mode="bilinear",
                                                 align_corners=False, antialias=True)
             for name, net in self.attributes.items():
+                params = net.parameters() if hasattr(net, "parameters") else ()
+                dev = next(iter(params), xa).device  # a classifier on the GPU gets its input there
                 with torch.no_grad():
-                    logits = torch.as_tensor(net(xa)).float().cpu().numpy()
+                    logits = torch.as_tensor(net(xa.to(dev))).float().cpu().numpy()
                 calls = attribute_positive(logits, name)
                 if len(calls) != len(x):
                     raise ValueError(f"the {name} classifier returned {len(calls)} calls for {len(x)} images")
