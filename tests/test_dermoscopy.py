@@ -78,6 +78,10 @@ def test_featurizer_calls_each_attribute_on_resized_images():
     f = T2IFeaturizer(attributes={"sex": net}, attribute_size=16)
     out = f(x, ["u"] * 3)
     assert out["sex"].tolist() == [0, 1, 0] and seen == [(3, 3, 16, 16)] and f.outputs == ("sex",)
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))  # a module with parameters
+    with torch.no_grad():
+        lin[1].weight.zero_(), lin[1].bias.fill_(1.0)
+    assert T2IFeaturizer(attributes={"melanoma": lin})(x, ["u"] * 3)["melanoma"].tolist() == [1, 1, 1]
     with pytest.raises(ValueError, match="returned 2 calls for 3 images"):
         T2IFeaturizer(attributes={"sex": lambda x: np.zeros(2)})(x, ["u"] * 3)
 
