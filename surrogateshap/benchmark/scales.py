@@ -55,7 +55,7 @@ class ScaleSettings:
 _KNOWN = ("unanimity10", "airport20", "voting20")
 #: image tasks with (or waiting for) reference tables of sampled coalitions; their cases
 #: are slow (a coalition the table lacks is retrained) and skipped without their data
-_IMAGE = ("fashion-animal20", "clipart-artists", "spurious-sites", "cifar20")
+_IMAGE = ("fashion-animal20", "clipart-artists", "spurious-sites", "fashion-brands", "cifar20")
 SCALE_SETTINGS = {
     "ci": ScaleSettings(
         selection=(
