@@ -37,6 +37,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped file from others
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -1,4 +1,5 @@
-"""Command line: ``surrogateshap run`` (value contributors), ``build-table``, ``report``.
+"""Command line: ``surrogateshap run`` (value contributors), ``build-table``, ``report``,
+``scoring-nets``.
 
 Every argument is checked before any model is trained or any file is written; a usage
 error is one line on stderr and exit status 2.
@@ -184,6 +185,42 @@ def _build_table(args) -> int:
     return 1 if failures else 0
 
 
+def _scoring_nets(args) -> int:
+    """Train every scoring network of a task from its recipe (deterministic: seeded, one
+    thread) and compare with the shipped weights; ``--write`` ships the trained ones."""
+    import torch
+
+    from surrogateshap.tasks.features import state_digest
+
+    task = _task(args)
+    recipes = task.scoring_recipes() if hasattr(task, "scoring_recipes") else {}
+    if not recipes:
+        raise UsageError(f"task {task.name} trains no scoring network of its own")
+    differ = 0
+    for name, recipe in recipes.items():
+        net = recipe.train()
+        with torch.no_grad():
+            x = torch.as_tensor(recipe.images, dtype=torch.float32).reshape(len(recipe.images), -1)
+            acc = float((net.classify(x).argmax(1).numpy() == recipe.labels).mean())
+        digest = state_digest(net.state_dict())
+        shipped = recipe.shipped
+        if shipped is not None and shipped.exists():
+            old = state_digest(torch.load(shipped, map_location="cpu", weights_only=True))
+            same = "same as shipped" if old == digest else f"DIFFERS from shipped {old}"
+            differ += old != digest
+        else:
+            same = "not shipped" if shipped is None else f"{shipped} absent"
+        print(f"{task.name}/{name}: {len(recipe.labels)} images, {recipe.n_classes} classes, training "
+              f"accuracy {acc:.3f}, weights {digest} ({same})")
+        if args.write and shipped is not None:
+            from surrogateshap._files import atomic_write
+
+            with atomic_write(shipped, "wb") as f:
+                torch.save(net.state_dict(), f)
+            print(f"  wrote {shipped}")
+    return 1 if differ and not args.write else 0
+
+
 def _report(args) -> int:
     from surrogateshap.report import read_benchmark_doc, write_report
 
@@ -229,6 +266,12 @@ def main(argv=None) -> int:
     b.add_argument("--gpus-per-job", type=float, default=None,
                    help="GPUs one training job asks for (ray; fractions share a GPU)")
     b.set_defaults(fn=_build_table)
+    sn = sub.add_parser("scoring-nets", help="train a task's scoring networks from their recipes and "
+                                             "compare with (or --write) the shipped weights")
+    sn.add_argument("--task", default="digits10")
+    sn.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    sn.add_argument("--write", action="store_true", help="write the trained weights as the shipped ones")
+    sn.set_defaults(fn=_scoring_nets)
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")
     rep.add_argument("--out", default="results/report")

@@ -188,7 +188,7 @@ class ClipartArtistsTask(ImageTask):
     name = "clipart-artists"
     players = CLIPART_ARTISTS
     config_cls = ClipartArtistsConfig
-    feature_net_path = FEATURE_NET_PATH
+    shipped_nets = {"features": FEATURE_NET_PATH}
     execution_fields = ImageTask.execution_fields + ("openclipart_dir",)
 
     def load_dataset(self):

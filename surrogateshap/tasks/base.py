@@ -148,6 +148,20 @@ class DiffusionTask(ABC):
         cfg = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in self.execution_fields}
         return f"{self.name}-{stable_hash(cfg)}"
 
+    def scoring_parts(self) -> dict[str, str]:
+        """name -> weights hash of each network that scores samples where the
+        configuration does not name it (weights the project trains itself); {} when it does."""
+        return {}
+
+    def scoring_id(self) -> str:
+        """Identity of the networks that score samples ("" when the configuration names
+        them): a table's header and the retraining cache record it, so utilities scored by
+        another network are never mixed."""
+        if not hasattr(self, "_scoring_id"):
+            parts = self.scoring_parts()
+            self._scoring_id = stable_hash(parts) if parts else ""
+        return self._scoring_id
+
     # --- models and statistics -------------------------------------------------
     @abstractmethod
     def retrain_stats(self, masks: np.ndarray, seed: int) -> list[LabelStats]:
@@ -251,8 +265,11 @@ class RetrainingGame(Game):
         self.store = None
         self.failures_path = self.claims_path = None
         if cache:
-            path = task.cache_dir / task.config_id() / f"retrain-seed{self.seed}.jsonl"
-            self.store = _shared_store(path, {"task": task.config_id(), "seed": self.seed})
+            scoring = task.scoring_id()
+            name = f"retrain-seed{self.seed}" + (f"-scoring-{scoring}" if scoring else "")
+            path = task.cache_dir / task.config_id() / f"{name}.jsonl"
+            header = {"task": task.config_id(), "seed": self.seed, **({"scoring": scoring} if scoring else {})}
+            self.store = _shared_store(path, header)
             self.failures_path = path.with_name(path.stem + ".failures.jsonl")
             self.claims_path = path.with_name(path.stem + ".claims.jsonl")
         self._memo: dict[str, dict] = {}

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from surrogateshap.game import stable_hash
 from surrogateshap.tasks.base import DiffusionTask, allocate_counts, coalition_seed
 from surrogateshap.tasks.datasets import ImageDataset
 from surrogateshap.tasks.statistics import UTILITIES, LabelStats, stats_from_features
@@ -63,8 +64,9 @@ class ImageTask(DiffusionTask):
     utilities = UTILITIES
     config_cls = None
     family_name = "mlp"
-    #: shipped FeatureNet weights (None: train on the real images once, cache them)
-    feature_net_path: Path | None = None
+    #: shipped weights of the task's scoring networks, by recipe name (package data; a
+    #: network without them is trained on first use and cached)
+    shipped_nets: ClassVar[dict[str, Path]] = {}
     execution_fields = ("models_per_batch", "device", "data_dir", "inception_weights",
                         "cpus_per_job", "gpus_per_job", "memory_per_job")
 
@@ -141,11 +143,37 @@ class ImageTask(DiffusionTask):
             return InceptionFeaturizer(self.config.inception_weights, device=self.device)
         if kind != "net":
             raise KeyError(f"unknown featurizer {kind!r}; known: net, inception")
+        return NetFeaturizer.from_recipe(self.scoring_recipes()["features"])
+
+    def scoring_recipes(self) -> dict:
+        """name -> :class:`~surrogateshap.tasks.featurizers.NetRecipe` of every network
+        the project trains to score this task's samples: ``features`` (the featurizer's
+        classifier of the units, on the real images), and any a task adds for its own
+        utilities. Empty with the Inception featurizer (a local weights file)."""
+        if getattr(self.config, "featurizer", "net") != "net":
+            return {}
         ds = self.dataset
-        digest = hashlib.sha1(np.ascontiguousarray(ds.images).tobytes()).hexdigest()[:12]
-        cache = self.cache_dir / "featurenets" / f"{self.name}-{digest}.pt"
-        return NetFeaturizer.load_or_train(self.feature_net_path, cache, ds.images, ds.labels,
-                                           n_classes=self.n_units)
+        return {"features": self.net_recipe("features", ds.images, ds.labels, self.n_units)}
+
+    def net_recipe(self, name: str, images, labels, n_classes: int):
+        """A scoring network's recipe: its shipped weights (``shipped_nets[name]``) or a
+        cache file keyed by the task, the name and the training images."""
+        from surrogateshap.tasks.featurizers import NetRecipe
+
+        digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()[:12]
+        return NetRecipe(name, images, labels, n_classes, shipped=self.shipped_nets.get(name),
+                         cache=self.cache_dir / "featurenets" / f"{self.name}-{name}-{digest}.pt")
+
+    def scoring_networks(self) -> dict:
+        """name -> the loaded scoring networks (torch modules) that score this task."""
+        return {"features": self.featurizer.net}
+
+    def scoring_parts(self) -> dict[str, str]:
+        if getattr(self.config, "featurizer", "net") == "inception":
+            return {"inception": self.featurizer.digest()}
+        from surrogateshap.tasks.features import state_digest
+
+        return {k: state_digest(net.state_dict()) for k, net in self.scoring_networks().items()}
 
     @property
     def feature_net(self):

@@ -64,7 +64,7 @@ class Digits10Task(ImageTask):
     players = tuple(f"digit_{d}" for d in range(10))
     config_cls = Digits10Config
     family_name = "mlp"
-    feature_net_path = FEATURE_NET_PATH
+    shipped_nets = {"features": FEATURE_NET_PATH}
 
     def load_dataset(self):
         return digits_dataset()

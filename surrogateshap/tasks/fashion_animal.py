@@ -67,7 +67,7 @@ class FashionAnimal20Task(ImageTask):
     name = "fashion-animal20"
     players = tuple(f"fashion_{c}" for c in FASHION_CLASSES) + tuple(f"animal_{c}" for c in ANIMAL_CLASSES)
     config_cls = FashionAnimal20Config
-    feature_net_path = FEATURE_NET_PATH
+    shipped_nets = {"features": FEATURE_NET_PATH}
 
     def load_dataset(self):
         return fashion_animal20_dataset(self.config.per_class, self.config.size)

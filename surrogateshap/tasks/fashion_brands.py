@@ -26,7 +26,7 @@ from functools import cached_property
 import numpy as np
 
 from surrogateshap.tasks.base import allocate_counts
-from surrogateshap.tasks.composed import ImageTask, PresetConfig
+from surrogateshap.tasks.composed import DATA_DIR, ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import FASHION_CLASSES, ImageDataset, load_fashion_mnist, resize
 
 __all__ = ["FashionBrandsConfig", "FashionBrandsTask", "BrandSignature", "brand_signatures",
@@ -153,6 +153,7 @@ class FashionBrandsConfig(PresetConfig):
 
 class FashionBrandsTask(ImageTask):
     name = "fashion-brands"
+    shipped_nets = {"features": DATA_DIR / "fashion_brands_featurenet.pt"}
     config_cls = FashionBrandsConfig
     utilities = ("diversity", "neg_fidelity", "neg_fid")
 

@@ -13,14 +13,69 @@ FID needs features, Inception Score class logits, coverage features again. Two k
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NetFeaturizer", "InceptionFeaturizer", "INCEPTION_WEIGHTS_FILE"]
+__all__ = ["NetRecipe", "NetFeaturizer", "InceptionFeaturizer", "INCEPTION_WEIGHTS_FILE"]
 
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+@dataclass(frozen=True, eq=False)
+class NetRecipe:
+    """How one of a task's scoring networks is made: a :class:`FeatureNet` trained by
+    :func:`train_feature_net` (seeded, one thread) on ``images`` with ``labels``.
+
+    ``shipped``: its weights as package data (used whenever they fit this input size and
+    class count), so every machine scores a shipped table with the very same network;
+    without them the network is trained on first use and cached under ``cache``."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    n_classes: int
+    shipped: Path | None = None
+    cache: Path | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.images.shape[1:]))
+
+    def train(self):
+        """Train the network from scratch (what ``surrogateshap scoring-nets`` ships)."""
+        import torch
+
+        from surrogateshap.tasks.features import train_feature_net
+
+        x = torch.as_tensor(self.images, dtype=torch.float32).reshape(len(self.images), -1)
+        return train_feature_net(x, torch.as_tensor(self.labels, dtype=torch.long), n_classes=self.n_classes)
+
+    def _fits(self, state) -> bool:
+        return state["body.0.weight"].shape[1] == self.dim and state["head.weight"].shape[0] == self.n_classes
+
+    def load(self):
+        """Shipped weights if present and fitting, else cached ones, else train and cache."""
+        import torch
+
+        from surrogateshap._files import atomic_write
+        from surrogateshap.tasks.features import FeatureNet
+
+        for path in (self.shipped, self.cache):
+            if path is not None and Path(path).exists():
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                if self._fits(state):
+                    net = FeatureNet(dim=self.dim, n_classes=self.n_classes)
+                    net.load_state_dict(state)
+                    return net.eval()
+        net = self.train()
+        if self.cache is not None:
+            with atomic_write(self.cache, "wb") as f:
+                torch.save(net.state_dict(), f)
+        return net
 
 
 class NetFeaturizer:
@@ -30,29 +85,13 @@ class NetFeaturizer:
         self.net = net.eval()
 
     @classmethod
-    def load_or_train(cls, shipped: Path | None, cache: Path, images, labels, n_classes: int):
-        """Shipped weights if present (and of this input size), else weights cached at
-        ``cache``, else train on (images, labels) and cache them."""
-        import torch
+    def from_recipe(cls, recipe: NetRecipe) -> "NetFeaturizer":
+        return cls(recipe.load())
 
-        from surrogateshap.tasks.features import FeatureNet, train_feature_net
+    def digest(self) -> str:
+        from surrogateshap.tasks.features import state_digest
 
-        dim = int(np.prod(images.shape[1:]))
-        for path in (shipped, cache):
-            if path is not None and Path(path).exists():
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                if state["body.0.weight"].shape[1] == dim and state["head.weight"].shape[0] == n_classes:
-                    net = FeatureNet(dim=dim, n_classes=n_classes)
-                    net.load_state_dict(state)
-                    return cls(net)
-        x = torch.as_tensor(images, dtype=torch.float32).reshape(len(images), -1)
-        net = train_feature_net(x, torch.as_tensor(labels, dtype=torch.long), n_classes=n_classes)
-        cache = Path(cache)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save(net.state_dict(), tmp)
-        tmp.replace(cache)
-        return cls(net)
+        return state_digest(self.net.state_dict())
 
     def features(self, images):
         import torch
@@ -80,7 +119,15 @@ class InceptionFeaturizer:
         except ModuleNotFoundError as e:
             raise ModuleNotFoundError(f"the Inception featurizer needs torch-fidelity: {e}") from e
         self.net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(path)).to(device)
-        self.device, self.batch = device, batch
+        self.device, self.batch, self.path = device, batch, path
+
+    def digest(self) -> str:
+        """Hash of the weights file (read once): the scoring network's identity."""
+        h = hashlib.sha1()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()[:12]
 
     def features(self, images):
         import torch

@@ -53,15 +53,51 @@ def reference_dir(task_name: str) -> Path:
     return REPOSITORY_DATASETS / task_name
 
 
-def table_config_id(path: str | os.PathLike) -> str | None:
-    """The ``config_id`` a table's ``# config <id>: ...`` header names (None: no header)."""
+def _header_field(path, field: str) -> str | None:
+    """The id a table's ``# <field> <id>: ...`` header line names (None: no such line)."""
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
                 break
-            if line.startswith("# config "):
-                return line[len("# config "):].split(":", 1)[0].strip()
+            if line.startswith(f"# {field} "):
+                return line[len(f"# {field} "):].split(":", 1)[0].strip()
     return None
+
+
+def table_config_id(path: str | os.PathLike) -> str | None:
+    """The ``config_id`` a table's ``# config <id>: ...`` header names (None: no header)."""
+    return _header_field(path, "config")
+
+
+def table_scoring_id(path: str | os.PathLike) -> str | None:
+    """The scoring networks' id a table's ``# scoring <id>: ...`` header names (None: none)."""
+    return _header_field(path, "scoring")
+
+
+def scoring_header(task: DiffusionTask) -> str:
+    """The header line naming the networks that scored a task's table ("" if none)."""
+    sid = task.scoring_id()
+    parts = ", ".join(f"{k} {v}" for k, v in task.scoring_parts().items())
+    return f"# scoring {sid}: the networks that scored every row, by weights hash ({parts})\n" if sid else ""
+
+
+def check_scoring(task: DiffusionTask, path) -> None:
+    """Refuse a table whose rows were scored by other networks than this task's (another
+    feature network gives other utilities for the same samples), or whose builder header
+    does not say which scored them."""
+    if table_config_id(path) is None:
+        return  # a plain frame (no builder header) is the caller's own: nothing recorded to check
+    sid = task.scoring_id()
+    if not sid:
+        return
+    found = table_scoring_id(path)
+    if found != sid:
+        said = f"scoring networks {found}" if found else "no '# scoring' line (networks unknown)"
+        raise ValueError(
+            f"{path} was scored with {said}, not this task's {sid} (the networks shipped in "
+            "surrogateshap/data or cached): its utilities are of another scorer. Rebuild the table, "
+            "or restore the networks that scored it."
+        )
 
 
 def load_reference(task: DiffusionTask, path: str | os.PathLike | None = None) -> CoalitionTable:
@@ -84,6 +120,7 @@ def load_reference(task: DiffusionTask, path: str | os.PathLike | None = None) -
             f"{task.config_id()} (another scale or settings): its utilities are of another "
             "game. Use the matching --scale, or build a table for this configuration."
         )
+    check_scoring(task, path)
     return CoalitionTable.read_csv(path, task.players, task.utilities)
 
 
@@ -176,6 +213,7 @@ def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
             f"{path} holds a table of another configuration ({found}); this task is "
             f"{task.config_id()}. Write elsewhere (--out DIR) or move that file first."
         )
+    check_scoring(task, path)
     try:
         frame = pd.read_csv(path, comment="#", dtype={"coalition": str})
         cols = ["coalition", "seed", *task.utilities, "seconds"]
@@ -214,6 +252,7 @@ def _write(task, rows, seeds, out_dir: Path) -> CoalitionTable:
     header = (
         f"# Reference table (shipped on purpose): every coalition of {task.name} retrained.\n"
         f"# config {task.config_id()}: {task.config}\n"
+        + scoring_header(task) +
         f"# produced by: surrogateshap build-table --task {task.name} --seeds "
         f"{' '.join(map(str, seeds))}  (commit {git_commit()}, {platform.machine()}, "
         f"torch device {getattr(task, 'device', 'cpu')})\n"
@@ -292,7 +331,8 @@ def _write_coalition_table(task, rows, out_dir: Path, command: str, note: str) -
         f"(a subset of the 2^{task.n_players}; {counts}).\n"
         + (f"# {note}\n" if note else "")
         + f"# config {task.config_id()}: {task.config}\n"
-        f"# produced by: {command}  (commit {git_commit()}, {platform.machine()}, "
+        + scoring_header(task)
+        + f"# produced by: {command}  (commit {git_commit()}, {platform.machine()}, "
         f"torch device {getattr(task, 'device', 'cpu')})\n"
     )
     path = out_dir / RETRAINING_CSV

@@ -26,7 +26,6 @@ files and fail clearly.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 from functools import cached_property
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.tasks.base import allocate_counts
-from surrogateshap.tasks.composed import ImageTask, PresetConfig
+from surrogateshap.tasks.composed import DATA_DIR, ImageTask, PresetConfig
 from surrogateshap.tasks.datasets import FASHION_CLASSES, DataMissingError, ImageDataset, load_fashion_mnist, resize
 from surrogateshap.tasks.statistics import StatsBank, bank_score, register_utility
 from surrogateshap.tasks.t2i_metrics import load_attribute_classifier, phi_from_means
@@ -155,6 +154,7 @@ def _marker_correlation(bank: StatsBank, w: np.ndarray) -> np.ndarray:
 
 class SpuriousSitesTask(ImageTask):
     name = "spurious-sites"
+    shipped_nets = {k: DATA_DIR / f"spurious_sites_{k}net.pt" for k in ("features", "marker", "class")}
     config_cls = SpuriousSitesConfig
     utilities = ("marker_correlation", "neg_fid")
 
@@ -179,29 +179,27 @@ class SpuriousSitesTask(ImageTask):
         """(n_items,) whether each training image carries the marker."""
         return self._built[2]
 
-    def _own_net(self, what: str, images, labels, n_classes: int):
-        from surrogateshap.tasks.featurizers import NetFeaturizer
+    def scoring_recipes(self) -> dict:
+        """The featurizer's network, the marker detector (clean (0) vs stamped (1), trained
+        on both versions of every image) and the class classifier (the garment class,
+        trained on clean and stamped copies under the same label, so the marker is no cue
+        to the class)."""
+        clean = self._built[1]
+        x = np.concatenate([clean, stamp_marker(clean, self.config.marker_size)])
+        return {**super().scoring_recipes(),
+                "marker": self.net_recipe("marker", x, np.repeat([0, 1], len(clean)), 2),
+                "class": self.net_recipe("class", x, np.tile(self.dataset.classes, 2), len(FASHION_CLASSES))}
 
-        digest = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest()[:12]
-        cache = self.cache_dir / "featurenets" / f"{self.name}-{what}-{digest}.pt"
-        return NetFeaturizer.load_or_train(None, cache, images, labels, n_classes=n_classes).net
+    def scoring_networks(self) -> dict:
+        return {**super().scoring_networks(), "marker": self.marker_detector, "class": self.class_classifier}
 
     @cached_property
     def marker_detector(self):
-        """Classifier clean (0) vs stamped (1), trained on both versions of every image."""
-        clean = self._built[1]
-        x = np.concatenate([clean, stamp_marker(clean, self.config.marker_size)])
-        y = np.repeat([0, 1], len(clean))
-        return self._own_net("marker", x, y, 2)
+        return self.scoring_recipes()["marker"].load()
 
     @cached_property
     def class_classifier(self):
-        """The garment class of an image, trained on clean and stamped copies of every
-        image under the same label (so the marker is no cue to the class)."""
-        clean = self._built[1]
-        x = np.concatenate([clean, stamp_marker(clean, self.config.marker_size)])
-        y = np.tile(self.dataset.classes, 2)
-        return self._own_net("class", x, y, len(FASHION_CLASSES))
+        return self.scoring_recipes()["class"].load()
 
     def _predict(self, net, images) -> np.ndarray:
         import torch
