@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from surrogateshap.game import CoalitionStore
+from surrogateshap.store import CoalitionStore
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 with tempfile.TemporaryDirectory() as d:

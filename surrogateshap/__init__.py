@@ -11,8 +11,6 @@ from surrogateshap.game import (
     BudgetedGame,
     BudgetExceededError,
     CachedGame,
-    CoalitionStore,
-    CorruptStoreWarning,
     FunctionGame,
     Game,
     NonFiniteUtilityError,
@@ -27,6 +25,7 @@ from surrogateshap.games import (
     random_unanimity_game,
 )
 from surrogateshap.registry import available_estimators, get_estimator, register
+from surrogateshap.store import CoalitionStore, CorruptStoreWarning
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,8 @@ import pytest
 
 from surrogateshap.execution import (ProcessExecutor, RayExecutor, SerialExecutor, TaskSpec,
                                      get_executor)
-from surrogateshap.game import CoalitionStore, all_coalitions, coalition_key
+from surrogateshap.game import all_coalitions, coalition_key
+from surrogateshap.store import CoalitionStore
 from surrogateshap.tasks.base import _STORES, RetrainingFailedError, RetrainingGame
 from surrogateshap.tasks.reference import build_retraining_table
 

@@ -25,12 +25,11 @@ import pytest
 
 from surrogateshap.game import (
     CachedGame,
-    CoalitionStore,
-    CorruptStoreWarning,
     FunctionGame,
     all_coalitions,
     coalition_key,
 )
+from surrogateshap.store import CoalitionStore, CorruptStoreWarning
 from surrogateshap.table import CoalitionTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,7 +286,8 @@ def test_kill_during_build_retraining_table_then_resume(tmp_path):
 
 APPEND_WORKER = """
     import sys
-    from surrogateshap.game import CoalitionStore
+
+    from surrogateshap.store import CoalitionStore
 
     store = CoalitionStore(sys.argv[1], {"game": "shared"})
     keys = [format(i, "08b") for i in range(256)]

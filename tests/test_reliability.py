@@ -19,14 +19,13 @@ from surrogateshap.estimator import Estimator
 from surrogateshap.game import (
     BudgetedGame,
     CachedGame,
-    CoalitionStore,
-    CorruptStoreWarning,
     FunctionGame,
     Game,
     all_coalitions,
 )
 from surrogateshap.games import AdditiveGame
 from surrogateshap.registry import register
+from surrogateshap.store import CoalitionStore, CorruptStoreWarning
 from surrogateshap.table import CoalitionTable
 
 N = 4
@@ -387,8 +386,6 @@ def test_failed_cases_get_a_table_in_the_report(tmp_path):
 
 def test_a_store_whose_header_was_cut_short_starts_again(tmp_path):
     import warnings as _w
-
-    from surrogateshap.game import CoalitionStore, CorruptStoreWarning
 
     path = tmp_path / "s.jsonl"
     path.write_bytes(b'{"header": {"ga')  # a creator killed mid-header: no record in it

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogateshap.game import CoalitionStore, Game, coalition_key, key_to_mask, stable_hash
+from surrogateshap.game import Game, coalition_key, key_to_mask, stable_hash
+from surrogateshap.store import CoalitionStore
 from surrogateshap.tasks.statistics import LabelStats, StatsBank, utility_from_stats
 
 __all__ = ["DiffusionTask", "RetrainingGame", "ProxyGame", "RetrainingFailedError", "allocate_counts",
@@ -263,15 +264,12 @@ class RetrainingGame(Game):
         self.executor = get_executor(executor)
         self.n_trained = 0
         self.store = None
-        self.failures_path = self.claims_path = None
         if cache:
             scoring = task.scoring_id()
             name = f"retrain-seed{self.seed}" + (f"-scoring-{scoring}" if scoring else "")
             path = task.cache_dir / task.config_id() / f"{name}.jsonl"
             header = {"task": task.config_id(), "seed": self.seed, **({"scoring": scoring} if scoring else {})}
             self.store = _shared_store(path, header)
-            self.failures_path = path.with_name(path.stem + ".failures.jsonl")
-            self.claims_path = path.with_name(path.stem + ".claims.jsonl")
         self._memo: dict[str, dict] = {}
         self._failed: dict[str, dict] = {}
 
@@ -364,27 +362,13 @@ class RetrainingGame(Game):
 
     def _claim(self, pending: deque, chunk: int) -> list[str]:
         """Take the next chunk, preferring coalitions no other driver on this cache has
-        taken (``<store>.claims.jsonl``), and log the claim. Claims only order the work:
-        what another driver claimed but never finished is still trained, last."""
-        if self.claims_path is None:
+        taken (the store's claims ledger)."""
+        if self.store is None:
             return [pending.popleft() for _ in range(min(chunk, len(pending)))]
         me = f"{os.uname().nodename}:{os.getpid()}:{id(self)}"
-        with self.store.locked():
-            others = set()
-            if self.claims_path.exists():
-                for line in self.claims_path.read_text().splitlines():
-                    try:
-                        c = json.loads(line)
-                    except ValueError:
-                        continue
-                    if c["by"] != me:
-                        others.update(c["keys"])
-            free = [k for k in pending if k not in others]
-            part = (free or list(pending))[:chunk]
-            for k in part:
-                pending.remove(k)
-            with open(self.claims_path, "a") as f:
-                f.write(json.dumps({"by": me, "keys": part}) + "\n")
+        part = self.store.claim(list(pending), chunk, me)
+        for k in part:
+            pending.remove(k)
         return part
 
     def _record(self, key: str, rec: dict):
@@ -394,28 +378,17 @@ class RetrainingGame(Game):
         self._memo[key] = rec
 
     def _record_failure(self, key: str, error: str, attempts: int) -> int:
-        rec = {"key": key, "error": error, "attempts": int(attempts), "executor": self.executor.name,
-               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if self.store is not None:
+            rec = self.store.record_failure(key, error, attempts, executor=self.executor.name)
+        else:
+            rec = {"key": key, "error": error, "attempts": int(attempts), "executor": self.executor.name}
         self._failed[key] = rec
-        if self.failures_path is not None:
-            with self.store.locked(), open(self.failures_path, "a") as f:
-                f.write(json.dumps(rec, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
         return 1
 
     def failures(self) -> dict[str, dict]:
         """Coalitions whose last attempt failed and that no run has finished since
         (this session's, and those logged in the cache by earlier runs)."""
-        out = {}
-        if self.failures_path is not None and self.failures_path.exists():
-            self.store.refresh()
-            for line in self.failures_path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                out[rec["key"]] = rec
+        out = self.store.failures() if self.store is not None else {}
         out.update(self._failed)
         return {k: r for k, r in out.items() if not self._done(k)}
 
