@@ -14,7 +14,7 @@ def pytest_addoption(parser):
                      "'ci' is the CI slice)")
     g.addoption("--task", action="append", default=[], metavar="NAME[,NAME]",
                 help="benchmark task(s) to run instead of the scale's selection "
-                     "(unanimity10, unanimity50, airport20, voting20, digits10)")
+                     "(unanimity10, unanimity50, airport20, voting20, digits10, and the image tasks)")
     g.addoption("--utility", action="append", default=[], metavar="NAME[,NAME]",
                 help="only these utilities (clean/noisy for known games; neg_fid, "
                      "inception_score, coverage for digits10)")
@@ -35,3 +35,6 @@ def pytest_addoption(parser):
                      "instead of checking against it")
     g.addoption("--no-regression", action="store_true",
                 help="record figures but do not check them against the reference")
+    g.addoption("--no-retrain", action="store_true",
+                help="never train a coalition model: a case needing one its task's table lacks fails, "
+                     "naming the coalitions (the default selection replays its tables and trains none)")

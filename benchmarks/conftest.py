@@ -115,11 +115,16 @@ class BenchSession:
                 estimators=_names(opt("--estimator")) or None,
                 budgets=[int(b) for b in budgets] or None,
                 seeds=_seeds(opt("--seeds")),
+                no_retrain=bool(opt("--no-retrain")),
             )
         except (KeyError, ValueError) as e:
             raise pytest.UsageError(str(e.args[0] if e.args else e))
 
     def case(self, task, utility, game, estimator, budget, seed) -> BenchmarkCase:
+        key = (task, utility, game, estimator, int(budget), int(seed))
+        for c in self.cases():  # the selected case, with its retraining policy
+            if (c.task, c.utility, c.game, c.estimator, c.budget, c.seed) == key:
+                return c
         return BenchmarkCase(task, utility, game, estimator, int(budget), int(seed), self.scale)
 
     def record(self, case, truth, figures, attribution, extra_info: dict):
@@ -131,7 +136,7 @@ class BenchSession:
         }
         from surrogateshap.benchmark import get_benchmark_task
 
-        game_info = get_benchmark_task(case.task, case.scale).game_info(case.utility, case.game)
+        game_info = get_benchmark_task(case.task, case.scale, case.retrain).game_info(case.utility, case.game)
         if "game_seconds_per_evaluation" in game_info:
             info["game_seconds_estimate"] = (
                 game_info["game_seconds_per_evaluation"] * figures.get("n_evaluations", 0)
@@ -269,9 +274,28 @@ def pytest_sessionfinish(session, exitstatus):
         bs._written = bs.write()
 
 
+def _task_costs(bs: BenchSession) -> dict:
+    """What each table-backed task of the run paid (coalition models trained, the full
+    model, its bank, proxy evaluations)."""
+    from surrogateshap.benchmark import get_benchmark_task
+
+    out = {}
+    for c in bs.cases():
+        bt = get_benchmark_task(c.task, c.scale, c.retrain)
+        if hasattr(bt, "costs") and (c.task, c.retrain) not in out:
+            costs = bt.costs()
+            if any(costs.values()):
+                out[(c.task, c.retrain)] = costs
+    return out
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     bs: BenchSession = config._surrogateshap_bench
     tr = terminalreporter
+    for (task, retrain), paid in _task_costs(bs).items():
+        parts = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                          for k, v in paid.items())
+        tr.write_line(f"surrogateshap: {task} ({retrain}): {parts}")
     if bs.failed_cases:
         tr.write_line(f"surrogateshap: {len(bs.failed_cases)} case(s) raised; listed with their "
                       "errors under 'failed_cases' in --benchmark-json")

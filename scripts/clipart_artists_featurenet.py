@@ -14,12 +14,10 @@ import time
 import numpy as np
 import torch
 
-from surrogateshap.tasks.artwork import (
-    CLIPART_ARTISTS, FEATURE_NET_PATH, ClipartArtistsConfig, clipart_artists_dataset, select_clipart,
-    select_players,
-)
-from surrogateshap.tasks.base import default_cache_dir
-from surrogateshap.tasks.features import train_feature_net
+from surrogateshap.tasks.catalog.clipart_artists import FEATURE_NET_PATH, ClipartArtistsConfig
+from surrogateshap.tasks.data.clipart_artists import CLIPART_ARTISTS, clipart_artists_dataset, select_clipart, select_players
+from surrogateshap.tasks.common import default_cache_dir
+from surrogateshap.tasks.features.nets import train_feature_net
 
 
 def accuracy(net, x, y):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from surrogateshap.tasks import get_task
-from surrogateshap.tasks.statistics import utility_from_stats
+from surrogateshap.tasks.features.statistics import utility_from_stats
 
 
 def _posterior(logits):
@@ -54,7 +54,7 @@ def main():
     print(f"full model ({task.config.steps} steps, {task.family.name}): " + (
         "cached" if cached else
         f"trained in {time.process_time() - c0:.1f} CPU s ({time.perf_counter() - t0:.1f} s wall)"))
-    labels = task._coalition_labels(np.ones(task.n_players, bool))[None]
+    labels = task.coalition_units(np.ones(task.n_players, bool))[None]
     for w in a.guidance:
         c0 = time.process_time()
         imgs = task.sample(model, labels, seed=1000, guidance=w)[0]

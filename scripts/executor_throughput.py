@@ -33,7 +33,7 @@ from fake_tasks import FakeConfig, FakeTask  # noqa: E402
 from surrogateshap.execution import get_executor  # noqa: E402
 from surrogateshap.game import all_coalitions  # noqa: E402
 from surrogateshap.tasks import base  # noqa: E402
-from surrogateshap.tasks.base import RetrainingGame  # noqa: E402
+from surrogateshap.tasks.games import RetrainingGame  # noqa: E402
 
 
 def run(task, masks, seeds, executor):
@@ -88,7 +88,7 @@ def main(argv=None):
 
     import torch
 
-    from surrogateshap.tasks.digits import Digits10Config, Digits10Task
+    from surrogateshap.tasks.catalog.digits10 import Digits10Config, Digits10Task
 
     torch.set_num_threads(1)  # as each worker (cpus_per_job = 1)
     rng = np.random.default_rng(0)

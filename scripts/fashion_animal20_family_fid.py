@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from surrogateshap.tasks.base import coalition_seed
-from surrogateshap.tasks.fashion_animal import FashionAnimal20Task
+from surrogateshap.tasks.common import coalition_seed
+from surrogateshap.tasks.catalog.fashion_animal20 import FashionAnimal20Task
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
     t0 = time.perf_counter()
     model = t.train(full, 0)
     train_s = time.perf_counter() - t0
-    labels = t._coalition_labels(full[0])[None]
+    labels = t.coalition_units(full[0])[None]
     for w in guid:
         t0 = time.perf_counter()
         imgs = t.sample(model, labels, seed=[coalition_seed(1000, full[0])], guidance=w)

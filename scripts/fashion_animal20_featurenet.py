@@ -11,9 +11,9 @@ import argparse
 import numpy as np
 import torch
 
-from surrogateshap.tasks.datasets import fashion_animal20_dataset, load_animal_mnist, load_fashion_mnist, resize
-from surrogateshap.tasks.fashion_animal import FEATURE_NET_PATH, FashionAnimal20Config
-from surrogateshap.tasks.features import train_feature_net
+from surrogateshap.tasks.data.images import fashion_animal20_dataset, load_animal_mnist, load_fashion_mnist, resize
+from surrogateshap.tasks.catalog.fashion_animal20 import FEATURE_NET_PATH, FashionAnimal20Config
+from surrogateshap.tasks.features.nets import train_feature_net
 
 
 def main():

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from surrogateshap.metrics import sample_test_coalitions
-from surrogateshap.tasks.fashion_animal import FashionAnimal20Task
+from surrogateshap.tasks.catalog.fashion_animal20 import FashionAnimal20Task
 
 
 def main():
@@ -30,11 +30,11 @@ def main():
             continue
         t = FashionAnimal20Task(scale="default", cache_dir="/tmp/fa_timing", family=fam,
                                 steps=a.steps if fam == "mlp" else max(5, a.steps // 10), **kw)
-        t._data
+        t.training_data
         t0 = time.perf_counter()
         model = t.train(masks[:K], 0)
         dt = time.perf_counter() - t0
-        labels = np.stack([t._coalition_labels(m) for m in masks[:K]])
+        labels = np.stack([t.coalition_units(m) for m in masks[:K]])
         t0 = time.perf_counter()
         imgs = t.sample(model, labels, seed=list(range(K)))
         ds = time.perf_counter() - t0

@@ -26,7 +26,7 @@ from surrogateshap import get_estimator
 from surrogateshap.metrics import lds_summary, relative_l2
 from surrogateshap.model_access import aggregate_to_contributors
 from surrogateshap.tasks import get_task
-from surrogateshap.tasks.finetune import FineTuningGame
+from surrogateshap.tasks.games import FineTuningGame
 from surrogateshap.tasks.reference import load_reference
 
 ALPHAS = (0.25, 0.5, 0.75)

@@ -48,7 +48,7 @@ import pandas as pd
 import baselines  # noqa: F401  (registers the baselines)
 from surrogateshap import AirportGame, WeightedVotingGame, random_unanimity_game
 from surrogateshap.exact import shapley_from_table
-from surrogateshap.game import FunctionGame, all_coalitions
+from surrogateshap.game import all_coalitions
 from surrogateshap.registry import get_estimator
 
 ROOT = Path(__file__).resolve().parents[1]

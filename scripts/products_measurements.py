@@ -21,7 +21,7 @@ import torch
 from surrogateshap.exact import exact_shapley
 from surrogateshap.metrics import precision_at_k
 from surrogateshap.tasks import get_task
-from surrogateshap.tasks.datasets import load_fashion_mnist, resize
+from surrogateshap.tasks.data.images import load_fashion_mnist, resize
 
 
 def _timed(fn):
@@ -46,7 +46,7 @@ def brands(cache):
 
 
 def spurious(cache):
-    from surrogateshap.tasks.spurious import stamp_marker
+    from surrogateshap.tasks.data.spurious_sites import stamp_marker
 
     t = get_task("spurious-sites", cache_dir=cache)
     ds, clean = t.dataset, t._built[1]

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from surrogateshap.tasks.statistics import UTILITIES, StatsBank, stats_from_features
+from surrogateshap.tasks.features.statistics import UTILITIES, StatsBank, stats_from_features
 
 
 def synthetic_bank(n: int, d: int, rng) -> StatsBank:

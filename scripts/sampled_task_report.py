@@ -230,7 +230,7 @@ def main(argv=None):
                                                                  rec["cost"]["est_seed"], {}))
                 precision.extend(precision_rows(label, rec["values"], u, rec["cost"]["est_seed"], planted))
     if args.model_baselines and args.finetune_budget:
-        from surrogateshap.tasks.finetune import FineTuningGame
+        from surrogateshap.tasks.games import FineTuningGame
 
         label = "sparsified FT Shapley (KernelSHAP, FT game)"
         for u in bt.utilities:  # one fine-tuning scores every utility: the store is shared

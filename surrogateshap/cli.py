@@ -130,17 +130,40 @@ def _run(args) -> int:
     return 0
 
 
+def _coalitions(args, task):
+    """The coalitions ``build-table`` retrains: every one, the protocol's, or a file's."""
+    from surrogateshap.benchmark.protocol import ground_truth_coalitions, protocol_note, read_coalitions
+    from surrogateshap.game import all_coalitions
+
+    n = task.n_players
+    which = args.coalitions or ("all" if n <= 12 else "protocol")
+    extra = read_coalitions(args.extra, n) if args.extra else np.zeros((0, n), bool)
+    if which == "all":
+        if n > 20:
+            raise UsageError(f"--coalitions all: {task.name} has {n} players, 2**{n} retrainings; use "
+                             "--coalitions protocol")
+        masks, note = all_coalitions(n), "every coalition"
+    elif which == "protocol":
+        masks = ground_truth_coalitions(n, loo=not args.no_loo, first=args.first)
+        note = protocol_note(loo=not args.no_loo, extra=bool(args.extra))
+    else:
+        try:
+            masks, note = read_coalitions(which, n), f"coalitions listed in {Path(which).name}"
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--coalitions {which}: {e}") from None
+    masks = np.concatenate([masks, extra])
+    return (masks if args.limit is None else masks[: args.limit]), note
+
+
 def _build_table(args) -> int:
     import dataclasses
+    import shlex
+
+    import torch
 
     from surrogateshap.execution import get_executor
     from surrogateshap.tasks import get_task
-    from surrogateshap.tasks.reference import (
-        RETRAINING_CSV,
-        _earlier_rows,
-        build_retraining_table,
-        reference_dir,
-    )
+    from surrogateshap.tasks.reference import RETRAINING_CSV, _earlier_rows, build_table, reference_dir
 
     task = _task(args)
     _non_negative(args.seeds, "--seeds")
@@ -148,18 +171,21 @@ def _build_table(args) -> int:
         raise UsageError(f"--retries must be >= 0; got {args.retries}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {args.threads}")
+    masks, note = _coalitions(args, task)
     out = Path(args.out) if args.out is not None else reference_dir(task.name)
     _writable(out, "output folder (--out)")
     if (out / RETRAINING_CSV).is_dir():
         raise UsageError(f"{out / RETRAINING_CSV} is a folder, not a table")
-    try:  # a table of another configuration, or unreadable: refused before training
+    try:  # a table of another configuration or scorer, or unreadable: refused before training
         _earlier_rows(task, out / RETRAINING_CSV)
     except ValueError as e:
         raise UsageError(str(e).replace("\n", " ")) from None
     _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
     resources = {f"{k}_per_job": v for k, v in (("cpus", args.cpus_per_job), ("gpus", args.gpus_per_job))
                  if v is not None}
-    if resources:  # speed only: the configuration id (and the cache) stay the same
+    if resources:  # run settings: the configuration id (and the cache) stay the same
         unknown = [f for f in resources if not hasattr(task.config, f)]
         if unknown:
             raise UsageError(f"task {task.name}'s config has no field {', '.join(unknown)}")
@@ -169,20 +195,56 @@ def _build_table(args) -> int:
                                 address=args.address)
     except (ImportError, ValueError) as e:
         raise UsageError(str(e)) from None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # deterministic rows: one thread unless asked otherwise
+    command = "surrogateshap build-table " + " ".join(shlex.quote(x) for x in args.argv)
     failures: dict = {}
     try:
-        table = build_retraining_table(task, args.seeds, out_dir=out, train=not args.export_only,
-                                       executor=executor, failures=failures)
+        table = build_table(task, masks, args.seeds, out, executor=executor, train=not args.export_only,
+                            export_every=args.export_every, command=command, note=note, failures=failures)
+        if args.benchmark:
+            table = _benchmark_and_export(task, args, out, masks, command, note)
     finally:
         executor.close()
-    print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
+        torch.set_num_threads(threads)
+    counts = {int(s): int(n) for s, n in table.frame.groupby("seed").size().items()}
+    print(f"{len(table.frame)} rows in {out / RETRAINING_CSV} (per seed {counts}); complete seeds "
+          f"{table.complete_seeds()}")
     for seed, failed in failures.items():
-        print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's "
-              f"*.failures.jsonl; run again to retry them):", file=sys.stderr)
+        print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's failures ledger; "
+              f"run again to retry them):", file=sys.stderr)
         for key, rec in failed.items():
             print(f"  {key} after {rec['attempts']} attempts: {rec['error'].strip().splitlines()[0]}",
                   file=sys.stderr)
     return 1 if failures else 0
+
+
+def _benchmark_and_export(task, args, out, masks, command, note):
+    """Run the task's default benchmark selection on the table just written, retraining
+    what it lacks (its estimators' coalitions, its removal sets) into the task's cache,
+    then export every coalition the cache holds for the table's seeds."""
+    from surrogateshap.benchmark import benchmark_cases, run_case
+    from surrogateshap.benchmark.tasks import TableBenchmark
+    from surrogateshap.registry import get_estimator
+    from surrogateshap.tasks.reference import RETRAINING_CSV, build_table
+
+    bt = TableBenchmark(task.name, args.scale, table_path=out / RETRAINING_CSV, retrain=True)
+    reason = bt.unavailable()
+    if reason:
+        raise UsageError(reason)
+    cases = [c for c in benchmark_cases(args.scale, tasks=[task.name])
+             if get_estimator(c.estimator).unsupported(bt.n_players, c.budget, bt.offers) is None]
+    for i, case in enumerate([] if args.export_only else cases, 1):
+        print(f"[{i}/{len(cases)}] {case.id}", flush=True)
+        run_case(case, _task=bt)
+    keys = set()
+    for s in args.seeds:
+        store = task.cache.retraining_store(s)
+        store.refresh()
+        keys |= set(store.records)
+    cached = np.array([[c == "1" for c in k] for k in sorted(keys)], dtype=bool).reshape(-1, task.n_players)
+    return build_table(task, np.concatenate([masks, cached]), args.seeds, out, train=False, command=command,
+                       note=note + ", the default benchmark selection's retrainings")
 
 
 def _scoring_nets(args) -> int:
@@ -190,7 +252,7 @@ def _scoring_nets(args) -> int:
     thread) and compare with the shipped weights; ``--write`` ships the trained ones."""
     import torch
 
-    from surrogateshap.tasks.features import state_digest
+    from surrogateshap.tasks.features.nets import state_digest
 
     task = _task(args)
     recipes = task.scoring_recipes() if hasattr(task, "scoring_recipes") else {}
@@ -248,12 +310,25 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--reference", default=None, help="path to a retraining table CSV")
     r.set_defaults(fn=_run)
-    b = sub.add_parser("build-table", help="retrain every coalition (resumable) and write the reference table")
+    b = sub.add_parser("build-table", help="retrain a task's coalitions (resumable) and write its reference table")
     b.add_argument("--task", default="digits10")
     b.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
-    b.add_argument("--out", default=None)
+    b.add_argument("--out", default=None, help="table folder (default datasets/<task>)")
+    b.add_argument("--coalitions", default=None,
+                   help="'all' (every coalition: exact values; default up to 12 players), 'protocol' (empty, "
+                        "full, the LDS test sets, leave-one-out; default beyond), or a file of bit strings")
+    b.add_argument("--first", type=int, default=None,
+                   help="protocol: only the first K test coalitions of each LDS set (a prefix: every alpha early)")
+    b.add_argument("--no-loo", action="store_true", help="protocol: without leave-one-out")
+    b.add_argument("--extra", default=None, help="a file of more coalitions (bit strings, one a line)")
+    b.add_argument("--limit", type=int, default=None, help="only the first N coalitions (build order)")
+    b.add_argument("--benchmark", action="store_true",
+                   help="then run the default benchmark selection (retraining what it lacks) and export "
+                        "every cached coalition")
     b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
+    b.add_argument("--export-every", type=int, default=16, help="rewrite the table after this many coalitions")
+    b.add_argument("--threads", type=int, default=1, help="torch threads (1: rows reproducible anywhere)")
     b.add_argument("--executor", default="serial", choices=["serial", "processes", "ray"],
                    help="where trainings run; the cache is the same for all, so a run resumes on another")
     b.add_argument("--workers", type=int, default=None,
@@ -280,6 +355,7 @@ def main(argv=None) -> int:
     if not argv or argv[0] not in sub.choices and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]  # `surrogateshap --budget 64` means `surrogateshap run --budget 64`
     args = p.parse_args(argv)
+    args.argv = argv[1:]
     try:
         return args.fn(args)
     except UsageError as e:

@@ -30,7 +30,7 @@ from surrogateshap.exact import (
     shapley_from_table,
     shapley_interactions_from_table,
 )
-from surrogateshap.game import BudgetedGame, Game, all_coalitions
+from surrogateshap.game import BudgetedGame, Game, PlayersOnly, all_coalitions
 
 __all__ = ["Estimator"]
 
@@ -99,8 +99,15 @@ class Estimator(ABC):
         return None
 
     def estimate(self, game: Game, budget: int, seed: int | None = 0, **resources) -> Attribution:
+        """Values of ``game``'s players from at most ``budget`` distinct coalitions. An
+        estimator that plays no coalition (``uses_budget = False``: it reads the model)
+        may be given the players' names instead of a game."""
         if not isinstance(game, Game):
-            raise TypeError(f"game must be a surrogateshap Game, got {type(game).__name__}")
+            names = list(game) if isinstance(game, (list, tuple)) else None
+            if self.uses_budget or not names or not all(isinstance(p, str) for p in names):
+                raise TypeError(f"game must be a surrogateshap Game, got {type(game).__name__}"
+                                + ("" if self.uses_budget else " (or, for this estimator, the players' names)"))
+            game = PlayersOnly(names)
         if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
             raise TypeError(f"budget must be an integer number of game evaluations, got {budget!r}")
         if self.index not in INDICES:

@@ -80,7 +80,10 @@ class GroundTruth:
     ``lds_sets`` maps alpha to ``(masks, utilities)``: boolean (m, n) test coalitions
     and their utilities, shape (n_seeds, m) (one row per retraining or noise seed).
     ``removal_game`` is any callable from boolean (m, n) masks to (m,) utilities; the
-    top-k removal check removes ``fractions`` of the players from it. ``exact`` are
+    top-k removal check removes ``fractions`` of the players from it. ``removal_held``
+    (masks -> (m,) bools), when given, says which coalitions the removal game answers
+    without training (a table replayed as it is): a fraction whose coalitions are not
+    all held is left out. ``exact`` are
     the exact Shapley values of the game the estimator approximates (its seed mean for
     a retraining table), None where unknown; ``exact_other`` maps another index
     ("banzhaf", ...) to its exact values. Errors against exact values are computed
@@ -95,6 +98,7 @@ class GroundTruth:
     cost_unit: str = "evaluations"
     name: str = ""
     exact_other: dict[str, np.ndarray] = field(default_factory=dict)
+    removal_held: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self):
         self.players = tuple(self.players)
@@ -228,7 +232,9 @@ def evaluate(
             out[lds_key(alpha, "ci95")] = s["ci95"]
             out[lds_key(alpha, "n_seeds")] = int(s["n_seeds"])
         if truth.removal_game is not None and truth.fractions:
-            df = topk_removal(values, truth.removal_game, truth.fractions, n_random=n_random, seed=seed)
+            df = topk_removal(values, truth.removal_game, truth.fractions, n_random=n_random, seed=seed,
+                              available=truth.removal_held)
+            out["removal_fractions_scored"] = int(len(df))
             for row in df.itertuples():
                 for which in ("top", "bottom", "random_mean"):
                     out[removal_key(row.fraction, which)] = float(getattr(row, which))
@@ -282,8 +288,11 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
     large to enumerate): no exact values, LDS on the table's retrained test coalitions of
     that size (an alpha with fewer than 2 is left out), among ``test_sets[alpha]`` (the
     protocol's drawn test coalitions) when given. Utilities are per retraining
-    seed; the removal game is the seed-mean table, with ``fallback`` (masks ->
-    utilities, e.g. retraining through the same cache) for the coalitions it lacks.
+    seed; the removal game is the seed-mean table, with ``fallback`` (seed, masks ->
+    utilities, e.g. that seed's retraining game through the same cache) for the
+    coalitions a seed lacks; without a fallback (a table replayed as it is) a removal
+    fraction is scored on the seeds that hold all its coalitions, and left out when
+    none does.
     The CLI, the scripts and the benchmark all build the ground truth of a table here.
     """
     n = table.n_players
@@ -302,7 +311,8 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
         exact=exact,
         exact_other=other,
         lds_sets=sets,
-        removal_game=table.game(utility, fallback=fallback),
+        removal_game=table.game(utility, fallback=fallback, partial=fallback is None),
+        removal_held=None if fallback is not None else table.game(utility).held_somewhere,
         fractions=removal_fractions(n) if fractions is None else fractions,
         cost_unit="model trainings",
         name=name or utility,

@@ -5,10 +5,9 @@
   single-worker pool per slot, so a worker that dies is tied to exactly its job.
 - ``ray``: Ray tasks on a local instance or an existing cluster (``pip install -e '.[ray]'``).
 
-The driver stays the only writer of the results cache: workers return results, the
-driver appends them. Workers never receive a live task; they rebuild it from a
-:class:`TaskSpec` (registry name, scale, config), once per worker process, and check
-that the rebuilt task has the driver's configuration id.
+Executors map picklable jobs and know nothing of what the jobs do; the driver stays the
+only writer of the results cache: workers return results, the driver appends them.
+(The task jobs and how a worker rebuilds a task are :mod:`surrogateshap.tasks.jobs`.)
 
 Failures: a job that raises or whose worker dies is retried up to ``max_retries``
 times (Ray: ``max_retries`` with ``retry_exceptions=True``; Ray alone retries only
@@ -19,18 +18,17 @@ a failed chunk into single coalitions, so one bad coalition never sinks its batc
 from __future__ import annotations
 
 import concurrent.futures as cf
-import importlib
 import multiprocessing
 import os
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor", "Resources",
-           "TaskSpec", "Outcome", "get_executor", "resolve_task", "task_resources", "EXECUTORS"]
+__all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor", "Resources", "Outcome",
+           "get_executor", "EXECUTORS"]
 
 EXECUTORS = ("serial", "processes", "ray")
 
@@ -46,58 +44,6 @@ class Resources:
     def __post_init__(self):
         if self.cpus <= 0 or self.gpus < 0 or (self.memory is not None and self.memory <= 0):
             raise ValueError(f"resources must be positive (gpus may be 0): {self}")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """How a worker rebuilds a task: ``get_task(name, scale=scale, **kwargs)`` after
-    importing ``module`` (the module that registers the task)."""
-
-    name: str
-    scale: str = "default"
-    kwargs: dict = field(default_factory=dict)
-    module: str | None = None
-    config_id: str | None = None  # checked in the worker: same configuration as the driver
-
-    @classmethod
-    def of(cls, task, scale: str = "default") -> "TaskSpec":
-        module = type(task).__module__
-        if module == "__main__":
-            raise ValueError(
-                f"task class {type(task).__name__} is defined in the __main__ script, which a "
-                "worker cannot import: move it (and its register_task) into an importable module")
-        kwargs = {"config": task.config, "cache_dir": str(task.cache_dir)}
-        return cls(task.name, scale, kwargs, module, task.config_id())
-
-    def build(self):
-        from surrogateshap.tasks import get_task
-
-        if self.module:
-            importlib.import_module(self.module)
-        task = get_task(self.name, scale=self.scale, **self.kwargs)
-        if self.config_id is not None and task.config_id() != self.config_id:
-            raise RuntimeError(
-                f"worker rebuilt task {self.name!r} with configuration {task.config_id()}, "
-                f"the driver has {self.config_id}: is the same surrogateshap version "
-                "installed on every node, and is the task registered under its name?")
-        return task
-
-    def _cache_key(self):
-        return (self.name, self.scale, self.module, self.config_id, repr(sorted(self.kwargs.items())))
-
-
-_WORKER_TASKS: dict = {}
-
-
-def resolve_task(ref):
-    """The task a job runs on: the live task (serial) or one rebuilt from its spec,
-    kept for the worker's later jobs."""
-    if not isinstance(ref, TaskSpec):
-        return ref
-    key = ref._cache_key()
-    if key not in _WORKER_TASKS:
-        _WORKER_TASKS[key] = ref.build()
-    return _WORKER_TASKS[key]
 
 
 @dataclass
@@ -161,9 +107,8 @@ class Executor(ABC):
         self.workers = None if workers is None else int(workers)
         self.max_retries = int(max_retries)
 
-    def task_ref(self, task):
-        """What jobs receive in place of the task (a spec, except in-process)."""
-        return TaskSpec.of(task)
+    #: whether jobs run in this process (they may then receive live objects)
+    in_process = False
 
     @abstractmethod
     def session(self, resources: Resources = Resources()) -> Session:
@@ -197,9 +142,7 @@ class SerialExecutor(Executor):
     """In this process, one job at a time, on the live task."""
 
     name = "serial"
-
-    def task_ref(self, task):
-        return task
+    in_process = True
 
     def session(self, resources: Resources = Resources()) -> Session:
         return _SerialSession()
@@ -432,12 +375,3 @@ def get_executor(executor=None, workers: int | None = None, max_retries: int = 3
     if name == "ray":
         return RayExecutor(workers, max_retries, address=address)
     raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
-
-
-def task_resources(task) -> Resources:
-    """Per-job resources from the task's config (``cpus_per_job``, ``gpus_per_job``,
-    ``memory_per_job`` in bytes; 0 = unset): 1 CPU, no GPU, no memory limit by default."""
-    c = task.config
-    memory = getattr(c, "memory_per_job", None) or None
-    return Resources(cpus=float(getattr(c, "cpus_per_job", 1.0)),
-                     gpus=float(getattr(c, "gpus_per_job", 0.0)), memory=memory)

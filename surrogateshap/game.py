@@ -17,7 +17,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from numbers import Real
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +27,7 @@ __all__ = [
     "FunctionGame",
     "CachedGame",
     "BudgetedGame",
+    "PlayersOnly",
     "BudgetExceededError",
     "NonFiniteUtilityError",
     "as_masks",
@@ -281,6 +281,17 @@ def _filled(cell) -> bool:
 def _callable_digest(fn) -> str:
     """Content hash of a callable: what :meth:`FunctionGame.cache_id` keys stores by."""
     return hashlib.sha1(json.dumps(_callable_description(fn)).encode()).hexdigest()[:16]
+
+
+class PlayersOnly(Game):
+    """The players of a game and nothing else: what an estimator that plays no coalition
+    (it reads the model) is given. Evaluating a coalition is an error."""
+
+    def _evaluate(self, masks):
+        raise RuntimeError("this estimator was given players, not a game: it cannot evaluate coalitions")
+
+    def cache_id(self) -> str:
+        return f"players:{json.dumps(list(self.players))}"
 
 
 class CachedGame(Game):

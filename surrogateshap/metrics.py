@@ -274,7 +274,7 @@ def removal_masks(values, fractions=(0.1, 0.2, 0.3), n_random: int = 5, seed=0):
 
 
 def topk_removal(
-    values, game, fractions=(0.1, 0.2, 0.3), n_random: int = 5, seed=0
+    values, game, fractions=(0.1, 0.2, 0.3), n_random: int = 5, seed=0, available=None
 ) -> pd.DataFrame:
     """Change in utility when the top, bottom or random k% of players are removed.
 
@@ -284,6 +284,11 @@ def topk_removal(
     the bottom k and ``n_random`` random k-sets are removed. ``game`` is any callable
     mapping a boolean (m, n) array to (m,) utilities (a surrogateshap Game is one); it
     is called once, on all remaining coalitions plus the full one.
+
+    ``available``: a callable (masks -> (m,) bools) saying which coalitions the game can
+    answer for free (a table's rows); a fraction with any coalition it cannot is left
+    out (the random sets stay those of the full list of fractions), and each fraction
+    is then asked in its own call with the full coalition.
 
     Returns a DataFrame with columns fraction, k, top, bottom, random_mean, random_std,
     each delta being v(remaining) - v(full). random_std uses ddof=1 (nan for
@@ -296,12 +301,21 @@ def topk_removal(
     if not callable(game):
         raise TypeError("game must be callable on a boolean (m, n) array")
     masks, plan = removal_masks(values, fractions, n_random, seed)
-    util = np.asarray(game(masks), dtype=float).reshape(-1)
-    if util.shape[0] != masks.shape[0]:
-        raise ValueError(f"game returned {util.shape[0]} utilities for {masks.shape[0]} coalitions")
-    if not np.isfinite(util).all():
-        raise ValueError("game returned NaN or inf utilities")
-    delta = util - util[0]
+    size = 2 + int(n_random)
+    if available is None:
+        groups = [np.arange(masks.shape[0])]  # one call on every coalition
+    else:  # one call per fraction, each against its own full coalition (a consistent batch)
+        ok = np.asarray(available(masks), dtype=bool).reshape(-1)
+        plan = [p for p in plan if ok[0] and ok[p[2] : p[2] + size].all()]
+        groups = [np.concatenate([[0], np.arange(s, s + size)]) for _, _, s in plan]
+    delta = np.full(masks.shape[0], np.nan)
+    for rows in groups:
+        util = np.asarray(game(masks[rows]), dtype=float).reshape(-1)
+        if util.shape[0] != rows.shape[0]:
+            raise ValueError(f"game returned {util.shape[0]} utilities for {rows.shape[0]} coalitions")
+        if not np.isfinite(util).all():
+            raise ValueError("game returned NaN or inf utilities")
+        delta[rows[1:]] = util[1:] - util[0]
 
     out = []
     for f, k, s in plan:

@@ -1,12 +1,13 @@
 """The seam for estimators that look inside the model (TRAK, influence, similarity).
 
 A game-based estimator sees only coalitions and utilities. A model-based one declares
-``requires = ("model",)`` and is handed a :class:`ModelAccess`: the full-data model as
-a torch module, its training items with their contributors, a pure noise-prediction
-function of the parameters (from which the denoising loss and the D-TRAK output are
-built here, once, for every family), sampling, and a feature embedding. Estimators
-import this module, never a task; each model family (the residual-MLP DDPM, a diffusers
-UNet, ...) implements the few abstract members in its own task module.
+``requires = ("model",)`` and is handed a :class:`ModelAccess`, the minimum TRAK needs:
+the full-data model's parameters, its training items with their contributors, a pure
+loss and output function of the parameters, sampling, and a feature embedding. A
+noise-predicting DDPM implements the optional :class:`DenoiserAccess` part instead
+(``denoise`` and its schedule), from which the loss, the D-TRAK output and Journey-TRAK's
+path loss are built here, once. Estimators import this module, never a task; each model
+family implements the few abstract members in its own module.
 
 This module imports neither torch nor any task at import time: torch is imported
 inside the methods that need it.
@@ -24,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["ModelAccess", "Generated", "aggregate_to_contributors", "check_model_access",
+__all__ = ["ModelAccess", "DenoiserAccess", "Generated", "aggregate_to_contributors", "check_model_access",
            "AGGREGATIONS"]
 
 AGGREGATIONS = ("sum", "mean")
@@ -48,23 +49,75 @@ class Generated:
 
 
 class ModelAccess(ABC):
-    """What a model family exposes to model-based estimators.
+    """The minimum a model-based estimator needs (TRAK, D-TRAK, influence, similarity).
 
-    A family implements the abstract members; the loss and output functions below are
-    written once on top of ``denoise``. Shapes: ``x`` is (b, *item_shape) (images as the
-    model takes them), ``cond`` is (b,) conditioning labels, ``t`` is (b,) integer
-    timesteps. ``denoise`` must be a pure function of ``params`` (use
+    A family implements the abstract members. Shapes: ``x0`` is (b, *item_shape) (items
+    as the model takes them: pixels, or latents for a latent model), ``cond`` is (b,)
+    conditioning indices, ``t`` is (b,) integer timesteps, ``noise`` is like ``x0``.
+    ``loss`` and ``output`` must be pure functions of ``params`` (use
     ``torch.func.functional_call``), so ``torch.func.vmap(grad(...))`` gives
     per-example gradients.
     """
 
-    # --- what a family provides --------------------------------------------------
     #: the full-data model (eval mode); parameters are read from it
     module: Any
-    #: (n_items,) contributor index of every training item, in dataset order
+    #: (n_items,) contributor index of every training item, in the access's item order
     item_contributor: np.ndarray
     #: names of the contributors (the game's players), in index order
     players: tuple[str, ...]
+
+    @property
+    @abstractmethod
+    def T(self) -> int:
+        """Number of diffusion timesteps (timesteps are drawn from 0..T-1)."""
+
+    @abstractmethod
+    def loss(self, params: dict, x0, cond, t, noise):
+        """The training loss of each row at timestep t with this noise, (b,)."""
+
+    @abstractmethod
+    def output(self, params: dict, x0, cond, t, noise):
+        """D-TRAK's output function of each row: the mean squared norm of the model's
+        prediction, (b,)."""
+
+    @abstractmethod
+    def item_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, Any, Any]]:
+        """Training items as (item indices, x0, cond) batches. The order may be
+        shuffled: consumers must place rows by the indices, never by position."""
+
+    @abstractmethod
+    def generate(self, n: int, seed: int, path: bool = False) -> Generated:
+        """``n`` samples of the full model as x0 (the items' space), conditioning in
+        proportion to the training data, optionally with the sampling path."""
+
+    @abstractmethod
+    def features(self, images) -> np.ndarray:
+        """(b, f) feature embedding of x0 rows (the similarity baselines' space)."""
+
+    @property
+    def n_items(self) -> int:
+        return int(len(self.item_contributor))
+
+    @property
+    def n_players(self) -> int:
+        return len(self.players)
+
+    def params(self) -> dict:
+        """Detached parameters the gradients are taken with respect to (all, by default;
+        a LoRA family returns only its adapter weights)."""
+        return {k: v.detach() for k, v in self.module.named_parameters()}
+
+    def path_loss(self, params: dict, x_t, x0, cond, t):
+        """Journey-TRAK's loss at a point of the sampling path; a family without
+        sampling paths does not offer it."""
+        raise NotImplementedError(f"{type(self).__name__} has no sampling paths (Journey-TRAK)")
+
+
+class DenoiserAccess(ModelAccess):
+    """The optional diffusion-paths part: a DDPM that predicts noise from
+    ``denoise(params, x_t, cond, t)`` under a noise schedule ``alphas_cumprod``. The
+    loss, the D-TRAK output and Journey-TRAK's path loss are written here, once, for
+    every such family."""
 
     @property
     @abstractmethod
@@ -75,37 +128,9 @@ class ModelAccess(ABC):
     def denoise(self, params: dict, x_t, cond, t):
         """Predicted noise eps_theta(x_t, t, cond), shape of ``x_t``; pure in ``params``."""
 
-    @abstractmethod
-    def item_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, Any, Any]]:
-        """Training items as (dataset indices, x0, cond) batches. The order may be
-        shuffled: consumers must place rows by the indices, never by position."""
-
-    @abstractmethod
-    def generate(self, n: int, seed: int, path: bool = False) -> Generated:
-        """``n`` samples of the full model, conditioning in proportion to the training
-        data (the full coalition's samples), optionally with the sampling path."""
-
-    @abstractmethod
-    def features(self, images) -> np.ndarray:
-        """(b, f) feature embedding of images (the family's own feature network)."""
-
-    # --- defaults a family may override ----------------------------------------
-    @property
-    def n_items(self) -> int:
-        return int(len(self.item_contributor))
-
-    @property
-    def n_players(self) -> int:
-        return len(self.players)
-
     @property
     def T(self) -> int:
         return int(self.alphas_cumprod.shape[0])
-
-    def params(self) -> dict:
-        """Detached parameters the gradients are taken with respect to (all, by default;
-        a LoRA family would return only its adapter weights)."""
-        return {k: v.detach() for k, v in self.module.named_parameters()}
 
     def add_noise(self, x0, t, noise):
         """The forward process x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise."""

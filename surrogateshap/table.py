@@ -18,7 +18,19 @@ import pandas as pd
 from surrogateshap.exact import shapley_from_table
 from surrogateshap.game import Game, all_coalitions, coalition_key
 
-__all__ = ["CoalitionTable", "TableGame"]
+__all__ = ["CoalitionTable", "TableGame", "MissingCoalitionsError"]
+
+
+class MissingCoalitionsError(KeyError):
+    """A table replayed as it is lacks coalitions it was asked for (``keys``, on ``seed``)."""
+
+    def __init__(self, keys: list[str], seed=None, message: str = ""):
+        self.keys, self.seed = list(keys), seed
+        where = f"seed {seed}: " if seed is not None else ""
+        super().__init__(message or f"{where}{len(self.keys)} coalition(s) not in the table, e.g. {self.keys[:3]}")
+
+    def __str__(self):
+        return self.args[0]
 
 
 class CoalitionTable:
@@ -42,8 +54,9 @@ class CoalitionTable:
         self.frame = frame
         self.seeds = tuple(sorted(int(s) for s in frame["seed"].unique()))
         self._index = {
-            s: g.set_index("coalition") for s, g in frame.groupby("seed")
+            int(s): g.set_index("coalition") for s, g in frame.groupby("seed")
         }
+        self._lookups: dict = {}
 
     @classmethod
     def read_csv(cls, path, players, utilities) -> "CoalitionTable":
@@ -77,6 +90,13 @@ class CoalitionTable:
         of sampled coalitions (a task too large to enumerate)."""
         return self.complete_seeds() or list(self.seeds)
 
+    def row(self, key: str, seed: int) -> dict | None:
+        """The row of coalition ``key`` (a bit string) on ``seed`` as a dict, or None."""
+        idx = self._index.get(int(seed))
+        if idx is None or key not in idx.index:
+            return None
+        return idx.loc[key].to_dict()
+
     def held(self, masks) -> np.ndarray:
         """Which of the coalitions every seed of :attr:`mean_seeds` holds, (m,) bools."""
         keys = [coalition_key(m) for m in masks]
@@ -90,20 +110,49 @@ class CoalitionTable:
         keys = sorted(set.intersection(*[set(self._index[s].index) for s in self.mean_seeds]))
         return np.array([[c == "1" for c in k] for k in keys], dtype=bool).reshape(-1, self.n_players)
 
+    def _lookup(self, seed: int, utility: str):
+        """(dense array indexed by coalition bits, or None; dict key -> value) of one seed."""
+        key = (int(seed), utility)
+        if key not in self._lookups:
+            idx = self._index[int(seed)]
+            vals = idx[utility].to_numpy(float)
+            if len(idx) == 2**self.n_players:
+                bits = np.array([int(k[::-1], 2) for k in idx.index], dtype=np.int64)
+                dense = np.empty(2**self.n_players)
+                dense[bits] = vals
+                self._lookups[key] = (dense, None)
+            else:
+                self._lookups[key] = (None, dict(zip(idx.index, vals)))
+        return self._lookups[key]
+
+    def held_on(self, masks, seed: int) -> np.ndarray:
+        """Which coalitions ``seed`` holds, (m,) bools."""
+        if int(seed) not in self._index:
+            return np.zeros(len(masks), dtype=bool)
+        if self.is_complete(seed):
+            return np.ones(len(masks), dtype=bool)
+        return np.isin([coalition_key(m) for m in masks], self._index[int(seed)].index)
+
     def values(self, masks, utility: str, seed: int | None = None) -> np.ndarray:
         """Utilities of the coalitions; seed=None averages over :attr:`mean_seeds`.
         A coalition the table lacks raises KeyError naming it."""
         seeds = self.mean_seeds if seed is None else [seed]
         if not seeds:
             raise ValueError("the table holds no seed")
-        keys = [coalition_key(m) for m in masks]
-        out = np.zeros(len(keys))
+        masks = np.atleast_2d(np.asarray(masks, dtype=bool))
+        out = np.zeros(len(masks))
         for s in seeds:
-            idx = self._index[s]
-            missing = [k for k in keys if k not in idx.index]
+            if int(s) not in self._index:
+                raise KeyError(f"the table has no seed {s} (it has {list(self.seeds)})")
+            dense, lookup = self._lookup(s, utility)
+            if dense is not None:
+                out += dense[masks.astype(np.int64) @ (1 << np.arange(self.n_players))]
+                continue
+            keys = [coalition_key(m) for m in masks]
+            missing = [k for k in keys if k not in lookup]
             if missing:
-                raise KeyError(f"seed {s}: coalitions {missing[:3]} not in the table")
-            out += idx.loc[keys, utility].to_numpy(float)
+                raise MissingCoalitionsError(missing, s, f"seed {s}: coalitions {missing[:3]} not in the table")
+            out += np.array([lookup[k] for k in keys])
         return out / len(seeds)
 
     def full_utilities(self, utility: str, seed: int | None = None) -> np.ndarray:
@@ -147,41 +196,90 @@ class CoalitionTable:
             return masks, np.zeros((len(seeds), 0))
         return masks, np.stack([self.values(masks, utility, s) for s in seeds])
 
-    def game(self, utility: str, seed: int | None = None, fallback=None) -> "TableGame":
-        return TableGame(self, utility, seed, fallback)
+    def game(self, utility: str, seed: int | None = None, fallback=None, partial: bool = False) -> "TableGame":
+        return TableGame(self, utility, seed, fallback, partial)
+
+    @classmethod
+    def of_game(cls, game, utility: str = "value", max_players: int = 12) -> "CoalitionTable":
+        """A small game evaluated once on every coalition, as a one-seed table."""
+        n = game.n_players
+        if n > max_players:
+            raise ValueError(f"tabulating needs 2**n evaluations; n={n} > {max_players}")
+        masks = all_coalitions(n)
+        frame = pd.DataFrame({"coalition": [coalition_key(m) for m in masks], "seed": 0,
+                              utility: np.asarray(game(masks), dtype=float)})
+        return cls(frame, game.players, (utility,))
 
 
 class TableGame(Game):
-    """Replays a :class:`CoalitionTable` as a game (one seed, or the seed mean).
+    """A game read from a table of values: one seed, or the mean over seeds.
 
-    ``fallback``: a callable (masks -> utilities) for the coalitions the table lacks,
-    e.g. the task's retraining game through the same cache; without one a missing
-    coalition raises KeyError naming it.
+    The one lookup game of the project: a shipped retraining table replayed at any
+    budget (the recorded cost charged per coalition looked up), and a small game
+    tabulated once on every coalition (:class:`~surrogateshap.benchmark.replay.ReplayedGame`).
+    ``fallback(seed, masks) -> utilities`` computes the coalitions a seed lacks (e.g. the
+    task's retraining game of that seed, through the same cache): only the missing
+    seed is computed. With ``partial=True`` and no fallback, a batch is averaged over the
+    seeds that hold all of it (``last_seeds`` says which); otherwise a missing coalition
+    raises KeyError naming it.
     """
 
     cost_unit = "model trainings"
 
-    def __init__(self, table: CoalitionTable, utility: str, seed: int | None = None, fallback=None):
+    def __init__(self, table: CoalitionTable, utility: str, seed: int | None = None, fallback=None,
+                 partial: bool = False):
         if utility not in table.utilities:
             raise KeyError(f"table has no utility {utility!r}; it has {table.utilities}")
         super().__init__(table.players)
         self.table, self.utility, self.seed, self.fallback = table, utility, seed, fallback
+        self.partial = partial
+        self.seeds = list(table.mean_seeds if seed is None else [seed])
+        self.last_seeds: list[int] = []
+
+    def held(self, masks) -> np.ndarray:
+        """Which coalitions every seed of this game holds (evaluating them costs nothing)."""
+        ok = np.ones(len(masks), dtype=bool)
+        for s in self.seeds:
+            ok &= self.table.held_on(masks, s)
+        return ok
+
+    def held_somewhere(self, masks) -> np.ndarray:
+        """Which coalitions at least one seed of this game holds."""
+        ok = np.zeros(len(masks), dtype=bool)
+        for s in self.seeds:
+            ok |= self.table.held_on(masks, s)
+        return ok
 
     def _evaluate(self, masks):
-        if self.fallback is None:
-            return self.table.values(masks, self.utility, self.seed)
-        held = self.table.held(masks) if self.seed is None else np.isin(
-            [coalition_key(m) for m in masks], self.table._index[self.seed].index)
-        out = np.empty(len(masks))
-        if held.any():
-            out[held] = self.table.values(masks[held], self.utility, self.seed)
-        if (~held).any():
-            out[~held] = np.asarray(self.fallback(masks[~held]), dtype=float).reshape(-1)
-        return out
+        per, used = [], []
+        for s in self.seeds:
+            held = self.table.held_on(masks, s)
+            if held.all():
+                per.append(self.table.values(masks, self.utility, s))
+            elif self.fallback is not None:
+                out = np.empty(len(masks))
+                if held.any():
+                    out[held] = self.table.values(masks[held], self.utility, s)
+                out[~held] = np.asarray(self.fallback(s, masks[~held]), dtype=float).reshape(-1)
+                per.append(out)
+            elif self.partial:
+                continue
+            else:
+                missing = [coalition_key(m) for m in masks[~held]]
+                raise MissingCoalitionsError(missing, s, f"seed {s}: coalitions {missing[:3]} not in the table")
+            used.append(s)
+        if not per:
+            missing = [coalition_key(m) for m in masks[~self.held(masks)]]
+            raise MissingCoalitionsError(missing, None, "no seed of the table holds all of these coalitions "
+                                                        f"(e.g. {missing[:3]})")
+        self.last_seeds = used
+        total = np.zeros(len(masks))
+        for v in per:  # the order and arithmetic of CoalitionTable.values
+            total += v
+        return total / len(per)
 
     def cost_of(self, masks):
-        n_seeds = 1 if self.seed is not None else len(self.table.mean_seeds)
-        return float(sum(bool(m.any()) for m in masks) * n_seeds)
+        return float(sum(bool(m.any()) for m in masks) * len(self.seeds))
 
     def exact_values(self):
         if not (self.table.complete_seeds() if self.seed is None else self.table.is_complete(self.seed)):

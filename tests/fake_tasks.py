@@ -12,8 +12,9 @@ import numpy as np
 
 from surrogateshap.game import coalition_key
 from surrogateshap.tasks import register_task
-from surrogateshap.tasks.base import DiffusionTask, coalition_seed
-from surrogateshap.tasks.statistics import LabelStats
+from surrogateshap.tasks.base import DiffusionTask
+from surrogateshap.tasks.common import coalition_seed
+from surrogateshap.tasks.features.statistics import LabelStats
 
 
 @dataclass(frozen=True)

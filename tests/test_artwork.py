@@ -10,15 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surrogateshap.tasks.artbench import (
-    ArtBenchConfig, ArtBenchFormatError, artbench_folder, artist_display_name, load_artbench,
-    parse_artbench_name,
-)
-from surrogateshap.tasks.clipart import (
-    INK_LEVEL, OPENCLIPART_DIR, box_downsample, build_index, composite_on_white, ink_fraction, square_thumbnail,
-    svg_creator,
-)
-from surrogateshap.tasks.datasets import DataMissingError
+from surrogateshap.tasks.catalog.artbench import ArtBenchConfig
+from surrogateshap.tasks.data.artbench import ArtBenchFormatError, artbench_folder, artist_display_name, load_artbench, parse_artbench_name
+from surrogateshap.tasks.data.clipart import INK_LEVEL, OPENCLIPART_DIR, box_downsample, build_index, composite_on_white, ink_fraction, square_thumbnail, svg_creator
+from surrogateshap.tasks.data.images import DataMissingError
 
 PIL = pytest.importorskip("PIL")
 
@@ -173,10 +168,10 @@ def test_artbench_pipeline_end_to_end_on_tiny_components(tmp_path):
         assert task.units == tuple(f"a Post-Impressionism painting by {a}" for a in
                                    ("Henri De Toulouse Lautrec", "Louis Valtat", "Paul Cezanne", "Vincent Van Gogh"))
         gogh = np.array([0, 0, 0, 1], bool)
-        assert task.train_adapter(gogh, 0).info["n_items"] == 2
+        assert task.train(gogh, 0)[0].info["n_items"] == 2
         masks = np.array([[1, 0, 1, 1], [0, 0, 0, 0]], bool)
         proxy = task.proxy_game("aesthetic")(masks)
-        assert len(task.bank().done()) == 4 * 2  # the tiny bank: 2 images per artist
+        assert len(task.scorer.sample_bank().done()) == 4 * 2  # the tiny bank: 2 images per artist
         retrained = task.retraining_game("aesthetic")(masks[:1])
         assert np.isfinite(proxy).all() and np.isfinite(retrained).all()
         assert proxy[1] == pytest.approx(task.score(task.empty_stats())["aesthetic"])
@@ -319,7 +314,7 @@ def test_missing_packages_raise_one_clear_error(tmp_path):
 def test_clipart_artists_dataset(clipart_cache):
     pytest.importorskip("torch")
     from surrogateshap.tasks import get_task
-    from surrogateshap.tasks.artwork import CLIPART_ARTISTS, FILTER_SIZE, rank_artists, select_clipart
+    from surrogateshap.tasks.data.clipart_artists import CLIPART_ARTISTS, FILTER_SIZE, rank_artists, select_clipart
 
     task = get_task("clipart-artists", cache_dir=clipart_cache)
     ds = task.dataset

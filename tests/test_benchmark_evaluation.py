@@ -309,9 +309,9 @@ def test_a_table_of_sampled_coalitions_gives_lds_without_exact_values(tmp_path):
     table = CoalitionTable(pd.DataFrame(rows).drop_duplicates(["coalition", "seed"]), game.players, ["u"])
     calls = []
 
-    def fallback(m):
-        calls.append(len(m))
-        return game(m)
+    def fallback(seed, m):  # per seed: only the seed that lacks a coalition computes it
+        calls.append((seed, len(m)))
+        return game(m) + 0.01 * seed
 
     truth = ground_truth_from_table(table, "u", fallback=fallback)
     assert truth.exact is None and not truth.exact_other
@@ -321,7 +321,18 @@ def test_a_table_of_sampled_coalitions_gives_lds_without_exact_values(tmp_path):
     figs = evaluate(Attribution(game.exact_values(), game.players, estimator="t"), truth)
     assert "relative_l2" not in figs and figs["lds_0.5_mean"] > 50
     assert calls and any(k.startswith("removal_") for k in figs)  # removal sets: the fallback
-    # without a fallback, a missing coalition is named
+    assert {s for s, _ in calls} == {0, 1}
+    # a coalition held on seed 0 only is computed on seed 1 only
+    calls.clear()
+    extra = pd.DataFrame([{"coalition": coalition_key(np.eye(n, dtype=bool)[0]), "seed": 0, "u": 1.0}])
+    partial = CoalitionTable(pd.concat([table.frame, extra]), game.players, ["u"])
+    v = partial.game("u", fallback=fallback)(np.eye(n, dtype=bool)[:1])
+    assert calls == [(1, 1)] and v[0] == pytest.approx((1.0 + game(np.eye(n, dtype=bool)[:1])[0] + 0.01) / 2)
+    # replayed as it is (no fallback): a removal fraction the table lacks is left out,
+    # and a missing coalition is named
+    replay = ground_truth_from_table(table, "u")
+    figs = evaluate(Attribution(game.exact_values(), game.players, estimator="t"), replay)
+    assert figs["removal_fractions_scored"] == 0 and not any(k.endswith("_top") for k in figs)
     with pytest.raises(KeyError, match="not in the table"):
         table.game("u")(np.eye(n, dtype=bool)[:1])
 
@@ -337,15 +348,19 @@ def test_a_sampled_table_s_retraining_game_pays_one_seed_and_its_truth_keeps_the
     calls = []
 
     class _Retrain:  # stands in for the task's retraining game: records what it is asked
+        n_trained = 0
+
         def __init__(self, seed):
             self.seed = seed
 
-        def __call__(self, masks):
+        def records(self, masks):
             calls.append((self.seed, len(masks)))
-            return np.full(len(masks), 100.0 + self.seed)
+            return [{"neg_fid": 100.0 + self.seed} for _ in masks]
 
     class _Task:
-        def retraining_game(self, utility, seed=0):
+        utilities = ("neg_fid",)
+
+        def retraining_game(self, utility, seed=0, allow_train=True):
             return _Retrain(seed)
 
     bt._task = _Task()
@@ -398,11 +413,16 @@ def test_a_sampled_table_runs_its_selection_by_default(tmp_path):
         sel = SCALE_SETTINGS["ci"].sampled
         runs = {(c.estimator, c.game, c.budget) for c in cases}
         assert runs == {(e, g, 20 if b is None else b) for e, g, b in sel.runs}
-        assert {c.seed for c in cases} == set(sel.seeds) and all(c.slow for c in cases)
+        assert {c.seed for c in cases} == set(sel.seeds)
+        # the default selection replays its table: nothing trained, nothing slow
+        assert all(c.retrain == "replay" and not c.slow for c in cases)
         assert {c.utility for c in cases} == {"neg_fid", "inception_score", "coverage"}
         assert all(c.skip is None for c in cases)
         named = benchmark_cases("ci", tasks=["sampled-test"], estimators=["permutation"])
         assert {c.budget for c in named} == set(SCALE_SETTINGS["ci"].budgets)
+        assert all(c.retrain == "train" and c.slow for c in named)  # named cases may retrain
+        refused = benchmark_cases("ci", tasks=["sampled-test"], estimators=["permutation"], no_retrain=True)
+        assert all(c.retrain == "refuse" for c in refused)
         assert len(benchmark_cases("ci", tasks=["sampled-test"], seeds=[5, 6])) == 2 * len(cases)
     finally:
         del suites.BENCHMARK_TASKS["sampled-test"]

@@ -10,10 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from surrogateshap.tasks import get_task  # noqa: E402
-from surrogateshap.tasks.datasets import DataMissingError  # noqa: E402
-from surrogateshap.tasks.t2i_metrics import (  # noqa: E402
-    FeatureSet, T2IFeaturizer, attribute_positive, phi_from_means, t2i_utility,
-)
+from surrogateshap.tasks.data.images import DataMissingError  # noqa: E402
+from surrogateshap.tasks.features.t2i import FeatureSet, T2IFeaturizer, attribute_positive, phi_from_means, t2i_utility  # noqa: E402
 
 #: (image, site, colour): red images are "sex = 1", green ones "melanoma = 1"
 ROWS = [("a.png", "H1", (230, 20, 20)), ("b.png", "H1", (230, 230, 20)), ("c.png", "H2", (20, 20, 230)),
@@ -117,7 +115,7 @@ def test_dermoscopy_pipeline_end_to_end_on_tiny_components(tmp_path):
                     n_samples=6, bank_per_unit=3, sample_batch=6, device="cpu")
     assert task.data_missing() is None and task.players == ("H1", "H2", "H3")
     assert task.units == tuple(f"a dermoscopic lesion from hospital {s}" for s in ("H1", "H2", "H3"))
-    assert task.train_adapter(np.array([1, 0, 0], bool), 0).info["n_items"] == 2
+    assert task.train(np.array([1, 0, 0], bool), 0)[0].info["n_items"] == 2
     # the classifiers are the folder's files: red -> sex, green -> melanoma
     red_green = np.zeros((2, 3, 16, 16), np.float32)
     red_green[0, 0], red_green[1, 1] = 1.0, 1.0
@@ -125,7 +123,7 @@ def test_dermoscopy_pipeline_end_to_end_on_tiny_components(tmp_path):
     assert calls["sex"].tolist() == [1, 0] and calls["melanoma"].tolist() == [0, 1]
     masks = np.array([[1, 0, 1], [0, 0, 0]], bool)
     proxy = task.proxy_game("sex_melanoma_correlation")(masks)
-    assert len(task.bank().done()) == 3 * 3
+    assert len(task.scorer.sample_bank().done()) == 3 * 3
     rec = task.retraining_game("sex_melanoma_correlation").records(masks[:1])[0]
     assert np.isfinite(proxy).all() and -1 <= rec["sex_melanoma_correlation"] <= 1
     assert proxy[1] == pytest.approx(task.score(task.empty_stats())["sex_melanoma_correlation"])

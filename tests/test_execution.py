@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surrogateshap.execution import (ProcessExecutor, RayExecutor, SerialExecutor, TaskSpec,
-                                     get_executor)
+from surrogateshap.execution import ProcessExecutor, RayExecutor, SerialExecutor, get_executor
+from surrogateshap.tasks.jobs import TaskSpec
 from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.store import CoalitionStore
-from surrogateshap.tasks.base import _STORES, RetrainingFailedError, RetrainingGame
-from surrogateshap.tasks.reference import build_retraining_table
+from surrogateshap.tasks.games import RetrainingFailedError, RetrainingGame
+from surrogateshap.tasks.reference import build_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_tasks import FakeConfig, FakeTask  # noqa: E402
@@ -76,9 +76,7 @@ def store_keys(task, seed=0) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _fresh_stores():
-    _STORES.clear()
     yield
-    _STORES.clear()
     while _OPEN:  # end the worker processes of this test
         _OPEN.pop().close()
 
@@ -100,7 +98,7 @@ DIGITS_MASKS = np.array([[1, 0, 1, 0, 0, 0, 0, 0, 0, 1], [0, 1] * 5, [1] * 5 + [
 def digits10_values(cache_dir, executor):
     """Utilities of 3 retrained digits10 ci models (models_per_batch 2: a chunk of 2, then 1)."""
     from surrogateshap.tasks import get_task
-    from surrogateshap.tasks.digits import Digits10Config
+    from surrogateshap.tasks.catalog.digits10 import Digits10Config
 
     task = get_task("digits10", config=Digits10Config.preset("ci", models_per_batch=2), cache_dir=cache_dir)
     game = RetrainingGame(task, "neg_fid", progress=False, executor=executor)
@@ -126,7 +124,7 @@ def test_digits10_retraining_is_bit_identical_across_executors(digits10_serial, 
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_killed_worker_is_retried_and_the_table_ends_complete(tmp_path, request, name, chunk):
     task = fake(tmp_path, kill="0110", models_per_batch=chunk)
-    table = build_retraining_table(task, [0], out_dir=tmp_path / "ref", progress=False,
+    table = build_table(task, "all", [0], out_dir=tmp_path / "ref", progress=False,
                                    executor=make_executor(name, request))
     assert (tmp_path / "log" / "killed-0110").exists()  # the first attempt did die
     assert table.complete_seeds() == [0]
@@ -153,11 +151,10 @@ def test_always_failing_coalition_is_recorded_as_failed_and_others_finish(tmp_pa
     keys = store_keys(task)
     assert "1010" not in keys and len(keys) == len(set(keys)) == 14
     # a failure is never read back as a result, and is reported from the cache
-    _STORES.clear()
     again = RetrainingGame(task, "neg_fid", progress=False, executor="serial")
     assert "1010" not in again.store and set(again.failures()) == {"1010"}
     failures = {}
-    table = build_retraining_table(task, [0], out_dir=tmp_path / "ref", progress=False,
+    table = build_table(task, "all", [0], out_dir=tmp_path / "ref", progress=False,
                                    executor=SerialExecutor(max_retries=0), failures=failures)
     assert set(failures[0]) == {"1010"} and table.complete_seeds() == [] and len(table.frame) == 15
     assert len(lines(tmp_path / "log" / "trained.log")) == 14  # nothing finished was retrained
@@ -168,9 +165,9 @@ import sys
 sys.path[:0] = [{tests!r}, {root!r}]
 from fake_tasks import FakeConfig, FakeTask
 from surrogateshap.execution import get_executor
-from surrogateshap.tasks.reference import build_retraining_table
+from surrogateshap.tasks.reference import build_table
 task = FakeTask(FakeConfig(**{cfg!r}), cache_dir={cache!r})
-build_retraining_table(task, [0], out_dir={out!r}, progress=False,
+build_table(task, "all", [0], out_dir={out!r}, progress=False,
                        executor=get_executor({executor!r}, workers=2))
 """
 
@@ -196,7 +193,7 @@ def test_interrupted_driver_resumes_without_recomputing(tmp_path):
     assert 4 <= len(done) < 15
     (tmp_path / "log" / "trained.log").unlink()
 
-    table = build_retraining_table(task, [0], out_dir=tmp_path / "ref", progress=False)
+    table = build_table(task, "all", [0], out_dir=tmp_path / "ref", progress=False)
     trained = lines(tmp_path / "log" / "trained.log")
     assert len(trained) == 15 - len(done) and set(trained).isdisjoint(done)
     assert table.complete_seeds() == [0]
@@ -276,9 +273,9 @@ def test_cli_build_table_on_processes_then_resumed_serially(tmp_path, monkeypatc
     out = tmp_path / "ref"
     args = ["build-table", "--task", "fake-exec", "--scale", "ci", "--out", str(out), "--seeds", "0", "1"]
     assert main([*args, "--executor", "processes", "--workers", "2"]) == 0
-    assert "32 rows; complete seeds [0, 1]" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "32 rows in " in printed and "complete seeds [0, 1]" in printed
     first = CoalitionTableFrame(out)
-    _STORES.clear()
     assert main([*args, "--executor", "serial"]) == 0  # resumes: everything is cached
     assert CoalitionTableFrame(out).equals(first)
     capsys.readouterr()

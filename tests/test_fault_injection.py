@@ -155,7 +155,7 @@ def test_kill_during_cached_game_run_then_resume(tmp_path):
     np.testing.assert_array_equal(got, masks @ W)
 
 
-# ---------------------------------------------------------------- build_retraining_table killed
+# ---------------------------------------------------------------- build_table killed
 
 TABLE_WORKER = """
     import os, signal, sys, time
@@ -163,8 +163,8 @@ TABLE_WORKER = """
     import numpy as np
     from surrogateshap.game import coalition_key
     from surrogateshap.tasks.base import DiffusionTask
-    from surrogateshap.tasks.reference import build_retraining_table
-    from surrogateshap.tasks.statistics import LabelStats
+    from surrogateshap.tasks.reference import build_table
+    from surrogateshap.tasks.features.statistics import LabelStats
 
 
     @dataclass(frozen=True)
@@ -220,7 +220,7 @@ TABLE_WORKER = """
         pd.DataFrame.to_csv = to_csv
 
     task = Fake(Cfg())  # cache under $SURROGATESHAP_CACHE
-    table = build_retraining_table(task, [0, 1], out_dir=sys.argv[1], progress=False)
+    table = build_table(task, "all", [0, 1], out_dir=sys.argv[1], progress=False, export_every=8)
     print(len(table.frame), table.complete_seeds())
 """
 
@@ -233,7 +233,7 @@ def _tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def test_kill_during_build_retraining_table_then_resume(tmp_path):
+def test_kill_during_build_table_then_resume(tmp_path):
     shipped = _tree_digest(REPO / "datasets")
     script = _script(tmp_path, "table_worker.py", TABLE_WORKER)
     out = tmp_path / "ref"
@@ -252,13 +252,14 @@ def test_kill_during_build_retraining_table_then_resume(tmp_path):
     _kill_when(proc, lambda: n_done() >= target)
     assert n_done() >= target and not table_csv.exists()
 
-    # 2) killed half-way through writing the table the second time (after seed 1): the
-    #    table of seed 0 written before stays whole
+    # 2) killed half-way through writing the table the second time (after the second 8
+    #    coalitions): the table of the first 8 coalitions of both seeds stays whole
     killed = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, timeout=60,
                             env=_env(tmp_path, KILL_IN_TABLE_WRITE="2"))
     assert killed.returncode == -signal.SIGKILL
     table = CoalitionTable.read_csv(table_csv, "abcd", utilities)
-    assert table.complete_seeds() == [0] and len(table.frame) == 16
+    assert table.complete_seeds() == [] and len(table.frame) == 16
+    assert sorted(table.frame.groupby("seed").size().tolist()) == [8, 8]
 
     # 3) a random kill of a fresh run (seed 0 and 1 both cached: mostly table writing)
     for _ in range(2):
@@ -376,11 +377,10 @@ def _load_table_worker_task(tmp_path):
 
 
 def test_crash_during_a_table_write_keeps_the_old_table(tmp_path, monkeypatch):
-    from surrogateshap.tasks import base, reference
+    from surrogateshap.tasks import reference
 
-    base._STORES.clear()
     out = tmp_path / "ref"
-    reference.build_retraining_table(_load_table_worker_task(tmp_path), [0], out_dir=out, progress=False)
+    reference.build_table(_load_table_worker_task(tmp_path), "all", [0], out_dir=out, progress=False)
     table_csv, exact_csv = out / "retraining_table.csv", out / "exact_shapley.csv"
     old = table_csv.read_bytes()
 
@@ -394,7 +394,7 @@ def test_crash_during_a_table_write_keeps_the_old_table(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        reference.build_retraining_table(_load_table_worker_task(tmp_path), [0, 1], out_dir=out,
+        reference.build_table(_load_table_worker_task(tmp_path), "all", [0, 1], out_dir=out,
                                          progress=False)
     monkeypatch.setattr(pd.DataFrame, "to_csv", real_to_csv)
     assert table_csv.read_bytes() == old
@@ -408,36 +408,33 @@ def test_crash_during_a_table_write_keeps_the_old_table(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files.os, "replace", die)
     with pytest.raises(KeyboardInterrupt):
-        reference.build_retraining_table(_load_table_worker_task(tmp_path), [0, 1], out_dir=out,
+        reference.build_table(_load_table_worker_task(tmp_path), "all", [0, 1], out_dir=out,
                                          progress=False)
     monkeypatch.undo()
     assert table_csv.read_bytes() == old
     # a crash that leaves a stray temporary file (SIGKILL) does not disturb the next run
     (out / ".retraining_table.csv.stray.tmp").write_text("# partial\ncoalition,se")
-    base._STORES.clear()
-    table = reference.build_retraining_table(_load_table_worker_task(tmp_path), [0, 1], out_dir=out,
+    table = reference.build_table(_load_table_worker_task(tmp_path), "all", [0, 1], out_dir=out,
                                              progress=False)
     assert table.complete_seeds() == [0, 1] and exact_csv.exists()
 
 
 def test_a_truncated_table_left_by_an_old_version_is_a_clear_error_or_skipped(tmp_path):
-    from surrogateshap.tasks import base, reference
+    from surrogateshap.tasks import reference
 
-    base._STORES.clear()
     out = tmp_path / "ref"
     task = _load_table_worker_task(tmp_path)
-    reference.build_retraining_table(task, [0], out_dir=out, progress=False)
+    reference.build_table(task, "all", [0], out_dir=out, progress=False)
     csv = out / "retraining_table.csv"
     text = csv.read_text()
     csv.write_text(text[: text.rfind("\n", 0, len(text) - 1) + 12])  # last row cut short
-    base._STORES.clear()
     with pytest.warns(UserWarning, match="incomplete row"):
-        table = reference.build_retraining_table(_load_table_worker_task(tmp_path), [0], out_dir=out,
+        table = reference.build_table(_load_table_worker_task(tmp_path), "all", [0], out_dir=out,
                                                  progress=False)
     assert table.complete_seeds() == [0]  # the cut row came back from the cache
     csv.write_text(text.split("\n")[0] + '\n"unclosed')
     with pytest.raises(ValueError, match="not a readable retraining table|another configuration"):
-        reference.build_retraining_table(_load_table_worker_task(tmp_path), [0], out_dir=out,
+        reference.build_table(_load_table_worker_task(tmp_path), "all", [0], out_dir=out,
                                          progress=False)
 
 

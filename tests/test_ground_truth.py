@@ -1,5 +1,6 @@
-"""The ground-truth CLI of a task too large to enumerate: `--benchmark` leaves a table
-from which the default benchmark selection replays without retraining."""
+"""The table builder of a task too large to enumerate (`surrogateshap build-table`, the
+protocol's coalitions): `--benchmark` leaves a table from which the default benchmark
+selection replays without retraining."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ pytest.importorskip("torch")
 
 from surrogateshap.game import coalition_key  # noqa: E402
 from surrogateshap.tasks import register_task  # noqa: E402
-from surrogateshap.tasks.base import coalition_seed  # noqa: E402
+from surrogateshap.tasks.common import coalition_seed  # noqa: E402
 
 from fake_tasks import FakeConfig, FakeTask  # noqa: E402
 
@@ -56,7 +57,8 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
     from surrogateshap.benchmark import benchmark_cases, run_case
     from surrogateshap.benchmark.scales import SCALE_SETTINGS, SampledSelection
     from surrogateshap.benchmark.tasks import TableBenchmark
-    from surrogateshap.tasks import ground_truth
+    from surrogateshap.benchmark.protocol import ground_truth_coalitions
+    from surrogateshap.cli import main
     from surrogateshap.tasks.reference import RETRAINING_CSV
 
     small = SampledSelection(runs=(("surrogateshap", "proxy", 64), ("kernelshap", "retraining", None),
@@ -66,11 +68,11 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
     (tmp_path / "log").mkdir()
     monkeypatch.setitem(LOG, 0, str(tmp_path / "log"))
     out = tmp_path / "table"
-    ground_truth.main(["--task", "fake14-gt", "--seeds", "0", "1", "--out", str(out), "--benchmark"])
+    assert main(["build-table", "--task", "fake14-gt", "--seeds", "0", "1", "--out", str(out), "--benchmark"]) == 0
     trained = (tmp_path / "log" / "trained.log").read_text().split()
     assert len(trained) == len(set(trained))  # nothing trained twice
     table_rows = sum(1 for line in open(out / RETRAINING_CSV) if line[:1] in "01")
-    n_gt = len(ground_truth.ground_truth_coalitions(14))
+    n_gt = len(ground_truth_coalitions(14))
     assert len(trained) == table_rows - 2  # every training was exported (empty: no training)
     assert table_rows > 2 * n_gt  # the benchmark's coalitions too
 
@@ -89,14 +91,13 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
 
 def test_first_takes_a_prefix_of_every_lds_set():
     """--first K builds every alpha early and a later run extends the very same sets."""
-    from surrogateshap.tasks import ground_truth
-    from surrogateshap.tasks.ground_truth import LDS_SETS, lds_test_coalitions
+    from surrogateshap.benchmark.protocol import LDS_SETS, ground_truth_coalitions, lds_test_coalitions
 
     n = 14
     full = lds_test_coalitions(n)
-    part = ground_truth.ground_truth_coalitions(n, loo=False, first=5)
+    part = ground_truth_coalitions(n, loo=False, first=5)
     keys = {coalition_key(m) for m in part}
     for masks in full.values():  # sets of int(alpha * n) players: disjoint across alphas
         assert {coalition_key(m) for m in masks[:5]} <= keys and coalition_key(masks[5]) not in keys
     assert len(part) == 2 + 5 * len(LDS_SETS)
-    assert keys <= {coalition_key(m) for m in ground_truth.ground_truth_coalitions(n, loo=False)}
+    assert keys <= {coalition_key(m) for m in ground_truth_coalitions(n, loo=False)}

@@ -15,11 +15,7 @@ torch = pytest.importorskip("torch")
 
 from surrogateshap.game import coalition_key  # noqa: E402
 from surrogateshap.tasks import get_task  # noqa: E402
-from surrogateshap.tasks.base import _STORES  # noqa: E402
-from surrogateshap.tasks.datasets import (  # noqa: E402
-    CIFAR20_FINE, CIFAR20_NAMES, FASHION_MNIST_DIR, DataMissingError, cifar20_dataset, load_animal_mnist,
-    load_cifar100_binary, load_fashion_mnist, read_idx,
-)
+from surrogateshap.tasks.data.images import CIFAR20_FINE, CIFAR20_NAMES, FASHION_MNIST_DIR, DataMissingError, cifar20_dataset, load_animal_mnist, load_cifar100_binary, load_fashion_mnist, read_idx  # noqa: E402
 
 
 def _have_fashion():
@@ -113,7 +109,7 @@ def test_fashion_animal20_dataset_and_players(tmp_path):
     assert task.counts().tolist() == [100] * 20
     # items go class by class in file order: item 0 is Fashion-MNIST train item 1 (the
     # first T-shirt), item 1000 the first Animal-MNIST bear
-    from surrogateshap.tasks.datasets import resize
+    from surrogateshap.tasks.data.images import resize
 
     assert ds.labels[0] == 0 and ds.labels[999] == 9 and ds.labels[1000] == 10 and ds.labels[-1] == 19
     np.testing.assert_array_equal(ds.images[0], resize(load_fashion_mnist()[0][1][None, None], 16)[0])
@@ -164,7 +160,7 @@ def test_cifar_missing_and_truncated_files_are_named(tmp_path, monkeypatch):
 
 
 def test_cifar20_paper_preset():
-    from surrogateshap.tasks.cifar import Cifar20Config
+    from surrogateshap.tasks.catalog.cifar20 import Cifar20Config
 
     with pytest.raises(ValueError, match="pt_inception-2015-12-05"):
         Cifar20Config.preset("paper")
@@ -175,10 +171,10 @@ def test_cifar20_paper_preset():
     b = get_task("cifar20", scale="paper", inception_weights="/b/w.pth", data_dir="/x")
     assert a.config_id() == b.config_id()
     # the paper's 32x32 UNet builds from the config (no download) and maps shape to shape
-    from surrogateshap.tasks.families import make_family
-    from surrogateshap.tasks.unet import CFGUNet
+    from surrogateshap.tasks.models.unet import CFGUNet, UNetFamily
 
-    fam = make_family(cfg.family, cfg, (3, 32, 32), 20)
+    assert cfg.family == "unet"
+    fam = UNetFamily(shape=(3, 32, 32), n_labels=20, **{f: getattr(cfg, f) for f in UNetFamily.OWN})
     net = CFGUNet(fam.unet_config())
     out = net(torch.zeros(2, 3, 32, 32), torch.tensor([0, 999]), torch.tensor([3, 20]))
     assert out.shape == (2, 3, 32, 32) and net.unet.class_embedding.num_embeddings == 21
@@ -187,7 +183,7 @@ def test_cifar20_paper_preset():
 @pytest.mark.gpu
 def test_inception_featurizer_with_real_weights():
     """Needs torch-fidelity and $SURROGATESHAP_INCEPTION = the FID Inception weights file."""
-    from surrogateshap.tasks.featurizers import InceptionFeaturizer
+    from surrogateshap.tasks.features.nets import InceptionFeaturizer
 
     path = os.environ.get("SURROGATESHAP_INCEPTION")
     if not path:
@@ -198,7 +194,7 @@ def test_inception_featurizer_with_real_weights():
 
 # --- the diffusers UNet family -----------------------------------------------------
 def _tiny_unet(n_labels=3):
-    from surrogateshap.tasks.unet import UNetConfig
+    from surrogateshap.tasks.models.unet import UNetConfig
 
     return UNetConfig(shape=(1, 8, 8), n_labels=n_labels, channels=(8, 16), T=100)
 
@@ -211,7 +207,7 @@ def _toy_data(n=24, n_labels=3, seed=0):
 
 
 def test_unet_trains_and_samples_with_own_null_label():
-    from surrogateshap.tasks.unet import sample_unets, train_unets
+    from surrogateshap.tasks.models.unet import sample_unets, train_unets
 
     torch.set_num_threads(1)
     x, y = _toy_data()
@@ -227,7 +223,7 @@ def test_unet_trains_and_samples_with_own_null_label():
 
 
 def test_unet_training_never_sees_other_coalitions_data():
-    from surrogateshap.tasks.unet import train_unets
+    from surrogateshap.tasks.models.unet import train_unets
 
     x, y = _toy_data()
     member = np.flatnonzero(y.numpy() != 1)
@@ -241,7 +237,7 @@ def test_unet_training_never_sees_other_coalitions_data():
 
 
 def test_unet_model_does_not_depend_on_its_batch():
-    from surrogateshap.tasks.unet import train_unets
+    from surrogateshap.tasks.models.unet import train_unets
 
     x, y = _toy_data()
     a, b = np.flatnonzero(y.numpy() == 0), np.flatnonzero(y.numpy() != 0)
@@ -254,7 +250,7 @@ def test_unet_model_does_not_depend_on_its_batch():
 
 
 def test_per_example_denoising_loss():
-    from surrogateshap.tasks.unet import CFGUNet, denoising_loss
+    from surrogateshap.tasks.models.unet import CFGUNet, denoising_loss
 
     torch.manual_seed(0)
     model = CFGUNet(_tiny_unet()).eval()
@@ -303,7 +299,7 @@ def test_fashion_animal20_statistics_equal_torchmetrics(tmp_path):
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.inception import InceptionScore
 
-    from surrogateshap.tasks.statistics import mix_stats, utility_from_stats
+    from surrogateshap.tasks.features.statistics import mix_stats, utility_from_stats
 
     task = get_task("fashion-animal20", scale="ci", cache_dir=tmp_path)
     assert task.feature_net.body[0].in_features == 256  # the shipped 16x16 network
@@ -333,7 +329,7 @@ def test_fashion_animal20_statistics_equal_torchmetrics(tmp_path):
 # --- ground truth: the coalition table ---------------------------------------------
 def test_lds_sets_are_the_documented_draws():
     from surrogateshap.metrics import sample_test_coalitions
-    from surrogateshap.tasks.ground_truth import LDS_SETS, ground_truth_coalitions, lds_test_coalitions
+    from surrogateshap.benchmark.protocol import LDS_SETS, ground_truth_coalitions, lds_test_coalitions
 
     sets = lds_test_coalitions(20)
     assert {a: len(m) for a, m in sets.items()} == {0.5: 100, 0.25: 50, 0.75: 50}
@@ -349,22 +345,20 @@ def test_lds_sets_are_the_documented_draws():
 def test_coalition_table_exports_resumes_and_refuses_other_configs(tmp_path):
     from test_tasks import _FakeTask
 
-    from surrogateshap.tasks.reference import build_coalition_table, load_reference
+    from surrogateshap.tasks.reference import build_table, load_reference
 
-    _STORES.clear()
     masks = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 0, 1]], bool)
     crashing = _FakeTask(tmp_path / "cache", fail_after=4)
     with pytest.raises(KeyboardInterrupt):
-        build_coalition_table(crashing, masks, [0, 1], tmp_path / "ref", export_every=2, progress=False)
+        build_table(crashing, masks, [0, 1], tmp_path / "ref", export_every=2, progress=False)
     # the first chunk (empty + full, both seeds) was exported before the crash
     part = load_reference(crashing, tmp_path / "ref" / "retraining_table.csv")
     assert len(part.frame) == 4 and set(part.frame["seed"]) == {0, 1}
     text = (tmp_path / "ref" / "retraining_table.csv").read_text()
     assert "shipped on purpose" in text and f"# config {crashing.config_id()}:" in text
 
-    _STORES.clear()
     fresh = _FakeTask(tmp_path / "other-cache")  # no cache: resumes from the table
-    table = build_coalition_table(fresh, masks, [0, 1], tmp_path / "ref", export_every=2, progress=False,
+    table = build_table(fresh, masks, [0, 1], tmp_path / "ref", export_every=2, progress=False,
                                   command="make-it", note="five coalitions")
     assert len(fresh.trained) == 2 * 3  # only the 3 non-anchor coalitions not yet exported
     assert len(table.frame) == 10
@@ -378,14 +372,14 @@ def test_coalition_table_exports_resumes_and_refuses_other_configs(tmp_path):
     other = _FakeTask(tmp_path / "cache")
     other.name = "fake4-other"
     with pytest.raises(ValueError, match="another configuration"):
-        build_coalition_table(other, masks, [0], tmp_path / "ref", progress=False)
+        build_table(other, masks, [0], tmp_path / "ref", progress=False)
 
 
 def test_lds_ground_truth_of_a_partial_table():
     import pandas as pd
 
     from surrogateshap.table import CoalitionTable
-    from surrogateshap.tasks.ground_truth import lds_ground_truth, lds_test_coalitions
+    from surrogateshap.benchmark.protocol import lds_ground_truth, lds_test_coalitions
 
     test = lds_test_coalitions(20)[0.5]
     rows = [{"coalition": coalition_key(m), "seed": s, "u": float(m @ np.arange(20)) + s}

@@ -1,8 +1,9 @@
 """The one-way flow task -> game -> estimator -> Attribution -> metrics, and plug-ins.
 
 Each layer is imported alone in a fresh interpreter and may load only what it is
-allowed to (../shared/STYLE.md); a task, an estimator and a utility are then added
-from outside the package, each as one file and one registry line.
+allowed to (../shared/STYLE.md); a task, a model family, an estimator and a utility are then
+added from outside the package, each as one file and one registry line; and
+import-linter's contracts (pyproject.toml), which see function-level imports too, hold.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 #: module -> prefixes it must NOT pull in (directly or transitively)
@@ -66,13 +68,74 @@ def test_the_check_has_teeth():
 
 
 PLUGIN = '''
-"""A user's plug-in: one utility, one task, one estimator, one registry line each."""
+"""A user's plug-in: one utility, one task, one model family, one estimator, one
+registry line each."""
 import dataclasses
 import numpy as np
 
 from surrogateshap import Estimator, register
 from surrogateshap.tasks import DiffusionTask, register_task
-from surrogateshap.tasks.statistics import LabelStats, register_utility
+from surrogateshap.tasks.data.images import ImageDataset
+from surrogateshap.tasks.features.statistics import LabelStats, register_utility
+from surrogateshap.tasks.models import register_family
+
+
+@register_family("mean-image")
+class MeanImageFamily:
+    """A toy family: a coalition's model is the mean of its images; a sample is that
+    mean plus a little seeded noise; a model that learned nothing outputs zeros."""
+
+    @classmethod
+    def from_task(cls, task):
+        return cls()
+
+    def prepare(self, dataset):
+        return dataset.images
+
+    def train(self, data, members, seeds):
+        return [data[m].mean(0) for m in members]
+
+    def sample(self, models, labels, seed):
+        seeds = [seed] * len(models) if np.isscalar(seed) else seed
+        return np.stack([m[None] + 0.01 * np.random.default_rng(int(s)).normal(size=(len(row), *m.shape))
+                         for m, row, s in zip(models, np.asarray(labels), seeds)])
+
+    def prior(self, units):
+        return np.zeros((len(units), 1, 2, 2), np.float32)
+
+    def save(self, models, path):
+        np.save(path, np.stack(models))
+
+    def load(self, path):
+        return list(np.load(str(path)))
+
+    model_file = "full_model.npy"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagesConfig:
+    family: str = "mean-image"
+    n_samples: int = 8
+    bank_per_label: int = 4
+    n_modes: int = 2
+
+    @classmethod
+    def preset(cls, scale="default", **kw):
+        return dataclasses.replace(cls(), **kw)
+
+
+@register_task("toy-images")
+class ToyImages(DiffusionTask):
+    name = "toy-images"
+    players = ("a", "b", "c", "d")
+    utilities = ("neg_fid", "top_class_mass")
+    config_cls = ImagesConfig
+
+    def load_dataset(self):
+        rng = np.random.default_rng(0)
+        labels = np.repeat(np.arange(4), 5)
+        images = (labels[:, None, None, None] / 4 + 0.1 * rng.normal(size=(20, 1, 2, 2))).astype(np.float32)
+        return ImageDataset(self.name, images, labels, self.players)
 
 
 @register_utility("top_class_mass")
@@ -136,7 +199,7 @@ class MyLOO(Estimator):
 RUN = '''
 import json
 import numpy as np
-from surrogateshap import available_estimators, get_estimator
+from surrogateshap import all_coalitions, available_estimators, get_estimator
 from surrogateshap.tasks import get_task
 
 assert "my-loo" in available_estimators(), available_estimators()  # found via the entry point
@@ -144,12 +207,17 @@ assert "surrogateshap" in available_estimators()  # the built-ins register the s
 task = get_task("toy4")
 game = task.proxy_game("top_class_mass")
 att = get_estimator("my-loo").estimate(game, 5, seed=0)
+images = get_task("toy-images")  # the family, the task and the utility from outside
+retrained = images.retraining_game("top_class_mass", cache=False)(all_coalitions(4))
+proxy = images.proxy_game("neg_fid")(all_coalitions(4))
 print(json.dumps({"values": att.values.tolist(), "index": att.index,
-                  "full": float(game(np.ones((1, 4), bool))[0])}))
+                  "full": float(game(np.ones((1, 4), bool))[0]), "family": type(images.family).__name__,
+                  "retrained": retrained.tolist(), "proxy": proxy.tolist()}))
 '''
 
 
-def test_task_estimator_and_utility_plug_in_from_outside(tmp_path):
+def test_task_family_estimator_and_utility_plug_in_from_outside(tmp_path):
+    pytest.importorskip("torch")  # the toy image task scores with the project's feature network
     pkg = tmp_path / "my_plugin"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent(PLUGIN))
@@ -165,6 +233,10 @@ def test_task_estimator_and_utility_plug_in_from_outside(tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["index"] == "loo"
+    # the toy family trained and sampled every coalition, scored by the registered utility
+    assert res["family"] == "MeanImageFamily"
+    assert len(res["retrained"]) == 16 and all(np.isfinite(res["retrained"] + res["proxy"]))
+    assert len(set(np.round(res["retrained"], 9))) > 4  # coalitions differ
     # the proxy mixes the banks' pbar in proportion to the coalition's items (2, 1, 1, 3)
     counts = [2, 1, 1, 3]
     p = [[0.9 if j == k else 0.1 / 3 for j in range(4)] for k in range(4)]
@@ -176,6 +248,21 @@ def test_task_estimator_and_utility_plug_in_from_outside(tmp_path):
     assert res["full"] == pytest.approx(top(range(4)), rel=1e-12)
     loo = [top(range(4)) - top([k for k in range(4) if k != i]) for i in range(4)]
     assert res["values"] == pytest.approx(loo, rel=1e-12)
+
+
+def test_import_contracts_hold_function_level_imports_included():
+    """import-linter reads every import, those inside functions too (what a sys.modules
+    check after a bare import cannot see): the one-way flow and no cycle in the tasks wing."""
+    import shutil
+    from pathlib import Path
+
+    exe = shutil.which("lint-imports")
+    if exe is None:
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    out = subprocess.run([exe, "--config", str(Path(__file__).parents[1] / "pyproject.toml")],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
 
 
 def test_reference_tables_travel_as_package_data(tmp_path, monkeypatch):

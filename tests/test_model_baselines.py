@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from baselines.trak import Projector, evenly_spaced_timesteps, gradient_features, kernel_scores  # noqa: E402
 from surrogateshap import get_estimator  # noqa: E402
 from surrogateshap.game import FunctionGame, coalition_key  # noqa: E402
-from surrogateshap.model_access import Generated, ModelAccess, aggregate_to_contributors  # noqa: E402
+from surrogateshap.model_access import DenoiserAccess, Generated, aggregate_to_contributors  # noqa: E402
 
 #: the random projectors come from dattri (the "attribution" extra)
 needs_dattri = pytest.mark.skipif(importlib.util.find_spec("dattri") is None,
@@ -24,7 +24,7 @@ needs_dattri = pytest.mark.skipif(importlib.util.find_spec("dattri") is None,
 # ----------------------------------------------------------------- a linear toy family
 
 
-class LinearAccess(ModelAccess):
+class LinearAccess(DenoiserAccess):
     """eps_W(x_t) = x_t W^T: a linear denoiser, so the squared loss is quadratic in W and
     every per-example gradient has a closed form."""
 
@@ -277,7 +277,7 @@ def test_model_access_errors_are_clear():
 
 @pytest.fixture(scope="module")
 def tiny_task(tmp_path_factory):
-    from surrogateshap.tasks.digits import Digits10Config, Digits10Task
+    from surrogateshap.tasks.catalog.digits10 import Digits10Config, Digits10Task
 
     cfg = Digits10Config.preset("ci", hidden=32, blocks=1, steps=30, n_samples=40, bank_per_label=8,
                                 n_modes=5, models_per_batch=4, device="cpu")
@@ -285,7 +285,7 @@ def tiny_task(tmp_path_factory):
 
 
 def test_magnitude_prune_and_sparse_finetuning(tiny_task):
-    from surrogateshap.tasks.finetune import magnitude_prune
+    from surrogateshap.tasks.models.pruning import magnitude_prune
 
     state = {k: v.detach().clone() for k, v in tiny_task.full_model.state_dict().items()}
     pruned, keep = magnitude_prune(state, 0.5, "layer")
@@ -297,10 +297,10 @@ def test_magnitude_prune_and_sparse_finetuning(tiny_task):
     _, keep_g = magnitude_prune(state, 0.5, "global")
     total = sum(m.numel() for m in keep_g.values())
     assert abs(sum(m.sum().item() for m in keep_g.values()) / total - 0.5) < 0.01
-    from surrogateshap.tasks.diffusion import train_denoisers
+    from surrogateshap.tasks.models.mlp import train_denoisers
 
-    x, y = tiny_task._data
-    model = train_denoisers(x, y, [np.arange(50), np.arange(100, 200)], tiny_task.denoiser_config(),
+    x, y = tiny_task.training_data
+    model = train_denoisers(x, y, [np.arange(50), np.arange(100, 200)], tiny_task.family.denoiser_config(),
                             steps=3, batch_size=16, lr=1e-2, seeds=[1, 2], init=pruned, keep=keep)
     for name, p in model.named_parameters():
         if name in keep:
@@ -314,15 +314,15 @@ def _store_lines(path):
 
 
 def test_finetuning_game_cache_layout_and_resume(tiny_task, monkeypatch):
-    from surrogateshap.tasks import base
-    from surrogateshap.tasks.finetune import FineTuningGame
+    from surrogateshap.tasks import games
+    from surrogateshap.tasks.games import FineTuningGame
 
     masks = np.array([[1] * 10, [1, 0] * 5, [0] * 10, [0, 1] * 5], bool)
     ft = FineTuningGame(tiny_task, "neg_fid", seed=3, sparsity=0.3, steps=4, progress=False)
     v = ft(masks)
     assert ft.n_trained == 3 and np.isfinite(v).all()
     assert ft.cost_of(masks) == 3 * 4 and ft.cost_unit == "training steps"
-    rt = base.RetrainingGame(tiny_task, "neg_fid", seed=3, progress=False)
+    rt = games.RetrainingGame(tiny_task, "neg_fid", seed=3, progress=False)
     rt(masks[:2])
     # same folder, same JSONL layout: header line, then one record per coalition
     assert ft.store.path.parent == rt.store.path.parent == tiny_task.cache_dir / tiny_task.config_id()
@@ -335,7 +335,9 @@ def test_finetuning_game_cache_layout_and_resume(tiny_task, monkeypatch):
     assert {r["key"] for r in frecs} == {coalition_key(m) for m in masks if m.any()}
     assert set(frecs[0]) - {"steps"} == set(rrecs[0]) - {"trainings"}  # key, utilities, seconds
     # a second game on the same cache (fresh store objects, as in a new process) trains nothing
-    monkeypatch.setattr(base, "_STORES", {})
+    from surrogateshap.tasks.cache import TaskCache
+
+    monkeypatch.setitem(tiny_task.__dict__, "cache", TaskCache(tiny_task))
     again = FineTuningGame(tiny_task, "inception_score", seed=3, sparsity=0.3, steps=4, progress=False)
     again2 = FineTuningGame(tiny_task, "neg_fid", seed=3, sparsity=0.3, steps=4, progress=False)
     np.testing.assert_array_equal(again2(masks), v)
@@ -383,7 +385,7 @@ def test_shuffled_digits_loader_gives_same_trak_values(tiny_task):
 
 
 def test_kernelshap_plays_the_finetuning_game(tiny_task):
-    from surrogateshap.tasks.finetune import FineTuningGame
+    from surrogateshap.tasks.games import FineTuningGame
 
     game = FineTuningGame(tiny_task, "inception_score", seed=0, sparsity=0.5, steps=3, progress=False)
     att = get_estimator("kernelshap").estimate(game, 16, seed=0)
@@ -407,7 +409,7 @@ def test_unet_family_model_access_runs_trak_and_keeps_dataset_order(tmp_path, mo
     # functional_call on a UNet2DModel, scores placed by dataset index (shuffle-safe)
     pytest.importorskip("dattri")
     from surrogateshap.tasks import get_task
-    from surrogateshap.tasks.datasets import DataMissingError
+    from surrogateshap.tasks.data.images import DataMissingError
 
     monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path))
     try:

@@ -14,11 +14,9 @@ torch = pytest.importorskip("torch")
 from surrogateshap.metrics import precision_at_k  # noqa: E402
 from surrogateshap.tasks import get_task  # noqa: E402
 from surrogateshap.tasks.base import DiffusionTask  # noqa: E402
-from surrogateshap.tasks.datasets import FASHION_MNIST_DIR, DataMissingError  # noqa: E402
-from surrogateshap.tasks.fashion_product import (  # noqa: E402
-    STYLES_COLUMNS, load_fashion_product, read_styles, subsample_size,
-)
-from surrogateshap.tasks.statistics import LabelStats, mix_stats, stats_from_features, utility_from_stats  # noqa: E402
+from surrogateshap.tasks.data.images import FASHION_MNIST_DIR, DataMissingError  # noqa: E402
+from surrogateshap.tasks.data.fashion_product import STYLES_COLUMNS, load_fashion_product, read_styles, subsample_size  # noqa: E402
+from surrogateshap.tasks.features.statistics import LabelStats, mix_stats, stats_from_features, utility_from_stats  # noqa: E402
 
 needs_fashion = pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-labels-idx1-ubyte.gz").exists(),
                                    reason="install dataset-fashion-mnist (apt)")
@@ -80,7 +78,7 @@ class _UnitTask(DiffusionTask):
 def test_unit_weighting_equals_pooling_the_coalitions_samples():
     """The proxy's per-unit mixture == statistics of the pooled samples, each unit's set
     repeated once per coalition item of that unit (exact proportions)."""
-    import surrogateshap.tasks.spurious  # noqa: F401  (registers marker_correlation)
+    import surrogateshap.tasks.catalog.spurious_sites  # noqa: F401  (registers marker_correlation)
 
     rng = np.random.default_rng(0)
     d, c, B = 3, 4, 6
@@ -247,7 +245,7 @@ def test_fashion_product_errors_name_the_row_and_the_image(tmp_path):
 
 
 def test_fashion_product_paper_config_names_missing_files(tmp_path, monkeypatch):
-    from surrogateshap.tasks.fashion_product import FashionProductConfig
+    from surrogateshap.tasks.catalog.fashion_product import FashionProductConfig
 
     cfg = FashionProductConfig.preset("paper", data_dir=str(tmp_path), model_path=str(tmp_path / "flux"))
     assert cfg.rank == 128 and cfg.n_brands == 100 and cfg.fraction == 0.25 and cfg.family == "flux"
@@ -278,7 +276,7 @@ def test_fashion_product_flux_pipeline_end_to_end_on_tiny_components(tmp_path):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from surrogateshap.tasks import get_task
-    from surrogateshap.tasks.t2i_metrics import LPIPS
+    from surrogateshap.tasks.features.lpips import LPIPS
 
     _write_styles(tmp_path / "data", FIXTURE)
     torch.manual_seed(0)
@@ -300,16 +298,16 @@ def test_fashion_product_flux_pipeline_end_to_end_on_tiny_components(tmp_path):
         assert task.dataset.prompts == list(data.prompts) and task.units == data.units
         np.testing.assert_array_equal(task.item_contributor, data.brand_index)
         adidas = np.array([0, 1, 0], bool)
-        assert task.train_adapter(adidas, 0).info["n_items"] == int((data.brand_index == 1).sum()) == 3
+        assert task.train(adidas, 0)[0].info["n_items"] == int((data.brand_index == 1).sum()) == 3
         assert task.family.kind == "flux"
-        refs = task.unit_references()
+        refs = task.scorer.unit_references()
         assert refs[data.prompts[0]] == str(data.paths[0])
         masks = np.array([[1, 0, 1], [0, 0, 0]], bool)
         p = {u: task.proxy_game(u)(masks) for u in task.utilities}
         v = task.retraining_game("diversity")(masks[:1])
         assert all(np.isfinite(x).all() for x in p.values()) and np.isfinite(v).all()
         assert p["neg_lpips"][0] < 0  # a distance, negated
-        assert len(task.bank().done()) == len(task.units)  # one image per display name
+        assert len(task.scorer.sample_bank().done()) == len(task.units)  # one image per display name
     finally:
         torch.set_num_threads(threads)
 
@@ -317,7 +315,8 @@ def test_fashion_product_flux_pipeline_end_to_end_on_tiny_components(tmp_path):
 # --- spurious-sites -----------------------------------------------------------------
 @needs_fashion
 def test_marker_is_stamped_on_the_planted_sites_target_class_only():
-    from surrogateshap.tasks.spurious import SpuriousSitesConfig, spurious_sites_dataset
+    from surrogateshap.tasks.catalog.spurious_sites import SpuriousSitesConfig
+    from surrogateshap.tasks.data.spurious_sites import spurious_sites_dataset
 
     cfg = SpuriousSitesConfig.preset("ci")
     ds, clean, stamped = spurious_sites_dataset(cfg)
@@ -340,7 +339,8 @@ def test_marker_is_stamped_on_the_planted_sites_target_class_only():
 
 
 def test_dermoscopy_loader_errors(tmp_path):
-    from surrogateshap.tasks.spurious import DermoscopyConfig, load_attribute_classifiers, load_dermoscopy
+    from surrogateshap.tasks.catalog.dermoscopy_sites import load_attribute_classifiers
+    from surrogateshap.tasks.data.dermoscopy import DermoscopyConfig, load_dermoscopy
 
     cfg = DermoscopyConfig(data_dir=str(tmp_path))
     with pytest.raises(DataMissingError, match="metadata.csv"):
@@ -363,7 +363,7 @@ def test_dermoscopy_loader_errors(tmp_path):
 # --- fashion-brands -----------------------------------------------------------------
 @needs_fashion
 def test_fashion_brands_builds_with_brand_mixes_and_signatures(cache):
-    from surrogateshap.tasks.datasets import FASHION_CLASSES, load_fashion_mnist, resize
+    from surrogateshap.tasks.data.images import FASHION_CLASSES, load_fashion_mnist, resize
 
     task = get_task("fashion-brands", scale="ci", cache_dir=cache)
     ds = task.dataset

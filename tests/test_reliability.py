@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -276,13 +275,13 @@ def test_report_markdown_escapes_html_in_names(tmp_path):
 def no_training(monkeypatch, tmp_path):
     """Any training or file-writing work is an error here: validation must come first."""
     torch = pytest.importorskip("torch")  # noqa: F841
-    from surrogateshap.tasks import base
-    from surrogateshap.tasks.digits import Digits10Task
+    from surrogateshap.tasks import games
+    from surrogateshap.tasks.catalog.digits10 import Digits10Task
 
     def boom(*a, **k):
         raise AssertionError("the expensive work started before the arguments were checked")
 
-    monkeypatch.setattr(base.ProxyGame, "_prepare", boom)
+    monkeypatch.setattr(games.ProxyGame, "_prepare", boom)
     monkeypatch.setattr(Digits10Task, "retrain_stats", boom)
     monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SURROGATESHAP_DATASETS", str(tmp_path / "datasets"))

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from surrogateshap.tasks import get_task  # noqa: E402
-from surrogateshap.tasks.features import state_digest  # noqa: E402
+from surrogateshap.tasks.features.nets import state_digest  # noqa: E402
 from surrogateshap.tasks.reference import RETRAINING_CSV, reference_dir, table_scoring_id  # noqa: E402
 
 #: tasks whose shipped tables are scored by networks the project trains

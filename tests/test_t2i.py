@@ -14,15 +14,18 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from surrogateshap.tasks.aesthetic import AestheticHead, CLIPImageEmbedder  # noqa: E402
-from surrogateshap.tasks.datasets import DataMissingError  # noqa: E402
-from surrogateshap.tasks.sample_bank import BankFeatures, SampleBank, bank_cost, image_seed  # noqa: E402
-from surrogateshap.tasks.t2i import (  # noqa: E402
-    T2IConfig, T2IDataset, T2IFamily, T2IItem, T2ITask, fine_tune_lora, load_images,
-)
-from surrogateshap.tasks.t2i_metrics import (  # noqa: E402
-    LPIPS, FeatureSet, T2IFeaturizer, diversity_entropy, t2i_utility, weighted_quantile,
-)
+from surrogateshap.tasks.features.clip import AestheticHead, CLIPImageEmbedder  # noqa: E402
+from surrogateshap.tasks.data.images import DataMissingError  # noqa: E402
+from surrogateshap.tasks.common import image_seed  # noqa: E402
+from surrogateshap.tasks.features.sample_bank import BankFeatures, SampleBank, bank_cost
+from surrogateshap.tasks.base import DiffusionTask  # noqa: E402
+from surrogateshap.tasks.config import T2IConfig
+from surrogateshap.tasks.data.t2i import T2IDataset, T2IItem
+from surrogateshap.tasks.data.t2i import load_images
+from surrogateshap.tasks.models.lora import fine_tune_lora
+from surrogateshap.tasks.models.pipelines import T2IPipeline as T2IFamily
+from surrogateshap.tasks.features.lpips import LPIPS  # noqa: E402
+from surrogateshap.tasks.features.t2i import FeatureSet, T2IFeaturizer, diversity_entropy, t2i_utility, weighted_quantile
 
 
 def _items(n=4, players=2, size=(20, 24), seed=0):
@@ -66,7 +69,7 @@ def test_dataset_validates_items_and_units():
     ds = T2IDataset("toy", ("a", "b"), [(np.zeros((4, 4, 3), np.uint8), 0, "p0"), (np.zeros((4, 4), np.uint8), 1, "p1"),
                                          (np.zeros((3, 4, 4), np.float32), 1, "p0")])
     assert ds.items[0].prompt == "p0" and ds.item_contributor.tolist() == [0, 1, 1]
-    units, item_unit = ds.units()
+    units, item_unit = ds.unit_names, ds.item_unit
     assert units == ("p0", "p1") and item_unit.tolist() == [0, 1, 0]
     with pytest.raises(ValueError, match="contributor"):
         T2IDataset("toy", ("a",), [(np.zeros((4, 4, 3), np.uint8), 1, "p")])
@@ -257,7 +260,7 @@ def test_sd_samples_images_per_seed(sd, tmp_path):
     assert not torch.allclose(base[0], x[0], atol=1e-4)  # the adapter is used ...
     assert torch.allclose(sd.sample(["a cat"], [1], adapter=a)[0], x[0], atol=1e-5)  # ... and reloads
     a.save(tmp_path / "a.pt")
-    from surrogateshap.tasks.t2i import LoRAAdapter
+    from surrogateshap.tasks.models.lora import LoRAAdapter
 
     b = LoRAAdapter.load(tmp_path / "a.pt")
     assert b.spec == a.spec and b.digest() == a.digest()
@@ -288,8 +291,9 @@ def test_flux_lora_changes_only_lora_and_samples():
 
 
 # --- the task and its games --------------------------------------------------------------
-class _ToyT2I(T2ITask):
+class _ToyT2I(DiffusionTask):
     name = "toy-t2i"
+    scorer_name = "t2i"
     players = ("artist0", "artist1", "artist2")
     utilities = ("aesthetic", "aesthetic_q50", "aesthetic_q90", "diversity")
 
@@ -318,12 +322,12 @@ def test_proxy_game_from_bank_matches_regeneration(toy):
     a = bank.arrays["aesthetic"]
     assert np.allclose(weighted, [a[0].mean(), a[:2].mean()])
     assert v[2] == pytest.approx(toy.score(toy.empty_stats())["aesthetic"])
-    assert toy.build_bank(progress=False) == 0  # built once
+    assert toy.scorer.build_bank(progress=False) == 0  # built once
 
 
 def test_bank_build_of_a_task_resumes(toy, monkeypatch):
     calls = []
-    real = toy.family.sample
+    real = toy.family.pipeline.sample
 
     def flaky(prompts, seeds, **kw):
         if len(calls) == 2:
@@ -331,13 +335,13 @@ def test_bank_build_of_a_task_resumes(toy, monkeypatch):
         calls.append(len(prompts))
         return real(prompts, seeds, **kw)
 
-    monkeypatch.setattr(toy.family, "sample", flaky)
+    monkeypatch.setattr(toy.family.pipeline, "sample", flaky)
     with pytest.raises(KeyboardInterrupt):
-        toy.build_bank(progress=False)
-    assert len(toy.bank().done()) == 8
-    monkeypatch.setattr(toy.family, "sample", real)
-    assert toy.build_bank(progress=False) == 10
-    assert len(toy.bank().done()) == 18
+        toy.scorer.build_bank(progress=False)
+    assert len(toy.scorer.sample_bank().done()) == 8
+    monkeypatch.setattr(toy.family.pipeline, "sample", real)
+    assert toy.scorer.build_bank(progress=False) == 10
+    assert len(toy.scorer.sample_bank().done()) == 18
 
 
 def test_flux_task_retraining_and_proxy(tmp_path):
@@ -347,7 +351,7 @@ def test_flux_task_retraining_and_proxy(tmp_path):
     v = task.retraining_game("aesthetic")(masks)
     p = task.proxy_game("aesthetic", samples=4)(masks)
     assert np.isfinite(v).all() and np.isfinite(p).all()
-    assert task.full_adapter.kind == "flux" and task.full_adapter.info["n_items"] == 6
+    assert task.full_model[0].kind == "flux" and task.full_model[0].info["n_items"] == 6
 
 
 def test_retraining_game_evaluates_a_coalition(toy):
@@ -360,7 +364,43 @@ def test_retraining_game_evaluates_a_coalition(toy):
     assert rec["aesthetic_q90"] >= rec["aesthetic_q50"]
     assert v[1] == pytest.approx(toy.score(toy.empty_stats())["aesthetic"])
     # the model of S is trained on S's items only
-    assert toy.train_adapter(np.array([0, 1, 0], bool), 0).info["n_items"] == 2
+    assert toy.train(np.array([0, 1, 0], bool), 0)[0].info["n_items"] == 2
+
+
+@pytest.mark.parametrize("kind", ["sd", "flux"])
+def test_lora_family_gives_trak_its_minimum(kind, sd, tmp_path):
+    """The LoRA family's model access: gradients with respect to the adapter only, a
+    loss pure in those parameters at a given timestep and noise, items as latents with
+    their prompt's index; TRAK and D-TRAK run on it from the players alone."""
+    from torch.func import grad, vmap
+
+    from surrogateshap import get_estimator
+    from surrogateshap.model_access import DenoiserAccess, ModelAccess
+
+    pipe = sd if kind == "sd" else T2IFamily.tiny("flux")
+    cfg = T2IConfig.preset("ci", family=kind, n_samples=4, bank_per_unit=4, sample_batch=4, device="cpu")
+    task = _ToyT2I(cfg, cache_dir=tmp_path, family=pipe, featurizer=_featurizer())
+    access = task.model_access()
+    assert isinstance(access, ModelAccess) and not isinstance(access, DenoiserAccess)
+    params = access.params()
+    assert params and all("lora_" in k for k in params)
+    idx, x0, cond = next(access.item_batches(4))
+    assert x0.shape[0] == len(idx) == 4 and cond.tolist() == task.item_unit[idx].tolist()
+    t = torch.tensor([1, access.T - 1])
+    noise = torch.randn((2, *x0.shape[1:]), generator=torch.Generator().manual_seed(0))
+    loss = access.loss(params, x0[:2], cond[:2], t, noise)
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    # per-example gradients of the adapter, as the TRAK family takes them
+    g = vmap(grad(lambda p, x, c, e: access.loss(p, x[None], c[None], t[:1], e[None]).sum()),
+             in_dims=(None, 0, 0, 0))(params, x0[:2], cond[:2], noise)
+    assert set(g) == set(params) and all(torch.isfinite(v).all() for v in g.values())
+    # a loss that depends on the adapter: other LoRA weights give another loss
+    moved = {k: v + 0.1 for k, v in params.items()}
+    assert not torch.allclose(access.loss(moved, x0[:2], cond[:2], t, noise), loss)
+    for name in ("trak", "d-trak"):
+        att = get_estimator(name, proj_dim=8, n_samples=2, n_timesteps=1, batch_size=4).estimate(
+            task.players, 0, seed=0, model=access)
+        assert att.values.shape == (3,) and np.isfinite(att.values).all() and att.n_evaluations == 0
 
 
 # --- real weights (reads paths from the environment; skips without them) --------------------

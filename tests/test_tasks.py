@@ -13,10 +13,12 @@ torch = pytest.importorskip("torch")
 
 from surrogateshap.game import all_coalitions, coalition_key  # noqa: E402
 from surrogateshap.tasks import get_task  # noqa: E402
-from surrogateshap.tasks.base import DiffusionTask, RetrainingGame, _STORES, allocate_counts  # noqa: E402
-from surrogateshap.tasks.digits import Digits10Config, Digits10Task  # noqa: E402
-from surrogateshap.tasks.reference import build_retraining_table, load_reference  # noqa: E402
-from surrogateshap.tasks.statistics import mix_stats, utility_from_stats  # noqa: E402
+from surrogateshap.tasks.base import DiffusionTask  # noqa: E402
+from surrogateshap.tasks.common import allocate_counts
+from surrogateshap.tasks.games import RetrainingGame
+from surrogateshap.tasks.catalog.digits10 import Digits10Config, Digits10Task  # noqa: E402
+from surrogateshap.tasks.reference import build_table, load_reference  # noqa: E402
+from surrogateshap.tasks.features.statistics import mix_stats, utility_from_stats  # noqa: E402
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def test_members_and_proportions(task):
     with pytest.raises(ValueError, match="empty coalition"):
         task.proportions(np.zeros(10, bool))
     # sample labels follow pi_S exactly up to rounding
-    labels = task._coalition_labels(mask)
+    labels = task.coalition_units(mask)
     assert len(labels) == task.config.n_samples
     np.testing.assert_allclose(np.bincount(labels, minlength=10) / len(labels), pi, atol=1 / len(labels))
 
@@ -60,9 +62,9 @@ def test_training_never_sees_other_coalitions_data(fast_task):
     task = fast_task
     """Poison every item outside the coalition with NaN: one draw of them would make
     the loss, and so the weights, NaN."""
-    from surrogateshap.tasks.diffusion import train_denoisers
+    from surrogateshap.tasks.models.mlp import train_denoisers
 
-    x, y = task._data
+    x, y = task.training_data
     masks = np.zeros((2, 10), bool)
     masks[0, [0, 4]] = True
     masks[1, [9]] = True
@@ -70,11 +72,11 @@ def test_training_never_sees_other_coalitions_data(fast_task):
     for k, m in enumerate(masks):
         poisoned = x.clone()
         poisoned[~torch.as_tensor(m[y.numpy()])] = float("nan")
-        model = train_denoisers(poisoned, y, [members[k]], task.denoiser_config(), steps=30,
+        model = train_denoisers(poisoned, y, [members[k]], task.family.denoiser_config(), steps=30,
                                 batch_size=64, lr=1e-3, seeds=[0])
         assert all(torch.isfinite(p).all() for p in model.parameters())
     # and the poison would be caught: training on everything with the poisoned data fails
-    model = train_denoisers(poisoned, y, [np.arange(len(x))], task.denoiser_config(), steps=5,
+    model = train_denoisers(poisoned, y, [np.arange(len(x))], task.family.denoiser_config(), steps=5,
                             batch_size=64, lr=1e-3, seeds=[0])
     assert not all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -103,7 +105,7 @@ def test_mixture_statistics_equal_pooled_images(fast_task):
     from torchmetrics.image.inception import InceptionScore
 
     rng = np.random.default_rng(0)
-    x = task._data[0]
+    x = task.training_data[0]
     banks = [(x[rng.choice(len(x), size=n)] + 0.1 * torch.randn(n, 64)).clamp(-1, 1) for n in (60, 30, 90)]
     w = np.array([60, 30, 90]) / 180
     mixed = mix_stats([task.stats_of(b) for b in banks], w)
@@ -203,7 +205,7 @@ class _FakeTask(DiffusionTask):
         return np.array([0, 0, 1, 2, 3, 3])
 
     def _stats(self, value):
-        from surrogateshap.tasks.statistics import LabelStats
+        from surrogateshap.tasks.features.statistics import LabelStats
 
         return LabelStats(mean=np.array([value]), second=np.array([[value**2 + 1]]),
                           pbar=np.array([0.5, 0.5]), neg_entropy=-0.5, modes=np.array([1.0]), count=10)
@@ -228,7 +230,6 @@ class _FakeTask(DiffusionTask):
 
 
 def test_retraining_cache_resumes_without_loss_or_duplicates(tmp_path):
-    _STORES.clear()
     masks = all_coalitions(4)
     crashing = _FakeTask(tmp_path, fail_after=6)
     game = RetrainingGame(crashing, "neg_fid", seed=3, progress=False)
@@ -237,7 +238,6 @@ def test_retraining_cache_resumes_without_loss_or_duplicates(tmp_path):
     done = set(crashing.trained)
     assert len(done) == 6
 
-    _STORES.clear()  # a new process
     resumed = _FakeTask(tmp_path)
     values = RetrainingGame(resumed, "neg_fid", seed=3, progress=False)(masks)
     assert set(resumed.trained).isdisjoint(done)  # nothing retrained twice
@@ -252,9 +252,8 @@ def test_retraining_cache_resumes_without_loss_or_duplicates(tmp_path):
 
 
 def test_reference_table_roundtrip_and_missing_path(tmp_path):
-    _STORES.clear()
     t = _FakeTask(tmp_path / "cache")
-    table = build_retraining_table(t, [0, 1], out_dir=tmp_path / "ref", progress=False)
+    table = build_table(t, "all", [0, 1], out_dir=tmp_path / "ref", progress=False)
     assert table.complete_seeds() == [0, 1]
     loaded = load_reference(t, tmp_path / "ref" / "retraining_table.csv")
     np.testing.assert_allclose(loaded.exact_shapley("neg_fid"), table.exact_shapley("neg_fid"))
@@ -263,26 +262,23 @@ def test_reference_table_roundtrip_and_missing_path(tmp_path):
         load_reference(t, tmp_path / "nowhere.csv")
 
     # building one seed keeps the table's other seeds; repeated seeds count once
-    _STORES.clear()
-    one = build_retraining_table(_FakeTask(tmp_path / "cache"), [1, 1], out_dir=tmp_path / "ref",
+    one = build_table(_FakeTask(tmp_path / "cache"), "all", [1, 1], out_dir=tmp_path / "ref",
                                  progress=False)
     assert one.complete_seeds() == [0, 1] and len(one.frame) == 2 * 16
 
     # a later session without the cache resumes from the shipped table: nothing retrained
-    _STORES.clear()
     fresh = _FakeTask(tmp_path / "other-cache")
-    again = build_retraining_table(fresh, [0, 1], out_dir=tmp_path / "ref", progress=False)
+    again = build_table(fresh, "all", [0, 1], out_dir=tmp_path / "ref", progress=False)
     assert fresh.trained == []
     np.testing.assert_allclose(again.exact_shapley("neg_fid"), table.exact_shapley("neg_fid"), rtol=1e-5)
 
 
 def test_table_of_another_configuration_is_not_overwritten(tmp_path):
-    _STORES.clear()
-    build_retraining_table(_FakeTask(tmp_path / "cache"), [0], out_dir=tmp_path / "ref", progress=False)
+    build_table(_FakeTask(tmp_path / "cache"), "all", [0], out_dir=tmp_path / "ref", progress=False)
     other = _FakeTask(tmp_path / "cache")
     other.name = "fake4-other"  # another config id
     with pytest.raises(ValueError, match="another configuration"):
-        build_retraining_table(other, [0], out_dir=tmp_path / "ref", progress=False)
+        build_table(other, "all", [0], out_dir=tmp_path / "ref", progress=False)
 
 
 def test_non_finite_utility_is_an_error(tmp_path):

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES
+from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, expand_selection
 from surrogateshap.benchmark.tasks import benchmark_task_names, get_benchmark_task
 from surrogateshap.evaluation import evaluate
 from surrogateshap.registry import available_estimators, get_estimator, parse_spec
@@ -31,6 +31,9 @@ class BenchmarkCase:
     skip: str | None = field(default=None, compare=False)
     slow: bool = field(default=False, compare=False)
     gpu: bool = field(default=False, compare=False)
+    #: a coalition the task's table lacks: "replay" (never trained: the case is skipped),
+    #: "train" (trained on the seeds lacking it), "refuse" (an error naming it)
+    retrain: str = field(default="train", compare=False)
 
     @property
     def key(self) -> str:
@@ -60,6 +63,7 @@ def benchmark_cases(
     estimators: Sequence[str] | None = None,
     budgets: Sequence[int] | None = None,
     seeds: Sequence[int] | None = None,
+    no_retrain: bool = False,
 ) -> list[BenchmarkCase]:
     """Every case of a scale preset, filtered by the given names (None: the preset's).
 
@@ -73,7 +77,10 @@ def benchmark_cases(
     Unavailable tasks (missing table) still give cases, with ``skip`` set. A task whose
     ground truth is sampled (too many players to enumerate) runs its scale's
     :class:`~surrogateshap.benchmark.scales.SampledSelection` unless ``estimators`` or
-    ``budgets`` are named: the cases its shipped table was built for.
+    ``budgets`` are named: the cases its shipped table was built for, replayed from the
+    table with nothing trained (a case or removal fraction the table lacks is skipped or
+    left out). Named estimators or budgets may need coalitions the table lacks: they are
+    trained (the number is printed first), or with ``no_retrain`` refused with an error.
     """
     st = get_scale(scale)
     known_est = available_estimators()
@@ -89,18 +96,23 @@ def benchmark_cases(
         selection = [(t, None, None) for t in tasks]
     else:  # a preset may name tasks this installation does not register
         known_tasks = benchmark_task_names()
-        selection = [s for s in st.selection if s[0] in known_tasks]
+        selection = [s for s in expand_selection(st.selection) if s[0] in known_tasks]
     budgets_given, seeds_given = bool(budgets), seeds
     budgets = sorted(set(int(b) for b in (budgets or st.budgets)))
     seeds = list(seeds) if seeds is not None else list(range(st.n_seeds))
     ests = {e: get_estimator(e) for e in names}
     cases = []
+    explicit = "refuse" if no_retrain else "train"
     for tname, util, gname in selection:
         bt = get_benchmark_task(tname, scale)
         reason = bt.unavailable()
         if bt.sampled and not estimators and not budgets_given:
-            cases += _sampled_cases(bt, st, util, gname, utilities, games, seeds_given, scale, reason)
+            cases += _sampled_cases(get_benchmark_task(tname, scale, "replay"), st, util, gname, utilities, games,
+                                    seeds_given, scale, reason)
             continue
+        if bt.sampled:
+            bt = get_benchmark_task(tname, scale, explicit)
+            reason = bt.unavailable()
         for u in [util] if util else bt.utilities:
             if utilities and u not in utilities:
                 continue
@@ -120,8 +132,8 @@ def benchmark_cases(
                             g in bt.trains or any(r in bt.trains for r in est.requires)
                         )
                         for s in seeds:
-                            cases.append(BenchmarkCase(tname, u, g, e, b, int(s), scale,
-                                                       skip=skip, slow=slow or gpu, gpu=gpu))
+                            cases.append(BenchmarkCase(tname, u, g, e, b, int(s), scale, skip=skip,
+                                                       slow=slow or gpu, gpu=gpu, retrain=explicit))
     return cases
 
 
@@ -139,8 +151,8 @@ def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason) 
             b = 2 * bt.n_players if budget is None else int(budget)
             skip = reason or get_estimator(name).unsupported(bt.n_players, b, bt.offers)
             gpu = scale == "paper"
-            out += [BenchmarkCase(bt.name, u, g, name, b, int(s), scale, skip=skip, slow=True, gpu=gpu)
-                    for s in seeds]
+            out += [BenchmarkCase(bt.name, u, g, name, b, int(s), scale, skip=skip, slow=gpu, gpu=gpu,
+                                  retrain="replay") for s in seeds]
     return out
 
 
@@ -150,7 +162,7 @@ def prepare_case(case: BenchmarkCase, _task=None, **estimator_params):
     the estimator (loading the table, training the proxy's full model) happens here.
     ``_task``: the benchmark task to use instead of the registered one (a table being
     built elsewhere)."""
-    bt = _task if _task is not None else get_benchmark_task(case.task, case.scale)
+    bt = _task if _task is not None else get_benchmark_task(case.task, case.scale, case.retrain)
     reason = bt.unavailable(case.game)
     if reason:
         raise LookupError(reason)

@@ -11,7 +11,7 @@ import numpy as np
 
 from surrogateshap._files import atomic_write
 from surrogateshap.evaluation import GroundTruth, aggregate_figures
-from surrogateshap.tasks.reference import git_commit
+from surrogateshap.provenance import git_commit
 
 __all__ = ["reference_entries", "write_reference", "read_reference", "ceiling_figures", "json_safe"]
 

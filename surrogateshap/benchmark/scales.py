@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from surrogateshap.evaluation import ALPHAS, removal_fractions
 
-__all__ = ["SCALES", "ScaleSettings", "SampledSelection", "SCALE_SETTINGS", "removal_fractions"]
+__all__ = ["SCALES", "ScaleSettings", "SampledSelection", "SCALE_SETTINGS", "removal_fractions",
+           "expand_selection", "IMAGE_TASKS"]
 
 SCALES = ("ci", "default", "paper")
 
@@ -53,9 +54,22 @@ class ScaleSettings:
 
 
 _KNOWN = ("unanimity10", "airport20", "voting20")
-#: image tasks with (or waiting for) reference tables of sampled coalitions; their cases
-#: are slow (a coalition the table lacks is retrained) and skipped without their data
-_IMAGE = ("fashion-animal20", "clipart-artists", "spurious-sites", "fashion-brands", "cifar20")
+#: a selection entry standing for every task registered with ``benchmark=True`` (the image
+#: tasks with reference tables of their own; skipped, with the reason, without their data)
+IMAGE_TASKS = "@image-tasks"
+
+
+def expand_selection(selection) -> list[tuple[str, str | None, str | None]]:
+    """A preset's selection with :data:`IMAGE_TASKS` replaced by the registered tasks."""
+    from surrogateshap.tasks import benchmark_tasks
+
+    out = []
+    for entry in selection:
+        if entry[0] == IMAGE_TASKS:
+            out += [(t, entry[1], entry[2]) for t in benchmark_tasks()]
+        else:
+            out.append(entry)
+    return out
 SCALE_SETTINGS = {
     "ci": ScaleSettings(
         selection=(
@@ -66,11 +80,11 @@ SCALE_SETTINGS = {
         budgets=(32, 64, 128),
     ),
     "default": ScaleSettings(
-        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10", *_IMAGE)),
+        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10", IMAGE_TASKS)),
         budgets=(32, 64, 128, 256, 512),
     ),
     "paper": ScaleSettings(
-        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10", *_IMAGE)),
+        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10", IMAGE_TASKS)),
         budgets=(32, 64, 128, 256, 512, 1024),
         n_seeds=5,
         lds_m=200,

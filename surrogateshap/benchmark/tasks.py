@@ -19,7 +19,8 @@ from surrogateshap.games import AirportGame, NoisyGame, WeightedVotingGame, rand
 from surrogateshap.metrics import sample_test_coalitions
 
 __all__ = ["BenchmarkTask", "KnownGameTask", "TableBenchmark", "Digits10Benchmark",
-           "BENCHMARK_TASKS", "get_benchmark_task", "benchmark_task_names", "BANZHAF_MAX_PLAYERS"]
+           "BENCHMARK_TASKS", "get_benchmark_task", "benchmark_task_names", "BANZHAF_MAX_PLAYERS",
+           "task_for_table"]
 
 #: known games up to this many players also get exact Banzhaf values (2**n evaluations)
 BANZHAF_MAX_PLAYERS = 16
@@ -165,38 +166,49 @@ class KnownGameTask(BenchmarkTask):
 class TableBenchmark(BenchmarkTask):
     """A diffusion task with a reference retraining table: the one table-backed task.
 
-    Game ``retraining`` replays the shipped table (the seed-mean
-    :class:`~surrogateshap.table.TableGame`, budgets in retrainings, nothing is
-    trained); game ``proxy`` is SurrogateSHAP's proxy game over the one full-data model
-    (its first use trains that model and a sample bank, cached under
-    ``$SURROGATESHAP_CACHE``), tabulated once and replayed (:class:`ReplayedGame`), so a
-    case's wall-clock is the estimator's own. The proxy is built from the task
-    configuration that made the table (read from its ``# config`` header), whatever the
-    scale preset, so a CI run never scores a cheaper proxy against the table.
+    Game ``retraining`` replays the table (the seed mean on a complete table, budgets in
+    retrainings; seed 0 of a table of sampled coalitions, so an estimator pays one
+    retraining per coalition, as it would in practice); game ``proxy`` is SurrogateSHAP's
+    proxy game over the one full-data model (its first use trains that model and a
+    sample bank, cached under ``$SURROGATESHAP_CACHE``), tabulated once and replayed
+    (:class:`ReplayedGame`), so a case's wall-clock is the estimator's own. The task is
+    built at the configuration that made the table (its ``# config`` header), whatever
+    the scale preset, so a CI run never scores a cheaper proxy against the table.
     Ground truth comes from :func:`~surrogateshap.evaluation.ground_truth_from_table`.
 
-    A table of sampled coalitions (a task too large to enumerate, the paper's protocol)
-    has no exact values; its LDS sets are the retrained test coalitions it holds, and a
-    coalition it lacks (an estimator's query, a removal set) is retrained through the
-    task's cache and kept there. Every case of such a task is marked slow. A task whose
-    data is absent is skipped with the reason (the package or path it needs).
+    ``retrain`` says what happens to a coalition the table lacks (an estimator's query,
+    a removal set): "replay" never trains (the case is skipped, naming what is missing;
+    a removal fraction the table lacks is left out), "train" trains it on the seeds that
+    lack it only, through the task's cache (the number is printed first), "refuse"
+    raises :class:`~surrogateshap.tasks.games.RetrainingRefusedError` naming it. The
+    table is part of the task's cache: its rows are never retrained. ``costs()`` counts
+    what the task paid: coalition models trained, the full model, the bank, the proxy
+    evaluations. A task whose data is absent is skipped with the reason.
     """
 
     games = ("retraining", "proxy")
     trains = ("proxy", "model")
+    RETRAIN = ("replay", "train", "refuse")
     #: up to this many players a table enumerates every coalition (2^n retrainings);
     #: beyond, it holds the paper's sampled test coalitions
     ENUMERATE_MAX_PLAYERS = 12
 
-    def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None):
+    def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None,
+                 retrain: str | bool = "train"):
         super().__init__(scale)
+        retrain = {True: "train", False: "refuse"}.get(retrain, retrain)
+        if retrain not in self.RETRAIN:
+            raise ValueError(f"retrain must be one of {self.RETRAIN}, got {retrain!r}")
         self.name = name
         self.table_path = table_path
+        self.retrain = retrain
         self._task = None
         self._table = None
         self._proxies: dict[str, Game] = {}
+        self._retraining: dict[int, Game] = {}
         self._reason: str | None = None
         self._checked = False
+        self._paid: dict[str, float] = {}
 
     @property
     def players(self) -> tuple[str, ...]:
@@ -217,14 +229,15 @@ class TableBenchmark(BenchmarkTask):
         """The proxy game, and model access (``requires=("model",)``: the full-data model
         of the table's configuration) where the task's family provides it."""
         task = self._task if self._task is not None else self._named_task()
-        family = getattr(getattr(task, "family", None), "name", "mlp")
-        if task is not None and hasattr(task, "model_access") and family == "mlp":
-            return ("proxy", "model")
-        return ("proxy",)
+        if task is None:
+            return ("proxy",)
+        from surrogateshap.tasks.models import family_offers
+
+        return ("proxy", *(("model",) if "model" in family_offers(task.family_kind) else ()))
 
     @property
     def slow(self) -> bool:
-        return self._table is not None and not self._table.complete_seeds()
+        return self._table is not None and not self._table.complete_seeds() and self.retrain == "train"
 
     @property
     def sampled(self) -> bool:
@@ -251,11 +264,10 @@ class TableBenchmark(BenchmarkTask):
 
     @property
     def task(self):
-        """The task at the configuration that made the table."""
+        """The task at the configuration that made the table; its cache serves the table."""
         if self._task is None:
-            from surrogateshap.tasks.reference import task_for_table
-
             self._task = task_for_table(self.name, self._path(), prefer=self.scale)
+            self._task.cache.use_reference(self._path())
         return self._task
 
     @property
@@ -281,20 +293,15 @@ class TableBenchmark(BenchmarkTask):
 
         try:  # the task's data (a package, a local copy) must be there
             named = get_task(self.name, scale=self.scale)
-            missing = named.data_missing() if hasattr(named, "data_missing") else None
+            missing = named.data_missing()
         except (FileNotFoundError, ImportError, OSError, ValueError) as e:
             missing = str(e)
         if missing:
             return f"{self.name} is unavailable: {missing}"
         path = self._path()
         if not path.exists():
-            build = (f"surrogateshap build-table --task {self.name}"
-                     if named.n_players <= self.ENUMERATE_MAX_PLAYERS else
-                     f"python -m surrogateshap.tasks.ground_truth --task {self.name}")
-            return (
-                f"{self.name} ground truth missing: no retraining table at {path} (build it with "
-                f"`{build}`, or set SURROGATESHAP_DATASETS)"
-            )
+            return (f"{self.name} ground truth missing: no retraining table at {path} (build it with "
+                    f"`surrogateshap build-table --task {self.name}`, or set SURROGATESHAP_DATASETS)")
         from surrogateshap.tasks.reference import load_reference
 
         try:
@@ -332,32 +339,58 @@ class TableBenchmark(BenchmarkTask):
             if self.table.complete_seeds():
                 return self.table.game(utility)
             seed = self.table.mean_seeds[0]
-            return self.table.game(utility, seed=seed, fallback=self._retrain(utility, [seed]))
+            return self.table.game(utility, seed=seed, fallback=self._fallback(utility))
         return self.proxy(utility)
 
-    def _retrain(self, utility: str, seeds=None):
-        """Retraining through the task's cache (the mean over ``seeds``, default the
-        table's), for coalitions a table of sampled coalitions lacks (None for a
-        complete table)."""
-        table = self.table
-        if table.complete_seeds():
+    def retraining_game(self, seed: int):
+        """The task's retraining game of one seed, served by the table and the cache
+        (records of every utility), under this benchmark's ``retrain`` policy."""
+        if seed not in self._retraining:
+            task = self.task
+            self._retraining[seed] = task.retraining_game(task.utilities[0], seed=seed,
+                                                          allow_train=self.retrain == "train")
+        return self._retraining[seed]
+
+    def _fallback(self, utility: str):
+        """What a table of sampled coalitions does with a coalition a seed lacks: train
+        it on that seed (policy "train"), refuse (RetrainingRefusedError), or, on
+        replay, nothing (None: the table game names the missing coalitions). None for a
+        complete table."""
+        if self.table.complete_seeds() or self.retrain == "replay":
             return None
-        task = self.task
-        seeds = table.mean_seeds if seeds is None else list(seeds)
 
-        def retrain(masks):
-            return np.mean([task.retraining_game(utility, seed=s)(masks) for s in seeds], axis=0)
+        def fallback(seed, masks):
+            return np.array([r[utility] for r in self.retraining_game(int(seed)).records(masks)])
 
-        return retrain
+        return fallback
 
     def proxy(self, utility: str) -> Game:
         """The task's proxy game, tabulated once (:class:`ReplayedGame`): the first call
         trains the full model and sample bank if they are not cached."""
         if utility not in self._proxies:
-            proxy = self.task.proxy_game(utility)
+            import time
+
+            task = self.task
+            t0 = time.perf_counter()
+            task.bank()  # the full model (trained unless cached) and its sample bank
+            self._paid.setdefault("full_model_trained", int(task.full_model_trained))
+            self._paid.setdefault("full_model_and_bank_seconds", round(time.perf_counter() - t0, 1))
+            proxy = task.proxy_game(utility)
             small = proxy.n_players <= ReplayedGame.MAX_PLAYERS
             self._proxies[utility] = ReplayedGame(proxy) if small else CachedGame(proxy)
+            if small:
+                self._paid["proxy_evaluations"] = self._paid.get("proxy_evaluations", 0) + 2**proxy.n_players
         return self._proxies[utility]
+
+    def costs(self) -> dict:
+        """What this task has paid so far: coalition models trained (0 on a replay), the
+        full model (trained or read from the cache), its bank, the proxy evaluations."""
+        out = {"coalition_models_trained": int(sum(g.n_trained for g in self._retraining.values())),
+               **self._paid}
+        extra = sum(g.n_evaluations for g in self._proxies.values() if isinstance(g, CachedGame))
+        if extra:
+            out["proxy_evaluations"] = out.get("proxy_evaluations", 0) + int(extra)
+        return out
 
     def resource(self, name, utility):
         if name == "proxy":
@@ -371,15 +404,35 @@ class TableBenchmark(BenchmarkTask):
     @staticmethod
     def _test_sets(n: int) -> dict:
         """The protocol's drawn LDS test coalitions (what a sampled table's LDS uses)."""
-        from surrogateshap.tasks.ground_truth import lds_test_coalitions
+        from surrogateshap.benchmark.protocol import lds_test_coalitions
 
         return lds_test_coalitions(n)
 
     def _make_truth(self, utility):
         tests = None if self.table.complete_seeds() else self._test_sets(self.table.n_players)
         return ground_truth_from_table(self.table, utility, self.settings.alphas,
-                                       name=f"{self.name}/{utility}", fallback=self._retrain(utility),
+                                       name=f"{self.name}/{utility}", fallback=self._fallback(utility),
                                        test_sets=tests)
+
+
+def task_for_table(name: str, path: str | os.PathLike, prefer: str = "default",
+                   scales=("default", "ci", "paper")):
+    """The task ``name`` at the scale preset whose configuration made the table at
+    ``path`` (``prefer`` tried first); the preferred scale when the table names none.
+    Raises ValueError when no preset matches."""
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.reference import table_config_id
+
+    found = table_config_id(path)
+    order = [prefer, *[s for s in scales if s != prefer]]
+    if found is None:
+        return get_task(name, scale=prefer)
+    for scale in order:
+        task = get_task(name, scale=scale)
+        if task.config_id() == found:
+            return task
+    raise ValueError(f"{path} was made with configuration {found}, which no scale preset of "
+                     f"{name} ({', '.join(order)}) has")
 
 
 def Digits10Benchmark(scale: str = "default", table_path=None) -> TableBenchmark:
@@ -417,12 +470,17 @@ def benchmark_task_names() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def get_benchmark_task(name: str, scale: str = "default") -> BenchmarkTask:
-    """A benchmark task by name (cached: its games and ground truth are built once)."""
+def get_benchmark_task(name: str, scale: str = "default", retrain: str = "train") -> BenchmarkTask:
+    """A benchmark task by name (cached: its games and ground truth are built once);
+    ``retrain``: what a table-backed task does with a coalition its table lacks
+    (:class:`TableBenchmark`)."""
     if name in BENCHMARK_TASKS:
-        return BENCHMARK_TASKS[name](scale)
+        bt = BENCHMARK_TASKS[name](scale)
+        if isinstance(bt, TableBenchmark):
+            bt.retrain = retrain
+        return bt
     if name in benchmark_task_names():
-        return TableBenchmark(name, scale)
+        return TableBenchmark(name, scale, retrain=retrain)
     raise KeyError(f"unknown benchmark task {name!r}; known: {', '.join(benchmark_task_names())}")
 
 

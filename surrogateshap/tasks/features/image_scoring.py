@@ -1,0 +1,106 @@
+"""The image tasks' scorer: samples -> sufficient statistics of their features.
+
+A featurizer (the project's :class:`~surrogateshap.tasks.features.nets.FeatureNet`, or
+the FID Inception-v3 from a local file) embeds images; a coalition's samples become a
+:class:`~surrogateshap.tasks.features.statistics.LabelStats` (feature mean and second
+moment, class posterior, k-means mode histogram over the real features, and the means
+of the task's own per-sample scores). These mix linearly, so the proxy's bank is one
+:class:`~surrogateshap.tasks.features.statistics.StatsBank` of per-unit statistics
+evaluated for a whole batch of coalitions at once.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from surrogateshap.tasks.features.statistics import (
+    LabelStats,
+    stats_from_features,
+    utility_from_stats,
+)
+
+__all__ = ["StatsScorer", "BANK_SEED"]
+
+#: the seed of the full model's per-unit bank samples
+BANK_SEED = 777
+
+
+class StatsScorer:
+    """Scores an image task's samples through sufficient statistics (featurizer ``net``
+    or ``inception``)."""
+
+    def __init__(self, task):
+        self.task = task
+        self.kind = getattr(task.config, "featurizer", "net")
+        if self.kind not in ("net", "inception"):
+            raise KeyError(f"unknown featurizer {self.kind!r}; known: net, inception")
+
+    @cached_property
+    def featurizer(self):
+        from surrogateshap.tasks.features.nets import InceptionFeaturizer, NetFeaturizer
+
+        if self.kind == "inception":
+            return InceptionFeaturizer(self.task.config.inception_weights, device=self.task.device)
+        return NetFeaturizer.from_recipe(self.task.scoring_recipes()["features"])
+
+    # --- the scoring networks ---------------------------------------------------------
+    def recipes(self) -> dict:
+        """``features``: the featurizer's classifier of the units, on the real images
+        (none with the Inception featurizer, a local weights file)."""
+        if self.kind != "net":
+            return {}
+        ds = self.task.dataset
+        return {"features": self.task.net_recipe("features", ds.images, ds.labels, self.task.n_units)}
+
+    def networks(self) -> dict:
+        return {"features": self.featurizer.net} if self.kind == "net" else {}
+
+    def parts(self) -> dict[str, str]:
+        if self.kind == "inception":
+            return {"inception": self.featurizer.digest()}
+        from surrogateshap.tasks.features.nets import state_digest
+
+        return {k: state_digest(net.state_dict()) for k, net in self.task.scoring_networks().items()}
+
+    # --- statistics -------------------------------------------------------------------
+    def features(self, images):
+        """(features, logits) of images in [-1, 1], as float64 numpy arrays."""
+        return self.featurizer.features(images)
+
+    @cached_property
+    def centroids(self) -> np.ndarray:
+        """The k-means modes of the real features (coverage, diversity)."""
+        from sklearn.cluster import KMeans
+
+        f, _ = self.features(self.task.dataset.images)
+        return KMeans(self.task.config.n_modes, n_init=4, random_state=0).fit(f).cluster_centers_
+
+    def stats(self, images, units=None) -> LabelStats:
+        """Statistics of images; ``units`` (the unit each was generated for) feeds the
+        task's per-sample scores."""
+        f, logits = self.features(images)
+        return stats_from_features(f, logits, self.centroids, self.task.sample_scores(images, f, units))
+
+    @cached_property
+    def real(self) -> LabelStats:
+        return self.stats(self.task.dataset.images, self.task.item_unit)
+
+    def real_stats(self) -> LabelStats:
+        return self.real
+
+    def score(self, stats: LabelStats) -> dict[str, float]:
+        real = self.task.real_stats()  # a task may give its own reference statistics
+        return {u: utility_from_stats(u, stats, real) for u in self.task.utilities}
+
+    def bank_stats(self) -> list[LabelStats]:
+        """Per unit, the statistics of ``bank_per_label`` samples of the full model."""
+        if not hasattr(self, "_bank"):
+            task = self.task
+            B = task.config.bank_per_label
+            labels = np.repeat(np.arange(task.n_units), B)
+            imgs = task.sample(task.full_model, labels[None], seed=BANK_SEED)[0]
+            self._bank = [self.stats(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B])
+                          for i in range(task.n_units)]
+        return self._bank
