@@ -178,7 +178,7 @@ def _build_table(args) -> int:
     print(f"{len(table.frame)} rows; complete seeds {table.complete_seeds()}")
     for seed, failed in failures.items():
         print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's "
-              f"*.failures.jsonl; run again to retry them):", file=sys.stderr)
+              f"retrain-seed{seed}*.sqlite; run again to retry them):", file=sys.stderr)
         for key, rec in failed.items():
             print(f"  {key} after {rec['attempts']} attempts: {rec['error'].strip().splitlines()[0]}",
                   file=sys.stderr)

@@ -249,7 +249,7 @@ class RetrainingGame(Game):
     ``executor`` (:mod:`surrogateshap.execution`; serial by default); this process
     stays the store's only writer, and it re-reads the store before each job, so two
     drivers on one cache skip what the other finished. A coalition that keeps failing
-    is recorded in ``<store>.failures.jsonl`` (never among the results) and reported.
+    is recorded in the store's ``failures`` table (never among the results) and reported.
     """
 
     cost_unit = "model trainings"
@@ -267,7 +267,7 @@ class RetrainingGame(Game):
         if cache:
             scoring = task.scoring_id()
             name = f"retrain-seed{self.seed}" + (f"-scoring-{scoring}" if scoring else "")
-            path = task.cache_dir / task.config_id() / f"{name}.jsonl"
+            path = task.cache_dir / task.config_id() / f"{name}.sqlite"
             header = {"task": task.config_id(), "seed": self.seed, **({"scoring": scoring} if scoring else {})}
             self.store = _shared_store(path, header)
         self._memo: dict[str, dict] = {}

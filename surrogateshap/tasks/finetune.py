@@ -98,7 +98,7 @@ class FineTuningGame(Game):
         self.store = None
         if cache:
             path = (task.cache_dir / task.config_id()
-                    / f"finetune-{stable_hash(self.settings)}-seed{self.seed}.jsonl")
+                    / f"finetune-{stable_hash(self.settings)}-seed{self.seed}.sqlite")
             self.store = _shared_store(path, {"task": task.config_id(), "seed": self.seed,
                                               "game": "finetune", **self.settings})
         self._memo: dict[str, dict] = {}
