@@ -32,13 +32,11 @@ from fake_tasks import FakeConfig, FakeTask  # noqa: E402
 
 from surrogateshap.execution import get_executor  # noqa: E402
 from surrogateshap.game import all_coalitions  # noqa: E402
-from surrogateshap.tasks import base  # noqa: E402
 from surrogateshap.tasks.games import RetrainingGame  # noqa: E402
 
 
 def run(task, masks, seeds, executor):
     """Wall seconds to retrain ``masks`` for each seed, and seconds spent in jobs."""
-    base._STORES.clear()
     t0 = time.perf_counter()
     inside = 0.0
     for seed in seeds:

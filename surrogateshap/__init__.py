@@ -25,13 +25,13 @@ from surrogateshap.games import (
     random_unanimity_game,
 )
 from surrogateshap.registry import available_estimators, get_estimator, register
-from surrogateshap.store import CoalitionStore, CorruptStoreWarning
+from surrogateshap.store import CoalitionStore, CorruptStoreError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Attribution", "Estimator", "Game", "FunctionGame", "CachedGame", "BudgetedGame",
-    "CoalitionStore", "CorruptStoreWarning", "BudgetExceededError", "NonFiniteUtilityError", "all_coalitions",
+    "CoalitionStore", "CorruptStoreError", "BudgetExceededError", "NonFiniteUtilityError", "all_coalitions",
     "exact_shapley", "shapley_from_table", "AdditiveGame", "AirportGame", "NoisyGame",
     "UnanimityGame", "WeightedVotingGame", "random_unanimity_game",
     "available_estimators", "get_estimator", "register",

@@ -211,8 +211,8 @@ def _build_table(args) -> int:
     print(f"{len(table.frame)} rows in {out / RETRAINING_CSV} (per seed {counts}); complete seeds "
           f"{table.complete_seeds()}")
     for seed, failed in failures.items():
-        print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the cache's failures ledger; "
-              f"run again to retry them):", file=sys.stderr)
+        print(f"seed {seed}: {len(failed)} coalition(s) failed (logged in the failures table of the cache's "
+              f"retrain-seed{seed}*.sqlite; run again to retry them):", file=sys.stderr)
         for key, rec in failed.items():
             print(f"  {key} after {rec['attempts']} attempts: {rec['error'].strip().splitlines()[0]}",
                   file=sys.stderr)

@@ -1,8 +1,15 @@
-"""Persistence of per-coalition results: an append-only store safe to resume and to
-share between processes, with its ledger of claims and failures.
+"""Persistence of per-coalition results: a store safe to resume and to share between
+processes, with its ledger of claims and failures.
 
 Everything the project keeps on disk per coalition goes through here: a game's memo
 (:class:`~surrogateshap.game.CachedGame`) and the retraining cache of a task.
+
+A store is one SQLite database (the standard library's :mod:`sqlite3`) in WAL mode with
+``synchronous=FULL``: each record is its own transaction, fsynced at commit, so a crash
+(or a power cut) loses at most the record being written, and a writer killed
+mid-transaction leaves no trace of it. Records, claims and failures are tables of that
+one database; its own locks replace a lock file, and its journal replaces any repair
+of torn writes.
 """
 
 from __future__ import annotations
@@ -10,83 +17,189 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import sqlite3
 import threading
 import time
-import warnings
 from pathlib import Path
 
 from surrogateshap._files import fsync_dir
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no inter-process lock (one writer per store)
-    fcntl = None
+__all__ = ["CoalitionStore", "CorruptStoreError"]
 
-__all__ = ["CoalitionStore", "CorruptStoreWarning"]
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+    " record TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS claims (id INTEGER PRIMARY KEY, by TEXT NOT NULL, key TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS failures (id INTEGER PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT NULL)",
+)
+_TABLES = {"meta", "records", "claims", "failures"}
 
 
-class CorruptStoreWarning(UserWarning):
-    """A coalition store held lines that are not records (torn or damaged); they were
-    skipped, kept in ``<store>.corrupt``, and their coalitions will be recomputed."""
+class CorruptStoreError(ValueError):
+    """A coalition store's database file is damaged (or is not a database at all)."""
 
 
 class CoalitionStore:
-    """Append-only JSON-lines store of per-coalition records, safe to resume and to share.
+    """Store of per-coalition records in one SQLite database, safe to resume and to share.
 
-    The first line is a header naming what the records belong to; opening a store whose
-    header differs raises instead of mixing results of two games. Each record is one
-    line, written and fsynced on its own, so a crash loses at most the record being
-    written.
+    The database holds a header naming what the records belong to; opening a store whose
+    header differs raises instead of mixing results of two games. Each :meth:`append` is
+    one transaction, committed and fsynced on its own (WAL, ``synchronous=FULL``), so a
+    crash loses at most the record being written and never leaves part of one.
 
-    Several processes may write one store: :meth:`append` takes an exclusive
-    ``fcntl.flock`` on the sidecar ``<path>.lock``, re-reads what others appended and
-    skips a key already present, so no key is stored twice. The file is never
-    rewritten: a torn last line (a writer killed mid-write) is terminated, under the
-    lock, by appending a newline, and a line that is not a record is skipped with a
-    :class:`CorruptStoreWarning` naming its line number and copied to ``<path>.corrupt``.
+    Several processes may write one store: :meth:`append` takes the database's write
+    lock (``BEGIN IMMEDIATE``), reads what others appended and skips a key already
+    present (the key is also the table's unique key), so no key is stored twice.
+    :meth:`locked` holds that lock across several operations (a read-modify-write that
+    other processes cannot interleave); appends made inside it commit together when it
+    ends. The store must be on a local file system: SQLite's WAL mode shares memory
+    between the processes of one machine and does not work over a network file system.
     """
+
+    #: seconds a writer waits for another process's write lock before giving up
+    lock_timeout = 3600.0
+    #: FULL: the WAL is fsynced at each commit, so a committed record survives a power
+    #: cut or an OS crash too (NORMAL, in WAL mode, survives only a killed process)
+    synchronous = "FULL"
 
     def __init__(self, path: str | os.PathLike, header: dict):
         self.path = Path(path)
         self.header = dict(header)
         self.records: dict[str, dict] = {}
-        self._n_torn = 0
-        self._offset = 0  # bytes of the file already read
-        self._lines = 0  # lines already read (the header is line 1)
-        self._ino = None  # inode read from: a replaced file is read again from the start
+        self._last = 0  # id of the last record read
+        self._conn: sqlite3.Connection | None = None
+        self._pid = None  # process the connection belongs to
+        self._ident = None  # (device, inode) of the database read from
         self._thread_lock = threading.RLock()
         self._depth = 0
-        with self.locked():
-            if not self.path.exists() or self.path.stat().st_size == 0:
-                self._write_header()
-            elif self._torn_header_only():
-                # a creator killed while writing the header: the file holds no record,
-                # and under the lock nobody is writing it, so it is started again
-                warnings.warn(f"{self.path}: its header was cut short (no records); "
-                              "starting the store again", CorruptStoreWarning, stacklevel=2)
-                os.truncate(self.path, 0)
-                self._write_header()
-            self._scan(repair=True)
+        self._pending: list[str] = []  # keys appended in the open transaction
+        with self._thread_lock:
+            self._connection()
+            self._read_new()
 
-    def _torn_header_only(self) -> bool:
-        data = self.path.read_bytes()
-        if b"\n" in data:
-            return False
+    # ------------------------------------------------------------------ connection
+    def _errors(self):
+        return _translate(self.path)
+
+    def _file_ident(self):
         try:
-            json.loads(data)["header"]
-        except (ValueError, KeyError, TypeError):
-            return True
-        return False
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection to the database as it is on disk now: a new one in
+        a new process (after pickling or a fork), or when the file was deleted or
+        replaced meanwhile (a deleted store starts again, with its header)."""
+        if self._conn is not None and self._pid == os.getpid() and self._file_ident() == self._ident:
+            return self._conn
+        if self._conn is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = None  # a connection inherited through fork() is left alone
+        self._check_file()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except (OSError, sqlite3.OperationalError) as e:
+            raise _not_writable(self.path, e) from e
+        try:
+            with self._errors():
+                try:
+                    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                except sqlite3.OperationalError as e:  # read-only file or folder (its WAL cannot be made)
+                    if _code(e) in (3, 8, 14):  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN
+                        raise _not_writable(self.path, e) from e
+                    raise
+                if mode.lower() != "wal":
+                    raise OSError(f"cannot use WAL mode for coalition store {self.path} (got {mode!r}); "
+                                  "keep the cache on a local file system")
+                if self.synchronous not in ("FULL", "EXTRA", "NORMAL"):
+                    raise ValueError(f"synchronous={self.synchronous!r}: FULL, EXTRA or NORMAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                self._check_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if created:
+            fsync_dir(self.path.parent)  # the new file's entry is durable (SQLite syncs the WAL's)
+        ident = self._file_ident()
+        if ident != self._ident:
+            self._last = 0  # another database than the one read so far: read it from the start
+        self._conn, self._pid, self._ident = conn, os.getpid(), ident
+        return conn
+
+    def _check_file(self):
+        """Refuse, before SQLite touches it, a file that is no SQLite database."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except OSError:
+            return  # unreadable: connecting says why
+        if not head or head == _SQLITE_MAGIC:
+            return  # empty (a creator killed before its first write): started below
+        if head.startswith(b'{"header"'):
+            raise ValueError(
+                f"{self.path} is a JSON-lines coalition store written by an older version of "
+                "surrogateshap; stores are SQLite databases now and it is not read: use another "
+                "cache path (new caches are named *.sqlite) or delete the file"
+            )
+        raise ValueError(f"{self.path} is not a coalition store (not an SQLite database)")
+
+    def _check_schema(self, conn: sqlite3.Connection):
+        """Create the tables and the header of a new database, or check the header of an
+        existing one."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables or not _TABLES <= tables:
+            if tables - _TABLES or (tables and "meta" not in tables):
+                raise ValueError(f"{self.path} is not a coalition store (a database without its tables)")
+            self._begin(conn)  # several creators: one makes the tables
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                if conn.execute("SELECT 1 FROM meta WHERE name='header'").fetchone() is None:
+                    conn.execute("INSERT INTO meta VALUES ('header', ?)",
+                                 (json.dumps(self.header, sort_keys=True),))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        row = conn.execute("SELECT value FROM meta WHERE name='header'").fetchone()
+        if row is None:
+            raise ValueError(f"{self.path} is not a coalition store (no header)")
+        head = json.loads(row[0])
+        if head != json.loads(json.dumps(self.header, sort_keys=True)):
+            raise ValueError(
+                f"{self.path} holds results of a different game or configuration:\n"
+                f"  file:     {head}\n  expected: {self.header}\n"
+                "use another cache path or delete the file"
+            )
+
+    def close(self):
+        """Close this process's connection (a later use opens it again)."""
+        with self._thread_lock:
+            if self._depth:
+                raise RuntimeError(f"coalition store {self.path}: close() inside locked()")
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
 
     # ------------------------------------------------------------------ locking
-    @property
-    def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
-
     @contextlib.contextmanager
     def locked(self):
-        """Hold the store's exclusive lock (``fcntl.flock`` on ``<path>.lock``): no other
-        process appends or repairs meanwhile. Re-entrant for this object."""
+        """Hold the database's write lock (``BEGIN IMMEDIATE``): no other process writes
+        meanwhile, and what this one reads and writes inside is one transaction,
+        committed when the block ends (on an exception too: what was appended is kept).
+        Re-entrant for this object."""
         with self._thread_lock:
             if self._depth:
                 self._depth += 1
@@ -95,31 +208,58 @@ class CoalitionStore:
                 finally:
                     self._depth -= 1
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connection()
+            with self._errors():
+                self._begin(conn)
+            self._depth = 1
             try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise PermissionError(
-                    f"cannot lock coalition store {self.path}: {e.strerror or e} "
-                    f"(its folder must be writable; set SURROGATESHAP_CACHE to a writable folder)"
-                ) from e
-            try:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                self._depth = 1
-                try:
-                    yield self
-                finally:
-                    self._depth = 0
-                    if fcntl is not None:
-                        fcntl.flock(fd, fcntl.LOCK_UN)
+                self._read_new()
+                yield self
             finally:
-                os.close(fd)
+                self._depth = 0
+                self._commit(conn)
 
-    def __getstate__(self):  # picklable (process executors): locks are per process
+    def _begin(self, conn: sqlite3.Connection):
+        """``BEGIN IMMEDIATE``, waiting for another process's write lock by polling it
+        about every millisecond. (SQLite's own busy handler backs off to 100 ms sleeps:
+        a writer appending back to back would starve a waiting one.)"""
+        conn.execute("PRAGMA busy_timeout=0")
+        t0 = time.monotonic()
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    waited = time.monotonic() - t0
+                    if not _busy(e) or waited > self.lock_timeout:
+                        raise
+                time.sleep(random.uniform(0.5, 1.5) * min(0.01, 0.001 * (1 + waited)))
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(1000 * self.lock_timeout)}")
+
+    def _commit(self, conn: sqlite3.Connection):
+        try:
+            with self._errors():
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+                else:  # rolled back by SQLite (an I/O error, a full disk)
+                    raise sqlite3.OperationalError("the transaction was rolled back")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            for key in self._pending:  # nothing of the transaction reached the disk
+                self.records.pop(key, None)
+            self._pending.clear()
+            self._last = 0  # read what is there again
+            self._read_new()
+            raise
+        self._pending.clear()
+
+    def __getstate__(self):  # picklable (process executors): connections are per process
         state = dict(self.__dict__)
-        state["_thread_lock"] = None
-        state["_depth"] = 0
+        state.update(_conn=None, _pid=None, _thread_lock=None, _depth=0, _pending=[])
         return state
 
     def __setstate__(self, state):
@@ -128,109 +268,25 @@ class CoalitionStore:
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> int:
-        """Read records other writers appended since the last read; returns how many
-        new keys arrived. Without the lock a partial last line is left for later (a
-        writer may be mid-write); under it, it is a torn line and gets terminated."""
+        """Read records other writers committed since the last read; returns how many
+        new keys arrived."""
         with self._thread_lock:
-            return self._scan(repair=self._depth > 0)
+            if not self._depth and self._file_ident() is None:
+                return 0  # deleted: the next append starts it again
+            self._connection()
+            return self._read_new()
 
-    def _header_line(self) -> bytes:
-        return (json.dumps({"header": self.header}, sort_keys=True) + "\n").encode()
-
-    def _write_header(self):
-        """Start the file (new, empty, or deleted during the session); lock held."""
-        line = self._header_line()
-        with open(self.path, "ab") as f:
-            if f.tell() == 0:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-        fsync_dir(self.path.parent)
-
-    def _scan(self, repair: bool) -> int:
-        try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
-            return 0
-        with f:
-            st = os.fstat(f.fileno())
-            if self._ino is not None and (st.st_ino != self._ino or st.st_size < self._offset):
-                self._offset, self._lines = 0, 0  # replaced or truncated: read it again
-            self._ino = st.st_ino
-            if st.st_size == self._offset:
-                return 0
-            f.seek(self._offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data) and repair:
-            if self._offset == 0 and end == 0:
-                self._check_header(data)  # a torn header is no store; a whole one is kept
-            # under the lock nobody is writing: an unterminated last line is a writer
-            # killed mid-line; terminate it (appending, never rewriting the file)
-            with open(self.path, "ab") as out:
-                out.write(b"\n")
-                out.flush()
-                os.fsync(out.fileno())
-            data += b"\n"
-            end = len(data)
-        new, bad = 0, []
-        for raw in data[:end].split(b"\n")[:-1]:
-            self._lines += 1
-            if self._lines == 1:
-                self._check_header(raw)
-                continue
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-                key = rec["key"]
-            except (ValueError, KeyError, TypeError):
-                bad.append((self._lines, raw))
-                continue
+    def _read_new(self) -> int:
+        with self._errors():
+            rows = self._conn.execute("SELECT id, key, record FROM records WHERE id > ? ORDER BY id",
+                                      (self._last,)).fetchall()
+        new = 0
+        for rid, key, text in rows:
             if key not in self.records:
-                self.records[key] = rec
+                self.records[key] = json.loads(text)
                 new += 1
-        self._offset += end
-        if bad:
-            self._n_torn += len(bad)
-            self._keep_corrupt(bad)
+            self._last = rid
         return new
-
-    def _check_header(self, raw: bytes):
-        try:
-            head = json.loads(raw)["header"]
-        except (ValueError, KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"{self.path} is not a coalition store (bad header)") from e
-        if head != json.loads(json.dumps(self.header, sort_keys=True)):
-            raise ValueError(
-                f"{self.path} holds results of a different game or configuration:\n"
-                f"  file:     {head}\n  expected: {self.header}\n"
-                "use another cache path or delete the file"
-            )
-
-    @property
-    def corrupt_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".corrupt")
-
-    def _keep_corrupt(self, bad: list[tuple[int, bytes]]):
-        """Copy skipped lines to the side file and warn, once per line."""
-        side = self.corrupt_path
-        try:
-            known = set(side.read_bytes().split(b"\n")) if side.exists() else set()
-        except OSError:
-            known = set()
-        fresh = [(n, raw) for n, raw in bad if f"line {n}: ".encode() + raw not in known]
-        if not fresh:
-            return
-        with contextlib.suppress(OSError), open(side, "ab") as f:
-            for n, raw in fresh:
-                f.write(f"line {n}: ".encode() + raw + b"\n")
-        lines = ", ".join(str(n) for n, _ in fresh[:10]) + (" ..." if len(fresh) > 10 else "")
-        warnings.warn(
-            f"{self.path}: skipped {len(fresh)} line(s) that are not records (line {lines}: "
-            f"torn or damaged writes); kept in {side}; their coalitions will be recomputed",
-            CorruptStoreWarning, stacklevel=3,
-        )
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -246,80 +302,96 @@ class CoalitionStore:
 
     # ------------------------------------------------------------------ writing
     def append(self, key: str, record: dict) -> bool:
-        """Append one record unless ``key`` is already stored (by anyone): under the
-        lock, read what others appended, then write and fsync. Returns whether it was
-        written."""
+        """Store one record unless ``key`` is already stored (by anyone): under the write
+        lock, read what others committed, then insert and commit (fsynced). Returns
+        whether it was written."""
         with self.locked():
-            if not self.path.exists() or self.path.stat().st_size == 0:
-                # deleted (or emptied) during the session: start it again with its header
-                self._offset, self._lines, self._ino = 0, 0, None
-                self._write_header()
-            self._scan(repair=True)
             if key in self.records:
                 return False
             rec = {"key": key, **record}
-            line = (json.dumps(rec, sort_keys=True) + "\n").encode()
-            with open(self.path, "ab") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-            self._offset += len(line)
-            self._lines += 1
+            text = json.dumps(rec, sort_keys=True)
+            with self._errors():
+                cur = self._conn.execute("INSERT OR IGNORE INTO records (key, record) VALUES (?, ?)",
+                                         (key, text))
+            if cur.rowcount != 1:  # cannot happen under the lock; stay correct if it does
+                self._read_new()
+                return False
+            self._last = cur.lastrowid
             self.records[key] = rec
+            self._pending.append(key)
             return True
 
     # ------------------------------------------------------------------ ledger
-    # Side files beside the store, appended under its lock: which keys a writer has
-    # taken (``<stem>.claims.jsonl``: several drivers on one cache share the work) and
-    # which failed (``<stem>.failures.jsonl``: never among the records, reported).
-    @property
-    def claims_path(self) -> Path:
-        return self.path.with_name(self.path.stem + ".claims.jsonl")
-
-    @property
-    def failures_path(self) -> Path:
-        return self.path.with_name(self.path.stem + ".failures.jsonl")
-
-    @staticmethod
-    def _ledger(path: Path) -> list[dict]:
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:  # a torn line: a writer killed mid-write
-                continue
-        return out
-
+    # Tables of the same database, written under its lock: which keys a writer has
+    # taken (``claims``: several drivers on one cache share the work) and which failed
+    # (``failures``: never among the records, reported).
     def claim(self, candidates: list[str], n: int, by: str) -> list[str]:
         """Take up to ``n`` of ``candidates``, preferring keys no other writer has claimed,
         and log the claim. Claims only order the work: what another writer claimed but
         never stored is taken too, last."""
-        with self.locked():
-            others = set()
-            for c in self._ledger(self.claims_path):
-                if c.get("by") != by:
-                    others.update(c.get("keys", ()))
+        with self.locked(), self._errors():
+            others = {r[0] for r in self._conn.execute("SELECT DISTINCT key FROM claims WHERE by != ?", (by,))}
             free = [k for k in candidates if k not in others]
             part = (free or list(candidates))[:n]
-            with open(self.claims_path, "a") as f:
-                f.write(json.dumps({"by": by, "keys": part}) + "\n")
+            self._conn.executemany("INSERT INTO claims (by, key) VALUES (?, ?)", [(by, k) for k in part])
         return part
 
     def record_failure(self, key: str, error: str, attempts: int, **info) -> dict:
         """Log that ``key`` failed (durably); returns the record."""
         rec = {"key": key, "error": error, "attempts": int(attempts),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
-        with self.locked(), open(self.failures_path, "a") as f:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with self.locked(), self._errors():
+            self._conn.execute("INSERT INTO failures (key, record) VALUES (?, ?)",
+                               (key, json.dumps(rec, sort_keys=True)))
         return rec
 
     def failures(self) -> dict[str, dict]:
         """The last failure of each key that no writer has stored since."""
         self.refresh()
-        out = {rec["key"]: rec for rec in self._ledger(self.failures_path) if "key" in rec}
+        with self._thread_lock:
+            if self._file_ident() is None:
+                return {}
+            with self._errors():
+                rows = self._connection().execute("SELECT key, record FROM failures ORDER BY id").fetchall()
+        out = {key: json.loads(text) for key, text in rows}
         return {k: r for k, r in out.items() if k not in self.records}
 
+
+@contextlib.contextmanager
+def _translate(path: Path):
+    """SQLite's errors, said with the store's file: a damaged database is a
+    :class:`CorruptStoreError`, a lock not obtained in time a :class:`TimeoutError`."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        code = _code(e)
+        text = str(e)
+        if code in (11, 26) or (code is None and ("malformed" in text or "not a database" in text)):
+            raise CorruptStoreError(
+                f"{path} is damaged ({text}): its records cannot be read. Move it away (its "
+                "coalitions will be computed again) or salvage it with the sqlite3 shell's "
+                "'.recover' command"
+            ) from e
+        if _busy(e):
+            raise TimeoutError(f"coalition store {path}: another process held its write lock "
+                               f"for more than {CoalitionStore.lock_timeout:.0f} s ({text})") from e
+        raise
+
+
+def _not_writable(path: Path, e: Exception) -> PermissionError:
+    return PermissionError(
+        f"cannot open coalition store {path}: {getattr(e, 'strerror', None) or e} "
+        f"(its folder must be writable; set SURROGATESHAP_CACHE to a writable folder)"
+    )
+
+
+def _code(e: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of an error (SQLITE_BUSY 5, SQLITE_CORRUPT 11,
+    SQLITE_NOTADB 26), or None where Python does not say (before 3.11)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _busy(e: sqlite3.Error) -> bool:
+    code = _code(e)
+    return code == 5 if code is not None else "locked" in str(e)

@@ -1,6 +1,12 @@
 """Memoisation, cost accounting, crash-safe persistence, budgets and the estimator base."""
 
 import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,17 +56,49 @@ def rows(*members):
 
 
 def store_records(path):
-    """Keys of the store's record lines. A torn line stays in the file (the store is
-    never rewritten, only appended to) and is skipped, as the store skips it."""
-    lines = [x for x in path.read_text().splitlines() if x.strip()]
-    assert "header" in json.loads(lines[0])
-    keys = []
-    for x in lines[1:]:
-        try:
-            keys.append(json.loads(x)["key"])
-        except ValueError:
-            continue
-    return keys
+    """Keys of the store's committed records, read with SQLite itself (not the store),
+    after checking that the database is intact and has its header."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert "game" in json.loads(db.execute("SELECT value FROM meta WHERE name='header'").fetchone()[0])
+        return [r[0] for r in db.execute("SELECT key FROM records ORDER BY id")]
+    finally:
+        db.close()
+
+
+KILLED_WRITER = """
+    import json, os, signal, sys
+    from surrogateshap.store import CoalitionStore
+
+    # what CachedGame(counting_game()[0], path) writes for [0] and [1]: two records, committed
+    store = CoalitionStore(sys.argv[1], json.loads(sys.argv[3]))
+    store.append("1000", {"utility": 1.0, "seconds": 0.0, "cost": 1.0})
+    store.append("0100", {"utility": 2.0, "seconds": 0.0, "cost": 1.0})
+    if sys.argv[2] == "mid-transaction":
+        # killed while writing the record of [2, 3]: its pages reach the WAL (a cache of
+        # one page spills them before the commit), the commit never does
+        store._conn.execute("PRAGMA cache_size=1")
+        with store.locked():
+            store.append("0011", {"utility": 12.0, "seconds": 0.0, "cost": 1.0, "padding": "x" * 20000})
+            os.kill(os.getpid(), signal.SIGKILL)
+    else:  # killed right after the record's commit, before any checkpoint or close
+        store.append("0011", {"utility": 12.0, "seconds": 0.0, "cost": 1.0})
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def kill_a_writer(tmp_path, path, when):
+    """A process that stores [0] and [1], then is SIGKILLed in the middle of storing
+    [2, 3] (``mid-transaction``) or right after it (``after-commit``)."""
+    script = tmp_path / "killed_writer.py"
+    script.write_text(textwrap.dedent(KILLED_WRITER))
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    header = json.dumps({"game": counting_game()[0].cache_id()})
+    done = subprocess.run([sys.executable, str(script), str(path), when, header], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9, done.stderr
 
 
 # ---------------------------------------------------------------- memoisation and cost
@@ -106,7 +144,7 @@ def test_cost_accounting():
 
 
 def test_persisted_results_reload_without_recomputation(tmp_path):
-    path = tmp_path / "sub" / "store.jsonl"  # parent folders are created
+    path = tmp_path / "sub" / "store.sqlite"  # parent folders are created
     game, fn = counting_game()
     first = CachedGame(game, path=path)
     expected = first(rows([0], [1, 2], [0, 1, 2, 3]))
@@ -118,69 +156,48 @@ def test_persisted_results_reload_without_recomputation(tmp_path):
     assert fn2.calls == [] and second.n_evaluations == 0 and second.n_queries == 3
 
 
-def test_torn_last_line_loses_only_that_entry(tmp_path):
-    path = tmp_path / "store.jsonl"
-    game, fn = counting_game()
+def test_writer_killed_mid_transaction_loses_only_that_entry(tmp_path):
+    # a crash while writing the last record: its uncommitted pages in the WAL are
+    # ignored, the record is absent (never half there) and the others all survive
+    path = tmp_path / "store.sqlite"
+    kill_a_writer(tmp_path, path, "mid-transaction")
+    assert (tmp_path / "store.sqlite-wal").stat().st_size > 20000  # the record's pages did reach it
     coalitions = rows([0], [1], [2, 3])
-    expected = CachedGame(game, path=path)(coalitions)
-    # crash while writing the last record: only half of its line reached the disk
-    text = path.read_text()
-    last = text.rstrip("\n").rsplit("\n", 1)[1]
-    path.write_text(text[: len(text) - len(last) - 1] + last[: len(last) // 2])
-
     game2, fn2 = counting_game()
-    with pytest.warns(surrogateshap.CorruptStoreWarning, match="line 4"):
-        resumed = CachedGame(game2, path=path)
-    np.testing.assert_array_equal(resumed(coalitions), expected)
+    resumed = CachedGame(game2, path=path)
+    assert sorted(resumed.store.records) == ["0100", "1000"]
+    assert resumed(coalitions).tolist() == [1.0, 2.0, 12.0]
     assert len(fn2.calls) == 1 and fn2.calls[0].tolist() == rows([2, 3]).tolist()
     keys = store_records(path)
     assert len(keys) == len(set(keys)) == 3
 
     game3, fn3 = counting_game()
-    np.testing.assert_array_equal(CachedGame(game3, path=path)(coalitions), expected)
+    assert CachedGame(game3, path=path)(coalitions).tolist() == [1.0, 2.0, 12.0]
     assert fn3.calls == []
 
 
-def test_torn_half_line_appended(tmp_path):
-    # a crash while appending a new coalition's record: the earlier ones all survive
-    path = tmp_path / "store.jsonl"
-    game, _ = counting_game()
-    CachedGame(game, path=path)(rows([0], [1]))
-    with open(path, "a") as f:
-        f.write('{"cost": 1.0, "key": "0011", "secon')
+def test_record_committed_before_a_kill_is_kept_and_next_append_survives(tmp_path):
+    # a crash right after a record's commit (still only in the WAL, never checkpointed):
+    # the record is whole and must be kept, and the next append must survive with it
+    path = tmp_path / "store.sqlite"
+    kill_a_writer(tmp_path, path, "after-commit")
     game2, fn2 = counting_game()
-    with pytest.warns(surrogateshap.CorruptStoreWarning, match="line 4"):
-        resumed = CachedGame(game2, path=path)
-    assert resumed(rows([0], [1], [2, 3])).tolist() == [1.0, 2.0, 12.0]
-    assert fn2.rows == 1
-    keys = store_records(path)
-    assert sorted(keys) == ["0011", "0100", "1000"]
-
-
-def test_record_without_its_newline_is_kept_and_next_append_survives(tmp_path):
-    # a crash after the record but before its newline reached the disk: the record is
-    # whole and must be kept, and the next append must not be glued onto its line
-    path = tmp_path / "store.jsonl"
-    game, _ = counting_game()
-    CachedGame(game, path=path)(rows([0], [1]))
-    path.write_text(path.read_text().rstrip("\n"))
-    game2, fn2 = counting_game()
-    CachedGame(game2, path=path)(rows([0], [1], [2]))
+    assert CachedGame(game2, path=path)(rows([0], [1], [2, 3], [0, 3])).tolist() == [1.0, 2.0, 12.0, 9.0]
     assert fn2.rows == 1
     game3, fn3 = counting_game()
-    assert CachedGame(game3, path=path)(rows([0], [1], [2])).tolist() == [1.0, 2.0, 4.0]
+    assert CachedGame(game3, path=path)(rows([0], [1], [2, 3], [0, 3])).tolist() == [1.0, 2.0, 12.0, 9.0]
     assert fn3.calls == []
     keys = store_records(path)
-    assert len(keys) == len(set(keys)) == 3
+    assert len(keys) == len(set(keys)) == 4
 
 
 def test_store_of_a_different_game_raises(tmp_path):
-    path = tmp_path / "store.jsonl"
+    path = tmp_path / "store.sqlite"
     CachedGame(AdditiveGame(W), path=path)(rows([0]))
     with pytest.raises(ValueError, match="different game"):
         CachedGame(AdditiveGame(W * 2), path=path)
     # a file that is not a store at all
-    other = tmp_path / "other.jsonl"
+    other = tmp_path / "other.sqlite"
     other.write_text("hello\n")
     with pytest.raises(ValueError, match="not a coalition store"):
         CachedGame(AdditiveGame(W), path=other)

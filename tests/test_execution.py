@@ -4,9 +4,9 @@ recorded failures, resumed drivers, and two drivers on one cache."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -69,9 +69,31 @@ def lines(path: Path) -> list[str]:
 
 
 def store_keys(task, seed=0) -> list[str]:
-    path = task.cache_dir / task.config_id() / f"retrain-seed{seed}.jsonl"
-    recs = [json.loads(line) for line in lines(path)[1:]]  # a torn line fails json.loads here
-    return [r["key"] for r in recs]
+    """Keys of the committed retrainings, read with SQLite itself (not the store); a
+    damaged database fails the integrity check here."""
+    path = task.cache_dir / task.config_id() / f"retrain-seed{seed}.sqlite"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        try:
+            return [r[0] for r in db.execute("SELECT key FROM records ORDER BY id")]
+        except sqlite3.OperationalError:  # being created: no table yet
+            return []
+    finally:
+        db.close()
+
+
+KILLED_MID_TRANSACTION = """
+import os, signal, sys
+from surrogateshap.store import CoalitionStore
+store = CoalitionStore(sys.argv[1], {"g": 1})
+with store.locked():
+    store.append("11", {"v": 5.0})
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -225,16 +247,20 @@ def CoalitionTableFrame(out):
 
 
 def test_store_append_is_once_per_key_across_writers(tmp_path):
-    a = CoalitionStore(tmp_path / "s.jsonl", {"g": 1})
-    b = CoalitionStore(tmp_path / "s.jsonl", {"g": 1})
+    a = CoalitionStore(tmp_path / "s.sqlite", {"g": 1})
+    b = CoalitionStore(tmp_path / "s.sqlite", {"g": 1})
     assert a.append("01", {"v": 1.0}) is True
     assert b.append("01", {"v": 2.0}) is False and b.get("01")["v"] == 1.0
     assert b.append("10", {"v": 3.0}) is True
     assert a.refresh() == 1 and a.get("10")["v"] == 3.0 and a.refresh() == 0
-    with open(tmp_path / "s.jsonl", "a") as f:  # a writer died mid-line
-        f.write('{"key": "11", "v"')
+    # a writer died mid-transaction, holding the write lock: the lock is released with
+    # its process and its record is not there
+    died = subprocess.run([sys.executable, "-c", KILLED_MID_TRANSACTION, str(tmp_path / "s.sqlite")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert a.refresh() == 0 and "11" not in a
     assert a.append("11", {"v": 4.0}) is True
-    c = CoalitionStore(tmp_path / "s.jsonl", {"g": 1})
+    c = CoalitionStore(tmp_path / "s.sqlite", {"g": 1})
     assert {k: r["v"] for k, r in c.records.items()} == {"01": 1.0, "10": 3.0, "11": 4.0}
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ from surrogateshap.game import (
     all_coalitions,
     coalition_key,
 )
-from surrogateshap.store import CoalitionStore, CorruptStoreWarning
+from surrogateshap.store import CoalitionStore, CorruptStoreError
 from surrogateshap.table import CoalitionTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,34 +53,38 @@ def _script(tmp_path, name, body) -> Path:
     return path
 
 
+def _read_db(path: Path, *queries: str) -> list[list[tuple]]:
+    """Rows of ``queries`` on the store's database, read with SQLite itself (not the
+    store), in one read transaction of a read-only connection."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        return [db.execute(q).fetchall() for q in queries]
+    finally:
+        db.close()
+
+
 def _lines(path: Path) -> tuple[list[str], list[str]]:
-    """(keys of whole record lines, lines that are not records) after the header."""
-    keys, bad = [], []
-    raw = path.read_text().split("\n")
-    assert "header" in json.loads(raw[0])
-    for line in raw[1:]:
-        if not line:
-            continue
-        try:
-            keys.append(json.loads(line)["key"])
-        except ValueError:
-            bad.append(line)
-    return keys, bad
+    """(keys of the committed records in the order stored, problems): the database has
+    its header and passes SQLite's integrity check, or the problems say what is wrong."""
+    keys, check, header = _read_db(path, "SELECT key FROM records ORDER BY id", "PRAGMA integrity_check",
+                                   "SELECT value FROM meta WHERE name='header'")
+    assert header and json.loads(header[0][0])
+    return [k for (k,) in keys], [c for (c,) in check if c != "ok"]
+
+
+def _header(path: Path) -> dict:
+    return json.loads(_read_db(path, "SELECT value FROM meta WHERE name='header'")[0][0][0])
 
 
 def _whole_keys(path: Path) -> set[str]:
-    """Keys of records whose line reached the disk whole (newline included)."""
+    """Keys of the records committed so far (a writer may be running)."""
     if not path.exists():
         return set()
-    text = path.read_text()
-    done = text[: text.rfind("\n") + 1].split("\n")[1:]
-    out = set()
-    for line in done:
-        try:
-            out.add(json.loads(line)["key"])
-        except ValueError:
-            pass
-    return out
+    try:
+        return {k for (k,) in _read_db(path, "SELECT key FROM records")[0]}
+    except sqlite3.OperationalError:  # being created: no table yet
+        return set()
 
 
 def _kill_when(proc, ready, timeout=20.0):
@@ -125,7 +130,7 @@ GAME_WORKER = """
 
 def test_kill_during_cached_game_run_then_resume(tmp_path):
     script = _script(tmp_path, "game_worker.py", GAME_WORKER)
-    store = tmp_path / "store.jsonl"
+    store = tmp_path / "store.sqlite"
     progress = tmp_path / "progress"
     env = _env(tmp_path, PROGRESS=str(progress))
     computed = lambda: len(progress.read_text()) if progress.exists() else 0  # noqa: E731
@@ -149,7 +154,7 @@ def test_kill_during_cached_game_run_then_resume(tmp_path):
     keys, _ = _lines(store)
     assert len(keys) == len(set(keys)) == 2**N  # every record exactly once
     assert finished <= set(keys)
-    stored = CoalitionStore(store, json.loads(store.read_text().split("\n")[0])["header"])
+    stored = CoalitionStore(store, _header(store))
     masks = all_coalitions(N)
     got = np.array([stored.get(coalition_key(m))["utility"] for m in masks])
     np.testing.assert_array_equal(got, masks @ W)
@@ -240,8 +245,7 @@ def test_kill_during_build_table_then_resume(tmp_path):
     table_csv = out / "retraining_table.csv"
     utilities = ("neg_fid", "inception_score", "coverage")
     # the result stores, not the executor's claims and failure logs beside them
-    stores = lambda: sorted(p for p in (tmp_path / "cache").rglob("retrain-seed*.jsonl")  # noqa: E731
-                            if not p.name.endswith((".claims.jsonl", ".failures.jsonl")))
+    stores = lambda: sorted((tmp_path / "cache").rglob("retrain-seed*.sqlite"))  # noqa: E731
     n_done = lambda: sum(len(_whole_keys(p)) for p in stores())  # noqa: E731
     rng = np.random.default_rng(1)
 
@@ -286,11 +290,18 @@ def test_kill_during_build_table_then_resume(tmp_path):
 # ---------------------------------------------------------------- concurrent writers
 
 APPEND_WORKER = """
-    import sys
+    import os, sys, time
 
     from surrogateshap.store import CoalitionStore
 
     store = CoalitionStore(sys.argv[1], {"game": "shared"})
+    # a common start: each writer says it is ready and waits for the other (on a loaded
+    # machine one process could otherwise finish before the other began)
+    open(sys.argv[1] + ".ready-" + sys.argv[2], "w").close()
+    other = sys.argv[1] + ".ready-" + ("reverse" if sys.argv[2] == "forward" else "forward")
+    deadline = time.time() + 30
+    while not os.path.exists(other) and time.time() < deadline:
+        time.sleep(0.005)
     keys = [format(i, "08b") for i in range(256)]
     if sys.argv[2] == "reverse":
         keys = keys[::-1]
@@ -300,7 +311,7 @@ APPEND_WORKER = """
 
 
 def test_two_concurrent_writers_store_each_key_once(tmp_path):
-    store = tmp_path / "store.jsonl"
+    store = tmp_path / "store.sqlite"
     append = _script(tmp_path, "append_worker.py", APPEND_WORKER)
     procs = [subprocess.Popen([sys.executable, str(append), str(store), order], env=_env(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -314,7 +325,7 @@ def test_two_concurrent_writers_store_each_key_once(tmp_path):
 
     # and two CachedGame runs of one game, started together, share the work
     game = _script(tmp_path, "game_worker.py", GAME_WORKER)
-    shared = tmp_path / "game.jsonl"
+    shared = tmp_path / "game.sqlite"
     procs = [subprocess.Popen([sys.executable, str(game), str(shared), order], env=_env(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for order in ("forward", "reverse")]
@@ -325,41 +336,37 @@ def test_two_concurrent_writers_store_each_key_once(tmp_path):
     assert sum(int(o[0]) for o in outs) <= 2**N + 2  # at most the coalition in flight twice
 
 
-LOCK_HOLDER = """
-    import fcntl, os, sys, time
-    path = sys.argv[1]
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    line = b'{"key": "0011", "utility": 3.0}\\n'
-    with open(path, "ab") as f:  # a live writer, half-way through its line
-        f.write(line[:10]); f.flush()
+LIVE_WRITER = """
+    import sys, time
+    from surrogateshap.store import CoalitionStore
+    store = CoalitionStore(sys.argv[1], {"game": "g"})
+    with store.locked():  # a live writer, half-way through its transaction
+        store.append("0011", {"utility": 3.0})
         open(sys.argv[2], "w").close()
         time.sleep(0.8)
-        f.write(line[10:]); f.flush(); os.fsync(f.fileno())
-    fcntl.flock(fd, fcntl.LOCK_UN)
 """
 
 
-def test_reopen_during_a_live_write_waits_and_repairs_nothing(tmp_path):
+def test_reopen_during_a_live_write_sees_none_of_it_and_a_writer_waits(tmp_path):
     # a reopen that "repaired" the half line of a live writer used to rewrite the file
-    # under it and lose records; now repair happens only under the writers' lock
-    path = tmp_path / "store.jsonl"
+    # under it and lose records; now a reopen only reads what is committed, and a
+    # writer waits for the live one's lock and then skips the key it stored
+    path = tmp_path / "store.sqlite"
     first = CoalitionStore(path, {"game": "g"})
     first.append("0001", {"utility": 1.0})
-    holder = _script(tmp_path, "holder.py", LOCK_HOLDER)
+    holder = _script(tmp_path, "holder.py", LIVE_WRITER)
     ready = tmp_path / "ready"
     proc = subprocess.Popen([sys.executable, str(holder), str(path), str(ready)], env=_env(tmp_path))
     t0 = time.monotonic()
     while not ready.exists():
         assert proc.poll() is None and time.monotonic() - t0 < 20
         time.sleep(0.005)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CorruptStoreWarning)
-        second = CoalitionStore(path, {"game": "g"})  # waits for the writer's lock
-    assert proc.wait(timeout=20) == 0
-    assert set(second.records) == {"0001", "0011"}
+    second = CoalitionStore(path, {"game": "g"})  # reads without waiting for the writer
+    assert set(second.records) == {"0001"}
+    t0 = time.monotonic()
+    assert second.append("0011", {"utility": 99.0}) is False  # waited, then found it stored
+    assert time.monotonic() - t0 > 0.3 and proc.wait(timeout=20) == 0
+    assert set(second.records) == {"0001", "0011"} and second.get("0011")["utility"] == 3.0
     keys, bad = _lines(path)
     assert keys == ["0001", "0011"] and not bad
     assert first.refresh() == 1 and "0011" in first
@@ -441,33 +448,31 @@ def test_a_truncated_table_left_by_an_old_version_is_a_clear_error_or_skipped(tm
 # ---------------------------------------------------------------- corrupted store
 
 
-def test_corrupted_store_loads_with_a_warning_and_loses_nothing_else(tmp_path):
-    path = tmp_path / "store.jsonl"
+def test_corrupted_store_is_a_clear_error_naming_the_file_and_is_left_as_it_was(tmp_path):
+    path = tmp_path / "store.sqlite"
     game = FunctionGame(lambda m: m @ W, N, name="w")
     masks = all_coalitions(N)[:8]
-    CachedGame(game, path=path)(masks)
-    lines = path.read_text().split("\n")
-    lines[3] = '{"key": "garbage'  # a damaged middle line (record 3 lost)
-    text = "\n".join(lines[:-1]) + "\n" + '{"cost": 0, "key": "0000'  # and a torn tail
-    path.write_text(text)
+    CachedGame(game, path=path)(masks).tolist()
+    import gc
+
+    gc.collect()  # the store's connection closes: the WAL is checkpointed into the file
+    db = sqlite3.connect(path)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name='records'").fetchone()[0]
+    db.close()
+    assert not (tmp_path / "store.sqlite-wal").exists()
+    with open(path, "r+b") as f:  # a damaged block: the records' page is overwritten
+        f.seek((root - 1) * page_size)
+        f.write(b"\xff" * page_size)
     before = path.read_bytes()
 
-    with pytest.warns(CorruptStoreWarning, match=r"line 4, 10") as rec:
-        resumed = CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
-    assert "store.jsonl.corrupt" in str(rec[0].message)
-    side = (tmp_path / "store.jsonl.corrupt").read_text()
-    assert 'line 4: {"key": "garbage' in side and 'line 10: {"cost": 0, "key": "0000' in side
-    assert path.read_bytes().startswith(before)  # never rewritten: only a newline appended
-    assert len(resumed.store) == 7  # 8 records, one damaged; the torn tail never finished
-    np.testing.assert_array_equal(resumed(masks), masks @ W)
-    assert resumed.n_evaluations == 1  # only the damaged one is recomputed...
-
-    import warnings
-
-    with warnings.catch_warnings():  # ...and a reopen does not warn again for the same lines
-        warnings.simplefilter("error", CorruptStoreWarning)
-        again = CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
-    np.testing.assert_array_equal(again(masks), masks @ W)
-    assert again.n_evaluations == 0
-    keys, bad = _lines(path)
-    assert len(keys) == len(set(keys)) == 8 and len(bad) == 2
+    with pytest.raises(CorruptStoreError, match=r"store\.sqlite is damaged") as err:
+        CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
+    assert str(path) in str(err.value) and "'.recover'" in str(err.value)
+    assert path.read_bytes() == before  # never rewritten, truncated or deleted
+    # a damaged first page (the file's header) is not taken for an empty store either
+    with open(path, "r+b") as f:
+        f.write(b"\xff" * 100)
+    with pytest.raises(ValueError, match=r"store\.sqlite is not a coalition store"):
+        CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
+    assert path.stat().st_size == len(before)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from surrogateshap.game import (
 )
 from surrogateshap.games import AdditiveGame
 from surrogateshap.registry import register
-from surrogateshap.store import CoalitionStore, CorruptStoreWarning
+from surrogateshap.store import CoalitionStore, CorruptStoreError
 from surrogateshap.table import CoalitionTable
 
 N = 4
@@ -32,13 +34,25 @@ W = np.array([1.0, 2.0, 4.0, 8.0])
 
 
 def _keys(path: Path) -> list[str]:
-    out = []
-    for line in path.read_text().splitlines()[1:]:
-        try:
-            out.append(json.loads(line)["key"])
-        except ValueError:
-            pass
-    return out
+    """Keys of the committed records in the order stored, read with SQLite itself."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT key FROM records ORDER BY id")]
+    finally:
+        db.close()
+
+
+def _damage_page(path: Path, table: str):
+    """Overwrite the first byte (the b-tree page type) of ``table``'s root page, as a
+    bad disk block or a stray write would; the rest of the file is left as it was."""
+    db = sqlite3.connect(path)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
+    db.close()  # the last connection: the WAL is checkpointed into the file and removed
+    assert not Path(f"{path}-wal").exists()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\x00")
 
 
 # ---------------------------------------------------------------- 1. first batch persists
@@ -55,7 +69,7 @@ def test_first_batch_of_a_fresh_store_persists_record_by_record(tmp_path):
             raise KeyboardInterrupt("killed")
         return masks @ W
 
-    path = tmp_path / "store.jsonl"
+    path = tmp_path / "store.sqlite"
     game = CachedGame(FunctionGame(dies_on_third, N, name="f"), path=path)
     assert len(game.store) == 0 and bool(game.store)
     with pytest.raises(KeyboardInterrupt):
@@ -68,7 +82,7 @@ def test_first_batch_of_a_fresh_store_persists_record_by_record(tmp_path):
 
 
 def test_different_functions_on_the_same_players_do_not_share_a_store(tmp_path):
-    path = tmp_path / "store.jsonl"
+    path = tmp_path / "store.sqlite"
     first = CachedGame(FunctionGame(lambda m: m @ W, N), path=path)
     first(np.eye(N, dtype=bool))
     with pytest.raises(ValueError, match="different game"):
@@ -122,7 +136,7 @@ def test_tables_with_different_content_do_not_share_a_store():
 
 
 def test_append_skips_keys_another_writer_stored_and_refresh_counts_new(tmp_path):
-    path = tmp_path / "store.jsonl"
+    path = tmp_path / "store.sqlite"
     a = CoalitionStore(path, {"game": "g"})
     b = CoalitionStore(path, {"game": "g"})  # another process, in effect
     assert a.append("0001", {"utility": 1.0}) is True
@@ -135,15 +149,15 @@ def test_append_skips_keys_another_writer_stored_and_refresh_counts_new(tmp_path
 
 
 def test_locked_excludes_other_processes(tmp_path):
-    path = tmp_path / "store.jsonl"
+    path = tmp_path / "store.sqlite"
     store = CoalitionStore(path, {"game": "g"})
-    probe = (
-        "import fcntl, os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-        "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('free')\n"
-        "except BlockingIOError:\n    print('held')\n"
+    probe = (  # another process tries to take the database's write lock, without waiting
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+        "try:\n    db.execute('BEGIN IMMEDIATE')\n    print('free')\n"
+        "except sqlite3.OperationalError as e:\n    print('held' if 'locked' in str(e) else e)\n"
     )
-    run = lambda: subprocess.run([sys.executable, "-c", probe, str(store.lock_path)],  # noqa: E731
+    run = lambda: subprocess.run([sys.executable, "-c", probe, str(store.path)],  # noqa: E731
                                  capture_output=True, text=True, timeout=30).stdout.strip()
     with store.locked():
         with store.locked():  # re-entrant for the same object
@@ -152,27 +166,28 @@ def test_locked_excludes_other_processes(tmp_path):
     assert run() == "free"
 
 
-def test_reopen_repairs_a_torn_tail_by_appending_never_rewriting(tmp_path):
+def test_reopen_during_an_open_transaction_sees_no_part_of_it_and_loses_nothing(tmp_path):
     # a reopen used to rewrite the store (tmp + replace) to drop a torn line; a live
-    # writer's records appended meanwhile were lost
-    path = tmp_path / "store.jsonl"
+    # writer's records appended meanwhile were lost. A reopen now only reads: it sees
+    # what is committed, never part of a transaction, and never replaces the file
+    path = tmp_path / "store.sqlite"
     s = CoalitionStore(path, {"game": "g"})
     s.append("0001", {"utility": 1.0})
-    with open(path, "a") as f:
-        f.write('{"key": "0010", "uti')
-    before, ino = path.read_bytes(), path.stat().st_ino
-    with pytest.warns(CorruptStoreWarning, match="line 3"):
-        again = CoalitionStore(path, {"game": "g"})
-    assert path.stat().st_ino == ino and path.read_bytes() == before + b"\n"
-    assert set(again.records) == {"0001"}
-    again.append("0010", {"utility": 2.0})
-    assert set(CoalitionStore(path, {"game": "g"}).records) == {"0001", "0010"}
+    ino = path.stat().st_ino
+    with s.locked():
+        s.append("0010", {"utility": 2.0})  # not committed yet
+        again = CoalitionStore(path, {"game": "g"})  # does not wait for the writer
+        assert set(again.records) == {"0001"}
+    assert path.stat().st_ino == ino
+    assert again.refresh() == 1 and set(again.records) == {"0001", "0010"}
+    again.append("0100", {"utility": 4.0})
+    assert set(CoalitionStore(path, {"game": "g"}).records) == {"0001", "0010", "0100"}
 
 
 def test_store_pickles_for_process_executors(tmp_path):
     import pickle
 
-    s = CoalitionStore(tmp_path / "store.jsonl", {"game": "g"})
+    s = CoalitionStore(tmp_path / "store.sqlite", {"game": "g"})
     s.append("0001", {"utility": 1.0})
     t = pickle.loads(pickle.dumps(s))
     assert t.append("0010", {"utility": 2.0}) and not t.append("0001", {"utility": 3.0})
@@ -214,22 +229,21 @@ def test_an_estimator_cannot_reach_the_wrapped_game_or_the_truth(cheat):
 # ---------------------------------------------------------------- 8. smaller defects
 
 
-def test_corrupt_middle_line_is_named_kept_aside_and_not_deleted(tmp_path):
-    path = tmp_path / "store.jsonl"
+def test_damaged_database_is_named_and_never_rewritten_or_deleted(tmp_path):
+    path = tmp_path / "store.sqlite"
     game = CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
     game(all_coalitions(N)[1:4])
-    lines = path.read_text().split("\n")
-    lines.insert(2, "NOT JSON")
-    path.write_text("\n".join(lines))
-    with pytest.warns(CorruptStoreWarning, match=r"line 3.*store\.jsonl\.corrupt"):
-        again = CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
-    assert len(again.store) == 3
-    assert "NOT JSON" in path.read_text()  # not deleted from the store
-    assert (tmp_path / "store.jsonl.corrupt").read_text() == "line 3: NOT JSON\n"
+    game.store.close()
+    _damage_page(path, "records")
+    before = path.read_bytes()
+    with pytest.raises(CorruptStoreError, match=r"store\.sqlite is damaged .*malformed.*Move it away"):
+        CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
+    assert path.read_bytes() == before  # not repaired, replaced or deleted behind the user's back
+    assert isinstance(CorruptStoreError("x"), ValueError)
 
 
 def test_store_deleted_during_a_session_comes_back_with_its_header(tmp_path):
-    path = tmp_path / "store.jsonl"
+    path = tmp_path / "store.sqlite"
     game = CachedGame(FunctionGame(lambda m: m @ W, N, name="w"), path=path)
     game(all_coalitions(N)[1:3])
     path.unlink()
@@ -383,21 +397,38 @@ def test_failed_cases_get_a_table_in_the_report(tmp_path):
     assert "| t | u | known | &lt;bad&gt; | 8 | 0 | ValueError: boom \\| x |" in text
 
 
-def test_a_store_whose_header_was_cut_short_starts_again(tmp_path):
-    import warnings as _w
-
-    path = tmp_path / "s.jsonl"
-    path.write_bytes(b'{"header": {"ga')  # a creator killed mid-header: no record in it
-    with _w.catch_warnings(record=True) as rec:
-        _w.simplefilter("always")
-        store = CoalitionStore(path, {"game": "g"})
-    assert any(issubclass(r.category, CorruptStoreWarning) for r in rec)
-    assert store.append("01", {"utility": 1.0})
-    assert CoalitionStore(path, {"game": "g"}).get("01")["utility"] == 1.0
+def test_a_store_whose_creator_was_killed_before_its_header_starts_again(tmp_path):
+    # a creator killed before its first commit leaves an empty file, or a database with
+    # no tables yet (the tables and the header are created in one transaction): no
+    # record is in it, so it is started again
+    empty = tmp_path / "s.sqlite"
+    empty.write_bytes(b"")
+    wal_only = tmp_path / "t.sqlite"
+    db = sqlite3.connect(wal_only)
+    assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    db.close()
+    for path in (empty, wal_only):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            store = CoalitionStore(path, {"game": "g"})
+        assert len(store) == 0 and store.append("01", {"utility": 1.0})
+        assert CoalitionStore(path, {"game": "g"}).get("01")["utility"] == 1.0
     # a file that is some other text, with lines, is still refused
-    other = tmp_path / "other.jsonl"
+    other = tmp_path / "other.sqlite"
     other.write_text("not a store\nat all\n")
-    import pytest as _pytest
-
-    with _pytest.raises(ValueError, match="not a coalition store"):
+    with pytest.raises(ValueError, match="not a coalition store"):
         CoalitionStore(other, {"game": "g"})
+    # and so is another program's database
+    foreign = tmp_path / "foreign.sqlite"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE things (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="not a coalition store"):
+        CoalitionStore(foreign, {"game": "g"})
+    # a JSON-lines store of an older version is not read (nor mixed with new records)
+    old = tmp_path / "retrain-seed0.jsonl"
+    old.write_text('{"header": {"game": "g"}}\n{"key": "01", "utility": 1.0}\n')
+    with pytest.raises(ValueError, match="JSON-lines coalition store written by an older version"):
+        CoalitionStore(old, {"game": "g"})
+    assert old.read_text().count("\n") == 2

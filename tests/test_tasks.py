@@ -3,7 +3,7 @@ a cache that neither loses nor duplicates, and clear errors."""
 
 from __future__ import annotations
 
-import json
+import sqlite3
 import warnings
 
 import numpy as np
@@ -246,8 +246,10 @@ def test_retraining_cache_resumes_without_loss_or_duplicates(tmp_path):
     # another utility shares the same retrainings
     RetrainingGame(resumed, "coverage", seed=3, progress=False)(masks)
     assert len(resumed.trained) == 9
-    path = tmp_path / resumed.config_id() / "retrain-seed3.jsonl"
-    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()[1:]]
+    path = tmp_path / resumed.config_id() / "retrain-seed3.sqlite"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    keys = [r[0] for r in db.execute("SELECT key FROM records")]
+    db.close()
     assert len(keys) == len(set(keys)) == 15
 
 

@@ -44,9 +44,9 @@ class TaskCache:
         return self.root / f"bank-{stable_hash(header)}"
 
     def store(self, name: str, header: dict) -> CoalitionStore:
-        """The store ``<root>/<name>.jsonl`` (created with ``header``; a store made with
+        """The store ``<root>/<name>.sqlite`` (created with ``header``; a store made with
         another header is refused by the store itself)."""
-        path = self.root / f"{name}.jsonl"
+        path = self.root / f"{name}.sqlite"
         key = str(path.resolve())
         if key not in self._stores:
             self._stores[key] = CoalitionStore(path, header)

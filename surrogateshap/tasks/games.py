@@ -76,7 +76,7 @@ class RetrainingGame(Game):
     Trainings run on an ``executor`` (:mod:`surrogateshap.execution`; serial by default);
     this process stays the store's only writer, and it re-reads the store before each
     job, so two drivers on one cache skip what the other finished. A coalition that keeps
-    failing is recorded in the store's failures ledger (never among the results) and
+    failing is recorded in the store's failures table (never among the results) and
     reported.
     """
 
