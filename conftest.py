@@ -9,9 +9,10 @@ pytest_plugins = ("pytester",)
 
 def pytest_addoption(parser):
     g = parser.getgroup("surrogateshap benchmarks", "benchmark suite selection (benchmarks/)")
-    g.addoption("--scale", default="default", choices=("ci", "default", "paper"),
+    g.addoption("--scale", default="default", choices=("ci", "default", "report", "paper"),
                 help="preset of tasks, budgets, seeds and test-set sizes (default: default; "
-                     "'ci' is the CI slice)")
+                     "'ci' is the CI slice; 'report' adds the task reports' model-based baselines "
+                     "and sparsified fine-tuning Shapley)")
     g.addoption("--task", action="append", default=[], metavar="NAME[,NAME]",
                 help="benchmark task(s) to run instead of the scale's selection "
                      "(unanimity10, unanimity50, airport20, voting20, digits10, and the image tasks)")

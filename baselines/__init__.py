@@ -30,17 +30,5 @@ from baselines import (
     trak,
 )
 
-#: the model-based baselines as the task reports run them: (label, registry name, parameters)
-MODEL_BASELINES = (
-    ("TRAK", "trak", {}), ("D-TRAK", "d-trak", {}), ("Journey-TRAK", "journey-trak", {}),
-    ("renormalised IF", "influence", {"score": "renormalized"}),
-    ("relative IF", "influence", {"score": "relative"}),
-    ("gradient similarity, avg", "gradient-similarity", {"reduce": "mean"}),
-    ("gradient similarity, max", "gradient-similarity", {"reduce": "max"}),
-    ("pixel similarity, avg", "similarity", {"space": "pixel", "reduce": "mean"}),
-    ("feature similarity, avg", "similarity", {"space": "feature", "reduce": "mean"}),
-    ("feature similarity, max", "similarity", {"space": "feature", "reduce": "max"}),
-)
-
-__all__ = ["MODEL_BASELINES", "exact", "kadd", "loo", "permutation", "regression", "semivalues", "similarity",
+__all__ = ["exact", "kadd", "loo", "permutation", "regression", "semivalues", "similarity",
            "stratified", "trak"]

@@ -284,7 +284,7 @@ def _scoring_nets(args) -> int:
 
 
 def _report(args) -> int:
-    from surrogateshap.report import read_benchmark_doc, write_report
+    from surrogateshap.report import read_benchmark_doc, write_report, write_task_reports
 
     try:
         read_benchmark_doc(args.json, require_cases=True)
@@ -293,6 +293,13 @@ def _report(args) -> int:
     _writable(args.out, "report folder (--out)")
     path = write_report(args.json, args.out)
     print(f"wrote {path}")
+    if args.task_reports:
+        _writable(args.task_reports, "task report folder (--task-reports)")
+        try:
+            for p in write_task_reports(args.json, args.task_reports, args.task or None):
+                print(f"wrote {p}")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     return 0
 
 
@@ -350,6 +357,9 @@ def main(argv=None) -> int:
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")
     rep.add_argument("--out", default="results/report")
+    rep.add_argument("--task-reports", default=None, metavar="DIR",
+                     help="also write DIR/<task>_report.md for each task with a sampled ground truth")
+    rep.add_argument("--task", action="append", default=[], help="only these tasks' reports")
     rep.set_defaults(fn=_report)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in sub.choices and argv[0] not in ("-h", "--help"):

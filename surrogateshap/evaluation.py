@@ -26,11 +26,12 @@ import numpy as np
 
 from surrogateshap.attribution import Attribution, efficiency_gap
 from surrogateshap.exact import banzhaf_from_table
-from surrogateshap.game import stable_hash
-from surrogateshap.metrics import compare_to_exact, lds_summary, topk_removal
+from surrogateshap.game import coalition_key, stable_hash
+from surrogateshap.metrics import compare_to_exact, lds_summary, precision_at_k, topk_removal
 
 __all__ = [
     "ALPHAS",
+    "proxy_fidelity",
     "REMOVAL_FRACTIONS",
     "removal_fractions",
     "shapley_agreement",
@@ -99,6 +100,14 @@ class GroundTruth:
     name: str = ""
     exact_other: dict[str, np.ndarray] = field(default_factory=dict)
     removal_held: Callable[[np.ndarray], np.ndarray] | None = None
+    #: player indices known to be the true sources (a planted shortcut): precision@k
+    planted: np.ndarray | None = None
+    #: (masks, utilities) of the ground truth's other coalitions (not in any LDS test set),
+    #: seed means: the fit set of the additive ceiling
+    fit_set: tuple[np.ndarray, np.ndarray] | None = None
+    #: a callable returning task-level figures (the proxy's Spearman with retraining, the
+    #: seed-vs-seed ceiling); computed once, on first use
+    fidelity_fn: Callable[[], dict] | None = None
 
     def __post_init__(self):
         self.players = tuple(self.players)
@@ -128,8 +137,11 @@ class GroundTruth:
             sets[float(alpha)] = (masks, utils)
         self.lds_sets = dict(sorted(sets.items()))
         self.fractions = tuple(float(f) for f in self.fractions)
+        if self.planted is not None:
+            self.planted = np.asarray(self.planted, dtype=int).reshape(-1)
         self._ceiling = None
         self._fingerprint = None
+        self._fidelity = None
 
     @property
     def n_players(self) -> int:
@@ -164,19 +176,42 @@ class GroundTruth:
         return self._fingerprint
 
     def ceiling(self) -> dict:
-        """LDS per alpha of the exact values themselves (what a perfect estimate scores).
-
-        On a noisy game it can be far below 100, or negative. Empty when exact is unknown.
-        """
+        """LDS per alpha of the exact values themselves (what a perfect estimate scores;
+        ``lds_{alpha}_mean``; on a noisy game it can be far below 100, or negative), and
+        of an additive model fitted by least squares on the ground truth's other
+        coalitions (``additive_lds_{alpha}_mean``: a ceiling a set of values can reach when
+        the exact ones are unknown). Empty where neither is known."""
         if self._ceiling is None:
             self._ceiling = {}
-            if self.exact is not None:
+            weights = self.additive_fit()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 for alpha, (masks, utils) in self.lds_sets.items():
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        s = lds_summary(self.exact, masks, utils)
-                    self._ceiling[lds_key(alpha)] = s["mean"]
+                    if self.exact is not None:
+                        self._ceiling[lds_key(alpha)] = lds_summary(self.exact, masks, utils)["mean"]
+                    if weights is not None:
+                        self._ceiling["additive_" + lds_key(alpha)] = lds_summary(weights, masks, utils)["mean"]
         return dict(self._ceiling)
+
+    def additive_fit(self) -> np.ndarray | None:
+        """Per-player weights of v(S) ~ c + sum_{i in S} w_i fitted by least squares on the
+        fit set (None without one, or with fewer coalitions than unknowns)."""
+        if self.fit_set is None:
+            return None
+        masks, utils = self.fit_set
+        masks = np.asarray(masks, dtype=bool)
+        if len(masks) <= self.n_players + 1:
+            return None
+        X = np.hstack([np.ones((len(masks), 1)), masks.astype(float)])
+        coef, *_ = np.linalg.lstsq(X, np.asarray(utils, dtype=float).reshape(-1), rcond=None)
+        return coef[1:]
+
+    def fidelity(self) -> dict:
+        """Task-level figures of this utility's games (the proxy's Spearman with
+        retraining and the seed-vs-seed ceiling), computed once; {} without them."""
+        if self._fidelity is None:
+            self._fidelity = dict(self.fidelity_fn()) if self.fidelity_fn is not None else {}
+        return dict(self._fidelity)
 
 
 def evaluate(
@@ -189,7 +224,11 @@ def evaluate(
     """Every figure of one attribution against ``truth``, as a flat JSON-ready dict.
 
     - ``lds_{alpha}_mean``, ``_std``, ``_ci95``, ``_n_seeds`` per alpha (LDS in points,
-      100 x Spearman, mean over the ground truth's seeds; :func:`metrics.lds_summary`);
+      100 x Spearman, mean over the ground truth's seeds; :func:`metrics.lds_summary`),
+      and ``lds_{alpha}_s{i}``, the LDS against retraining seed i alone (a report's
+      interval pools them over estimator seeds);
+    - ``precision_at_{k}``, where the truth names planted players (k of them): the share
+      of the k highest-valued players that are planted (:func:`metrics.precision_at_k`);
     - ``removal_{fraction}_top``, ``_bottom``, ``_random_mean`` per fraction: change of
       the removal game's utility when the top / bottom / random k players by value are
       removed (:func:`metrics.topk_removal`; ``n_random`` random sets, ``seed``);
@@ -231,14 +270,19 @@ def evaluate(
             out[lds_key(alpha, "std")] = s["std"]
             out[lds_key(alpha, "ci95")] = s["ci95"]
             out[lds_key(alpha, "n_seeds")] = int(s["n_seeds"])
+            for i, v in enumerate(np.atleast_1d(s["lds"])):
+                out[lds_key(alpha, f"s{i}")] = float(v)
         if truth.removal_game is not None and truth.fractions:
             df = topk_removal(values, truth.removal_game, truth.fractions, n_random=n_random, seed=seed,
                               available=truth.removal_held)
             out["removal_fractions_scored"] = int(len(df))
             for row in df.itertuples():
-                for which in ("top", "bottom", "random_mean"):
+                for which in ("top", "bottom", "random_mean", "random_std"):
                     out[removal_key(row.fraction, which)] = float(getattr(row, which))
                 out[removal_key(row.fraction, "k")] = int(row.k)
+        if truth.planted is not None and len(truth.planted):
+            kp = len(truth.planted)
+            out[f"precision_at_{kp}"] = precision_at_k(values, truth.planted, kp)
         exact = truth.exact_for(index)
         if exact is not None:
             cmp = compare_to_exact(values, exact, k=k)
@@ -279,7 +323,8 @@ def shapley_agreement(values, shapley) -> dict:
 
 
 def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
-                            name: str = "", fallback=None, test_sets=None) -> GroundTruth:
+                            name: str = "", fallback=None, test_sets=None, planted=None,
+                            fidelity_fn=None) -> GroundTruth:
     """The one ground-truth builder: a coalition table plus alphas.
 
     ``table`` is a :class:`~surrogateshap.table.CoalitionTable`. With every coalition
@@ -293,6 +338,8 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
     coalitions a seed lacks; without a fallback (a table replayed as it is) a removal
     fraction is scored on the seeds that hold all its coalitions, and left out when
     none does.
+    The fit set of the additive ceiling is every other coalition every seed holds (seed
+    means); ``planted`` and ``fidelity_fn`` are passed on to the :class:`GroundTruth`.
     The CLI, the scripts and the benchmark all build the ground truth of a table here.
     """
     n = table.n_players
@@ -306,6 +353,11 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
         masks, utils = table.lds_ground_truth(utility, alpha, (test_sets or {}).get(alpha))
         if len(masks) >= 2:
             sets[alpha] = (masks, utils)
+    held = table.coalitions()
+    tested = [m for m, _ in sets.values()] + [np.atleast_2d(np.asarray(t, bool)) for t in (test_sets or {}).values()]
+    tested = {coalition_key(m) for part in tested for m in part}  # drawn test coalitions stay out
+    rest = held[[coalition_key(m) not in tested for m in held]] if len(held) else held
+    fit = (rest, table.values(rest, utility)) if len(rest) else None
     return GroundTruth(
         players=table.players,
         exact=exact,
@@ -316,7 +368,35 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
         fractions=removal_fractions(n) if fractions is None else fractions,
         cost_unit="model trainings",
         name=name or utility,
+        planted=planted,
+        fit_set=fit,
+        fidelity_fn=fidelity_fn,
     )
+
+
+def proxy_fidelity(table, utility: str, proxy) -> dict:
+    """How well a proxy game ranks coalitions as retraining does, beside the noise ceiling
+    of one retraining: Spearman of the proxy's utilities with the table's seed mean over
+    the coalitions every seed holds (1..n-1 players), ``proxy_spearman``, and of seed
+    against seed, ``seed_spearman`` (nan with one seed); ``fidelity_coalitions`` counts
+    them. ``proxy`` is any callable (masks -> utilities)."""
+    from scipy.stats import spearmanr
+
+    masks = table.coalitions()
+    masks = masks[(masks.sum(1) > 0) & (masks.sum(1) < table.n_players)]
+    out = {"fidelity_coalitions": int(len(masks)), "proxy_spearman": float("nan"),
+           "seed_spearman": float("nan")}
+    if len(masks) < 3:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["proxy_spearman"] = float(spearmanr(np.asarray(proxy(masks), float),
+                                                table.values(masks, utility)).statistic)
+        seeds = table.mean_seeds
+        if len(seeds) > 1:
+            out["seed_spearman"] = float(spearmanr(table.values(masks, utility, seeds[0]),
+                                                   table.values(masks, utility, seeds[1])).statistic)
+    return out
 
 
 # ---------------------------------------------------------------- regression

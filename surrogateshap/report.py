@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["read_benchmark_doc", "load_benchmark_json", "load_failed_cases", "summarize",
-           "markdown_table", "write_report", "FAILED_KEY"]
+           "markdown_table", "write_report", "write_task_reports", "task_report", "pooled_lds", "FAILED_KEY"]
 
 KEYS = ["task", "utility", "game", "estimator", "budget"]
 #: top-level key of the benchmark JSON listing cases that raised (benchmarks/conftest.py)
@@ -371,3 +371,118 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+# ---------------------------------------------------------------- task reports
+#: how a task report's "±" is defined (its header says it, once)
+INTERVAL = ("LDS in points (100 x Spearman of the values summed over a test coalition with its "
+            "retrained utility); each cell is the mean over the k (estimator seed, retraining seed) "
+            "pairs of the case, ± the 95% interval 1.96 sd / sqrt(k) over those pairs (k = 1: no "
+            "interval)")
+
+
+def _label(row) -> str:
+    game = {"proxy": "proxy", "retraining": "retraining", "model": "model", "finetune": "fine-tuning game"}
+    return f"{row['estimator']} ({game.get(row['game'], row['game'])})"
+
+
+def pooled_lds(rows: pd.DataFrame, alpha: str) -> tuple[float, float, int]:
+    """(mean, 1.96 sd / sqrt(k), k) of the per-seed LDS values ``lds_{alpha}_s{i}`` of
+    every row (estimator seed) of one case: the task report's one interval."""
+    cols = [c for c in rows.columns if re.fullmatch(rf"lds_{re.escape(alpha)}_s\d+", c)]
+    vals = pd.to_numeric(rows[cols].to_numpy().ravel(), errors="coerce") if cols else []
+    vals = [v for v in vals if v == v]
+    k = len(vals)
+    if k == 0:
+        return float("nan"), float("nan"), 0
+    sd = pd.Series(vals).std(ddof=1) if k > 1 else float("nan")
+    return float(pd.Series(vals).mean()), (1.96 * sd / math.sqrt(k) if k > 1 else float("nan")), k
+
+
+def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
+    """The markdown report of one task of a benchmark run (the published
+    ``results/<task>_report.md``): per utility, the proxy's fidelity to retraining, LDS
+    per alpha with its one interval and the additive ceiling, precision@k where the task
+    plants players, and top-k removal against random."""
+    t = df[df.task == task].copy()
+    t["label"] = [_label(r) for r in t.to_dict("records")]
+    alphas = _alphas(t)
+    fractions = _fractions(t)
+    lines = [f"# {task}: estimators against its retrained ground truth", ""]
+    if source:
+        lines += [source, ""]
+    lines += [INTERVAL + ". Retrainings: what the estimator paid in model trainings (the table "
+              "served them); the proxy's and the model-based estimators' cost is in their own units.", ""]
+    fid_cols = ["proxy_spearman", "seed_spearman", "fidelity_coalitions"]
+    if all(c in t for c in fid_cols):
+        fid = t.groupby("utility", sort=True)[fid_cols].first().reset_index()
+        fid.columns = ["utility", "proxy vs retraining (seed mean)", "seed vs seed (noise ceiling)", "coalitions"]
+        lines += ["## Proxy vs retraining (Spearman over the table's coalitions of 1..n-1 players)", "",
+                  markdown_table(fid.round(3)), ""]
+    for util, u in t.groupby("utility", sort=True):
+        rows = []
+        for (label, budget), c in u.groupby(["label", "budget"], sort=False):
+            row = {"estimator": label, "budget": int(budget), "seeds": len(c)}
+            for a in alphas:
+                m, h, _ = pooled_lds(c, a)
+                row[f"LDS@{a}"] = _pm(m, h)
+            unit = str(c["cost_unit"].iloc[0]) if "cost_unit" in c else ""
+            cost = float(pd.to_numeric(c["cost"], errors="coerce").mean()) if "cost" in c else float("nan")
+            row["retrainings"] = f"{cost:.0f}" if unit == "model trainings" else "0"
+            row["cost"] = f"{cost:.4g} {unit}"
+            row["seconds"] = f"{pd.to_numeric(c['seconds'], errors='coerce').mean():.3g}" if "seconds" in c else ""
+            rows.append(row)
+        ceil = {a: u.get(f"ceiling_additive_lds_{a}_mean") for a in alphas}
+        if any(c is not None and c.notna().any() for c in ceil.values()):
+            row = {"estimator": "*additive fit on the table's other coalitions (a reachable ceiling)*"}
+            for a in alphas:
+                c = ceil[a]
+                row[f"LDS@{a}"] = _pm(float(c.dropna().iloc[0]) if c is not None and c.notna().any() else None, None)
+            rows.append(row)
+        lines += [f"## {md_escape(util)}: LDS", "", markdown_table(pd.DataFrame(rows).fillna("")), ""]
+        prec = [c for c in u.columns if c.startswith("precision_at_") and u[c].notna().any()]
+        if prec:
+            p = u.groupby("label", sort=False)[prec].mean().reset_index().rename(columns={"label": "estimator"})
+            lines += [f"## {md_escape(util)}: precision@k at finding the planted players (mean over estimator seeds)",
+                      "", markdown_table(p.round(3)), ""]
+        rem = []
+        for label, c in u.groupby("label", sort=False):
+            for f in fractions:
+                top = f"removal_{f}_top"
+                if top not in c or not c[top].notna().any():
+                    continue
+                r = c[c[top].notna()].iloc[0]
+                rem.append({"estimator": label, "fraction": f, "k": int(r.get(f"removal_{f}_k", 0)),
+                            "top": f"{r[top]:.4g}", "bottom": f"{r[f'removal_{f}_bottom']:.4g}",
+                            "random": _pm(r.get(f"removal_{f}_random_mean"), r.get(f"removal_{f}_random_std"), 3)})
+        if rem:
+            lines += [f"## {md_escape(util)}: removal, v(N without the k removed) - v(N), seed mean of the "
+                      "seeds holding every set (a good ranking: top < random < bottom)", "",
+                      markdown_table(pd.DataFrame(rem)), ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_task_reports(json_path, out_dir="results", tasks=None) -> list[Path]:
+    """Write ``<out_dir>/<task>_report.md`` for every task of the run whose ground truth is
+    sampled (no exact values), or for ``tasks``; returns the paths."""
+    doc = read_benchmark_doc(json_path, require_cases=True)
+    df = load_benchmark_json(json_path)
+    commit = doc.get("commit_info", {})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = tasks or sorted(t for t, g in df.groupby("task")
+                            if "relative_l2" not in g or not g["relative_l2"].notna().any())
+    paths = []
+    for task in names:
+        if not (df.task == task).any():
+            raise ValueError(f"{json_path} holds no case of task {task!r}")
+        source = (f"Produced by `pytest benchmarks/ --task {task} --scale "
+                  f"{df[df.task == task]['scale'].iloc[0]} --benchmark-json {Path(json_path).name}` then "
+                  f"`surrogateshap report {Path(json_path).name} --task-reports {out_dir}` (commit "
+                  f"`{str(commit.get('id', '?'))[:12]}{' (dirty)' if commit.get('dirty') else ''}`, "
+                  f"{doc.get('datetime', '?')}).")
+        path = out / f"{task.replace('-', '_')}_report.md"
+        path.write_text(task_report(df, task, source))
+        paths.append(path)
+    return paths
+

@@ -140,19 +140,21 @@ def benchmark_cases(
 def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason) -> list[BenchmarkCase]:
     """The cases of a task with a sampled table: its scale's SampledSelection."""
     sel = st.sampled
-    seeds = list(seeds) if seeds is not None else list(sel.seeds)
     out = []
     for u in [util] if util else bt.utilities:
         if utilities and u not in utilities:
             continue
-        for name, g, budget in sel.runs:
-            if (gname and g != gname) or (games and g not in games) or g not in bt.games:
+        for run in sel.runs:
+            name, g, budget = run[:3]
+            run_seeds = seeds if seeds is not None else (run[3] if len(run) > 3 else sel.seeds)
+            if (gname and g != gname) or (games and g not in games) or g not in bt.all_games:
                 continue
             b = 2 * bt.n_players if budget is None else int(budget)
-            skip = reason or get_estimator(name).unsupported(bt.n_players, b, bt.offers)
+            skip = reason or get_estimator(name).unsupported(bt.n_players, b, bt.offers) or bt.unavailable(g)
             gpu = scale == "paper"
-            out += [BenchmarkCase(bt.name, u, g, name, b, int(s), scale, skip=skip, slow=gpu, gpu=gpu,
-                                  retrain="replay") for s in seeds]
+            out += [BenchmarkCase(bt.name, u, g, name, b, int(s), scale, skip=skip, slow=gpu or g == "finetune",
+                                  gpu=gpu, retrain="replay" if g != "finetune" else "train")
+                    for s in run_seeds]
     return out
 
 
@@ -172,6 +174,16 @@ def prepare_case(case: BenchmarkCase, _task=None, **estimator_params):
     truth = bt.truth(case.utility)
     if bt.sampled and case.seed not in get_scale(case.scale).sampled.removal_seeds:
         truth = dataclasses.replace(truth, removal_game=None)  # one ranking per estimator
+
+    if case.game == "model":  # plays no coalition: one run per (estimator, seed) serves every utility
+        key = (case.estimator, case.budget, case.seed, tuple(sorted(estimator_params.items())))
+
+        def call():
+            if key not in bt.model_runs:
+                bt.model_runs[key] = est.estimate(game, case.budget, seed=case.seed, **resources)
+            return bt.model_runs[key]
+
+        return call, truth
 
     def call():
         return est.estimate(game, case.budget, seed=case.seed, **resources)

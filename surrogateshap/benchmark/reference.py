@@ -99,5 +99,8 @@ def read_reference(path) -> dict:
 
 
 def ceiling_figures(truth: GroundTruth) -> dict:
-    """The LDS of the exact values, as ``ceiling_lds_{alpha}_mean`` figures."""
-    return {f"ceiling_{k}": v for k, v in truth.ceiling().items()}
+    """The ground truth's own figures, the same for every case of a task and utility: the
+    LDS of the exact values (``ceiling_lds_{alpha}_mean``) and of the additive fit
+    (``ceiling_additive_lds_{alpha}_mean``), and the proxy's fidelity to retraining
+    (``proxy_spearman``, ``seed_spearman``, ``fidelity_coalitions``)."""
+    return {**{f"ceiling_{k}": v for k, v in truth.ceiling().items()}, **truth.fidelity()}

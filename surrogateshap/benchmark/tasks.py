@@ -12,9 +12,9 @@ import numpy as np
 
 from surrogateshap.benchmark.replay import ReplayedGame
 from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, removal_fractions
-from surrogateshap.evaluation import GroundTruth, ground_truth_from_table
+from surrogateshap.evaluation import GroundTruth, ground_truth_from_table, proxy_fidelity
 from surrogateshap.exact import banzhaf_from_table
-from surrogateshap.game import CachedGame, Game, all_coalitions
+from surrogateshap.game import CachedGame, Game, PlayersOnly, all_coalitions
 from surrogateshap.games import AirportGame, NoisyGame, WeightedVotingGame, random_unanimity_game
 from surrogateshap.metrics import sample_test_coalitions
 
@@ -37,6 +37,8 @@ class BenchmarkTask:
     players: tuple[str, ...] = ()
     utilities: tuple[str, ...] = ()
     games: tuple[str, ...] = ()
+    #: game kinds a selection may name beside those enumerated (``games``)
+    extra_games: tuple[str, ...] = ()
     #: the game kind that needs model training on first use (marked gpu at paper scale)
     trains: tuple[str, ...] = ()
     #: every case of the task is marked slow
@@ -52,7 +54,9 @@ class BenchmarkTask:
             raise KeyError(f"unknown scale {scale!r}; choose from {SCALES}")
         self.scale = scale
         self.settings = SCALE_SETTINGS[scale]
+        self.task_scale = self.settings.task_scale or scale  # the tasks' preset of this scale
         self._truth: dict[str, GroundTruth] = {}
+        self.model_runs: dict = {}  # model-based estimates, shared by the utilities
 
     @property
     def n_players(self) -> int:
@@ -61,11 +65,15 @@ class BenchmarkTask:
     def unavailable(self, game: str | None = None) -> str | None:
         return None
 
+    @property
+    def all_games(self) -> tuple[str, ...]:
+        return (*self.games, *self.extra_games)
+
     def check(self, utility: str, game: str | None = None):
         if utility not in self.utilities:
             raise KeyError(f"task {self.name} has no utility {utility!r}; it offers {self.utilities}")
-        if game is not None and game not in self.games:
-            raise KeyError(f"task {self.name} has no game {game!r}; it offers {self.games}")
+        if game is not None and game not in self.all_games:
+            raise KeyError(f"task {self.name} has no game {game!r}; it offers {self.all_games}")
 
     def game(self, utility: str, game: str) -> Game:
         """The game an estimator plays."""
@@ -187,7 +195,10 @@ class TableBenchmark(BenchmarkTask):
     """
 
     games = ("retraining", "proxy")
-    trains = ("proxy", "model")
+    #: "model": the players only (an estimator that reads the model); "finetune": the
+    #: fine-tuning game of sparsified fine-tuning Shapley (the mlp family)
+    extra_games = ("model", "finetune")
+    trains = ("proxy", "model", "finetune")
     RETRAIN = ("replay", "train", "refuse")
     #: up to this many players a table enumerates every coalition (2^n retrainings);
     #: beyond, it holds the paper's sampled test coalitions
@@ -206,6 +217,7 @@ class TableBenchmark(BenchmarkTask):
         self._table = None
         self._proxies: dict[str, Game] = {}
         self._retraining: dict[int, Game] = {}
+        self._finetune: dict[str, Game] = {}
         self._reason: str | None = None
         self._checked = False
         self._paid: dict[str, float] = {}
@@ -253,7 +265,7 @@ class TableBenchmark(BenchmarkTask):
         from surrogateshap.tasks import get_task
 
         try:
-            return get_task(self.name, scale=self.scale)
+            return get_task(self.name, scale=self.task_scale)
         except Exception:  # noqa: BLE001 - the reason is reported by unavailable()
             return None
 
@@ -266,7 +278,7 @@ class TableBenchmark(BenchmarkTask):
     def task(self):
         """The task at the configuration that made the table; its cache serves the table."""
         if self._task is None:
-            self._task = task_for_table(self.name, self._path(), prefer=self.scale)
+            self._task = task_for_table(self.name, self._path(), prefer=self.task_scale)
             self._task.cache.use_reference(self._path())
         return self._task
 
@@ -282,6 +294,10 @@ class TableBenchmark(BenchmarkTask):
         if not self._checked:
             self._checked = True
             self._reason = self._find_reason()
+        if self._reason is None and game == "finetune":
+            task = self._named_task()
+            if task is not None and task.family_kind != "mlp":
+                return f"the fine-tuning game needs the mlp family; {self.name} uses {task.family_kind}"
         return self._reason
 
     def _find_reason(self) -> str | None:
@@ -292,7 +308,7 @@ class TableBenchmark(BenchmarkTask):
         from surrogateshap.tasks import get_task
 
         try:  # the task's data (a package, a local copy) must be there
-            named = get_task(self.name, scale=self.scale)
+            named = get_task(self.name, scale=self.task_scale)
             missing = named.data_missing()
         except (FileNotFoundError, ImportError, OSError, ValueError) as e:
             missing = str(e)
@@ -340,6 +356,14 @@ class TableBenchmark(BenchmarkTask):
                 return self.table.game(utility)
             seed = self.table.mean_seeds[0]
             return self.table.game(utility, seed=seed, fallback=self._fallback(utility))
+        if game == "model":
+            return PlayersOnly(self.table.players)
+        if game == "finetune":
+            if utility not in self._finetune:
+                from surrogateshap.tasks.games import FineTuningGame
+
+                self._finetune[utility] = FineTuningGame(self.task, utility, seed=0, sparsity=0.5, steps=200)
+            return self._finetune[utility]
         return self.proxy(utility)
 
     def retraining_game(self, seed: int):
@@ -387,6 +411,9 @@ class TableBenchmark(BenchmarkTask):
         full model (trained or read from the cache), its bank, the proxy evaluations."""
         out = {"coalition_models_trained": int(sum(g.n_trained for g in self._retraining.values())),
                **self._paid}
+        tuned = sum(g.n_trained for g in self._finetune.values())
+        if tuned:
+            out["fine_tunings"] = int(tuned)
         extra = sum(g.n_evaluations for g in self._proxies.values() if isinstance(g, CachedGame))
         if extra:
             out["proxy_evaluations"] = out.get("proxy_evaluations", 0) + int(extra)
@@ -410,9 +437,11 @@ class TableBenchmark(BenchmarkTask):
 
     def _make_truth(self, utility):
         tests = None if self.table.complete_seeds() else self._test_sets(self.table.n_players)
+        planted = getattr(self.task, "planted_sites", None)
         return ground_truth_from_table(self.table, utility, self.settings.alphas,
                                        name=f"{self.name}/{utility}", fallback=self._fallback(utility),
-                                       test_sets=tests)
+                                       test_sets=tests, planted=planted,
+                                       fidelity_fn=lambda: proxy_fidelity(self.table, utility, self.proxy(utility)))
 
 
 def task_for_table(name: str, path: str | os.PathLike, prefer: str = "default",

@@ -1,0 +1,109 @@
+"""The one report path: a task report is written from a benchmark JSON alone, every
+figure computed by ``evaluate`` (per-seed LDS pooled into one named interval, the
+proxy's fidelity beside the seed-vs-seed ceiling, the additive ceiling, precision@k,
+removal against random)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from surrogateshap import Attribution
+from surrogateshap.evaluation import evaluate, ground_truth_from_table, proxy_fidelity
+from surrogateshap.game import coalition_key
+from surrogateshap.games import random_unanimity_game
+from surrogateshap.metrics import sample_test_coalitions
+from surrogateshap.report import INTERVAL, pooled_lds, write_task_reports
+from surrogateshap.table import CoalitionTable
+
+
+def _table(n=12, seeds=(0, 1), noise=0.05):
+    game = random_unanimity_game(n, seed=5)
+    rng = np.random.default_rng(0)
+    sets = [sample_test_coalitions(n, a, m=30, seed=s) for a, s in ((0.25, 1), (0.5, 2), (0.75, 3))]
+    extra = rng.random((200, n)) < 0.5
+    masks = np.concatenate([np.zeros((1, n), bool), np.ones((1, n), bool), *sets, extra])
+    rows = [{"coalition": coalition_key(m), "seed": s, "u": float(v + noise * rng.normal())}
+            for s in seeds for m, v in zip(masks, game(masks))]
+    frame = pd.DataFrame(rows).drop_duplicates(["coalition", "seed"])
+    tests = {0.25: sets[0], 0.5: sets[1], 0.75: sets[2]}
+    return game, CoalitionTable(frame, game.players, ["u"]), tests
+
+
+def test_evaluate_gives_per_seed_lds_precision_and_ceilings():
+    game, table, tests = _table()
+    truth = ground_truth_from_table(table, "u", test_sets=tests, planted=[0, 3],
+                                    fidelity_fn=lambda: proxy_fidelity(table, "u", game))
+    # the additive fit uses none of the drawn test coalitions, and reaches a high LDS here
+    fit_keys = {coalition_key(m) for m in truth.fit_set[0]}
+    assert not fit_keys & {coalition_key(m) for t in tests.values() for m in t}
+    assert len(truth.fit_set[0]) > 100
+    ceiling = truth.ceiling()
+    assert all(ceiling[f"additive_lds_{a:g}_mean"] > 50 for a in (0.25, 0.5, 0.75))
+    # the proxy here is the noiseless game: near-perfect fidelity, above the seed-vs-seed ceiling
+    fid = truth.fidelity()
+    assert fid["proxy_spearman"] > fid["seed_spearman"] > 0.5 and fid["fidelity_coalitions"] > 100
+    values = game.exact_values()
+    figs = evaluate(Attribution(values, game.players, estimator="t"), truth)
+    for a in ("0.25", "0.5", "0.75"):
+        per = [figs[f"lds_{a}_s0"], figs[f"lds_{a}_s1"]]
+        assert figs[f"lds_{a}_mean"] == pytest.approx(np.mean(per))
+    top2 = np.argsort(-values)[:2]
+    assert figs["precision_at_2"] == pytest.approx(len({0, 3} & set(top2.tolist())) / 2)
+
+
+def test_pooled_interval_is_over_estimator_and_retraining_seed_pairs():
+    rows = pd.DataFrame([{"lds_0.5_s0": 10.0, "lds_0.5_s1": 20.0}, {"lds_0.5_s0": 30.0, "lds_0.5_s1": 40.0}])
+    mean, half, k = pooled_lds(rows, "0.5")
+    assert k == 4 and mean == 25.0
+    assert half == pytest.approx(1.96 * np.std([10, 20, 30, 40], ddof=1) / 2)
+    assert math.isnan(pooled_lds(rows.iloc[:1, :1], "0.5")[1])  # one value: no interval
+
+
+def _doc(tmp_path, rows):
+    doc = {"datetime": "now", "commit_info": {"id": "abc"}, "benchmarks": [
+        {"group": "g", "extra_info": r, "stats": {"mean": 1.0}} for r in rows]}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_task_report_names_its_interval_and_shows_every_section(tmp_path):
+    base = {"task": "toy", "utility": "u", "scale": "default", "cost_unit": "model trainings",
+            "proxy_spearman": 0.8, "seed_spearman": 0.7, "fidelity_coalitions": 50,
+            "ceiling_additive_lds_0.5_mean": 61.0}
+    rows = [
+        {**base, "game": "proxy", "estimator": "surrogateshap", "budget": 512, "seed": s, "cost": 0.0,
+         "cost_unit": "images generated", "lds_0.5_mean": 40 + s, "lds_0.5_s0": 40 + s, "lds_0.5_s1": 40 + s,
+         "precision_at_3": 1.0, "seconds": 0.1}
+        for s in (0, 1, 2)
+    ] + [
+        {**base, "game": "retraining", "estimator": "loo", "budget": 13, "seed": 0, "cost": 13.0,
+         "lds_0.5_mean": 30.0, "lds_0.5_s0": 28.0, "lds_0.5_s1": 32.0, "precision_at_3": 0.0, "seconds": 0.01,
+         "removal_0.25_top": -0.2, "removal_0.25_bottom": 0.1, "removal_0.25_random_mean": 0.0,
+         "removal_0.25_random_std": 0.05, "removal_0.25_k": 3},
+    ]
+    path = _doc(tmp_path, rows)
+    (out,) = write_task_reports(path, tmp_path / "reports")
+    text = out.read_text()
+    assert out.name == "toy_report.md" and INTERVAL in text
+    assert "surrogateshap (proxy)" in text and "loo (retraining)" in text
+    assert "41.0 ± " in text  # three seeds x two retraining seeds, pooled
+    assert "61.0" in text and "reachable ceiling" in text
+    assert "precision@k" in text and "removal" in text and "-0.2" in text
+    assert "0.8" in text and "noise ceiling" in text
+    with pytest.raises(ValueError, match="no case of task 'other'"):
+        write_task_reports(path, tmp_path / "reports", tasks=["other"])
+
+
+def test_a_table_without_other_coalitions_has_no_additive_ceiling():
+    game, table, tests = _table()
+    only_tests = table.frame[table.frame["coalition"].isin(
+        {coalition_key(m) for t in tests.values() for m in t})]
+    t2 = CoalitionTable(only_tests, game.players, ["u"])
+    truth = ground_truth_from_table(t2, "u", test_sets=tests)
+    assert truth.fit_set is None and not any(k.startswith("additive") for k in truth.ceiling())
