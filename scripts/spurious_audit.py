@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from baselines import MODEL_BASELINES as MODEL
+from surrogateshap.benchmark.scales import MODEL_BASELINES as MODEL
 from surrogateshap import get_estimator
 from surrogateshap.exact import exact_shapley
 from surrogateshap.metrics import precision_at_k
@@ -87,10 +87,10 @@ def main(argv=None):
             record(label, "proxy", att, s, time.perf_counter() - t0)
     if not a.no_model_baselines:
         access = task.model_access()
-        for label, name, params in MODEL:
+        for spec in MODEL:
             t0 = time.perf_counter()
-            att = get_estimator(name, **params).estimate(proxy, 0, seed=0, model=access)
-            record(label, "model", att, 0, time.perf_counter() - t0)
+            att = get_estimator(spec).estimate(task.players, 0, seed=0, model=access)
+            record(spec, "model", att, 0, time.perf_counter() - t0)
     if a.loo:
         t0 = time.perf_counter()
         att = get_estimator("loo").estimate(task.retraining_game(UTILITY, seed=0), n + 1, seed=0)

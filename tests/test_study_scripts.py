@@ -44,20 +44,3 @@ def test_shard_counts_refuses_impossible_splits():
 def test_spurious_audit_top_k_breaks_ties_by_player_order():
     top_k = _script("spurious_audit").top_k
     np.testing.assert_array_equal(top_k([0.1, 0.5, 0.5, -1.0, 0.2], 3), [1, 2, 4])
-
-
-def test_report_precision_rows_score_each_estimator_seed_against_the_planted_players():
-    mod = _script("sampled_task_report")
-    assert mod.precision_rows("X", [1.0, 0.0, 2.0], "u", 0, None) == []  # no planted players
-    planted = np.array([0, 2])
-    rows = (mod.precision_rows("A", [0.9, 0.1, 0.5, 0.0], "u", 0, planted)  # finds both
-            + mod.precision_rows("A", [0.9, 0.8, 0.1, 0.0], "u", 1, planted)  # finds one
-            + mod.precision_rows("B", [0.0, 0.9, 0.1, 0.8], "u", 0, planted)  # finds none
-            + mod.precision_rows("A", [0.0, 0.9, 0.1, 0.8], "v", 0, planted))  # other utility
-    assert [r["precision@2"] for r in rows] == [1.0, 0.5, 0.0, 0.0]
-    assert rows[0]["top"] == "0 2" and rows[2]["top"] == "1 3"
-    import pandas as pd
-
-    t = mod.precision_table(pd.DataFrame(rows), "u").set_index("estimator")
-    assert t.loc["A", "precision@2"] == 0.75 and t.loc["A", "seeds"] == 2
-    assert t.loc["B", "precision@2"] == 0.0 and t.loc["A", "top (first seed)"] == "0 2"
