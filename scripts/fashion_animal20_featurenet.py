@@ -1,9 +1,11 @@
-"""Train and save the fashion-animal20 feature network; report its held-out accuracy.
+"""Held-out accuracy of the fashion-animal20 feature network (the task's recipe: trained
+on the task's 6,000 images, first 300 per class); held out: the Fashion-MNIST test images
+and the Animal-MNIST images past the first 300 of each class.
 
-    python scripts/fashion_animal20_featurenet.py [--out surrogateshap/data/fashion_animal20_featurenet.pt]
+    python scripts/fashion_animal20_featurenet.py
 
-Trained on the task's 6,000 images (first 300 per class); held out: the Fashion-MNIST
-test images and the Animal-MNIST images past the first 300 of each class.
+``surrogateshap scoring-nets --task fashion-animal20`` trains the same network and
+compares it with the shipped weights (``--write`` ships it).
 """
 
 import argparse
@@ -11,20 +13,16 @@ import argparse
 import numpy as np
 import torch
 
-from surrogateshap.tasks.data.images import fashion_animal20_dataset, load_animal_mnist, load_fashion_mnist, resize
-from surrogateshap.tasks.catalog.fashion_animal20 import FEATURE_NET_PATH, FashionAnimal20Config
-from surrogateshap.tasks.features.nets import train_feature_net
+from surrogateshap.tasks import get_task
+from surrogateshap.tasks.data.images import load_animal_mnist, load_fashion_mnist, resize
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(FEATURE_NET_PATH))
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    cfg = FashionAnimal20Config()
-    ds = fashion_animal20_dataset(cfg.per_class, cfg.size)
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    task = get_task("fashion-animal20")
+    cfg, ds = task.config, task.dataset
     x = torch.as_tensor(ds.images).reshape(len(ds.images), -1)
-    net = train_feature_net(x, torch.as_tensor(ds.labels), n_classes=20)
+    net = task.scoring_recipes()["features"].train()
     fx, fy = load_fashion_mnist("test")
     ax, ay = load_animal_mnist()
     keep = np.concatenate([np.flatnonzero(ay == c)[cfg.per_class:] for c in range(10)])
@@ -38,8 +36,6 @@ def main():
     print(f"train accuracy {train_acc:.3f}; held-out accuracy {acc:.3f} on {len(hy)} images "
           f"(fashion {np.mean(per[:10]):.3f}, animal {np.mean(per[10:]):.3f}); "
           f"lowest class {ds.players[int(np.argmin(per))]} {min(per):.3f}")
-    torch.save(net.state_dict(), a.out)
-    print("saved", a.out)
 
 
 if __name__ == "__main__":

@@ -283,6 +283,28 @@ def _scoring_nets(args) -> int:
     return 1 if differ and not args.write else 0
 
 
+def _table_counts(args) -> int:
+    """Print what a task's shipped table holds, per kind and seed; ``--update-card``
+    writes it into the dataset card's counts block."""
+    from surrogateshap.benchmark.protocol import counts_markdown, update_card
+    from surrogateshap.tasks.reference import load_reference, reference_dir
+
+    task = _task(args)
+    try:
+        table = load_reference(task)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e).replace("\n", " ")) from None
+    print(counts_markdown(table))
+    if args.update_card:
+        card = reference_dir(task.name) / "README.md"
+        try:
+            card.write_text(update_card(card.read_text(), table))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{card}: {e}") from None
+        print(f"updated {card}")
+    return 0
+
+
 def _report(args) -> int:
     from surrogateshap.report import read_benchmark_doc, write_report, write_task_reports
 
@@ -354,6 +376,11 @@ def main(argv=None) -> int:
     sn.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     sn.add_argument("--write", action="store_true", help="write the trained weights as the shipped ones")
     sn.set_defaults(fn=_scoring_nets)
+    tc = sub.add_parser("table-counts", help="what a task's shipped table holds, per kind of coalition and seed")
+    tc.add_argument("--task", default="digits10")
+    tc.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    tc.add_argument("--update-card", action="store_true", help="write the counts into the dataset card")
+    tc.set_defaults(fn=_table_counts)
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")
     rep.add_argument("--out", default="results/report")

@@ -75,3 +75,23 @@ def test_a_table_scored_by_other_networks_is_refused(tmp_path):
     (tmp_path / "unnamed.csv").write_text(unnamed)
     with pytest.raises(ValueError, match="no '# scoring' line"):
         load_reference(task, tmp_path / "unnamed.csv")
+
+
+@pytest.mark.parametrize("name", SCORED)
+def test_card_counts_are_true_to_the_shipped_table(name):
+    """A card's block of table counts (kind x seed) is what the table holds now."""
+    from surrogateshap.benchmark.protocol import CARD_MARKERS, counts_markdown
+    from surrogateshap.tasks.reference import load_reference
+
+    task = _task(name)
+    card = (reference_dir(name) / "README.md").read_text()
+    path = reference_dir(name) / RETRAINING_CSV
+    if not path.exists():
+        pytest.skip(f"{name} ships no table yet")
+    if get_task(name).n_players <= 12 and name == "digits10":
+        pytest.skip("digits10's table holds every coalition on all seeds (its card says so)")
+    begin, end = CARD_MARKERS
+    assert begin in card and end in card, f"{name}'s card has no counts block"
+    block = card.split(begin, 1)[1].split(end, 1)[0].strip()
+    assert block == counts_markdown(load_reference(task)), \
+        f"{name}'s card counts differ from its table: run `surrogateshap table-counts --task {name} --update-card`"

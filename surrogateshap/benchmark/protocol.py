@@ -17,7 +17,8 @@ import numpy as np
 from surrogateshap.metrics import sample_test_coalitions
 
 __all__ = ["LDS_SETS", "RETRAIN_SEEDS", "lds_test_coalitions", "ground_truth_coalitions", "lds_ground_truth",
-           "read_coalitions", "protocol_note"]
+           "read_coalitions", "protocol_note", "table_counts", "counts_markdown", "CARD_MARKERS",
+           "update_card"]
 
 #: alpha -> (number of test coalitions, sample_test_coalitions seed)
 LDS_SETS = {0.5: (100, 2050), 0.25: (50, 2025), 0.75: (50, 2075)}
@@ -69,3 +70,57 @@ def protocol_note(loo: bool = True, extra: bool = False) -> str:
     sets = ", ".join(f"alpha {al}: m={m}, seed={s}" for al, (m, s) in LDS_SETS.items())
     return (f"coalitions: empty, full, LDS test sets sample_test_coalitions(n, alpha, m, seed) [{sets}]"
             + (", leave-one-out" if loo else "") + (", extra" if extra else ""))
+
+
+def table_counts(table):
+    """What a table holds, per kind of coalition and seed: the anchors (empty, full), each
+    LDS test set of the protocol (of its size), leave-one-out, and the rest (estimators'
+    coalitions, removal sets)."""
+    import pandas as pd
+
+    from surrogateshap.game import coalition_key
+
+    n = table.n_players
+    kinds = [("empty and full (of 2)", [np.zeros(n, bool), np.ones(n, bool)])]
+    for alpha, masks in lds_test_coalitions(n).items():
+        kinds.append((f"LDS test set, alpha {alpha:g} (of {len(masks)})", list(masks)))
+    kinds.append((f"leave-one-out (of {n})", list(~np.eye(n, dtype=bool))))
+    named = set()
+    rows = []
+    for label, masks in kinds:
+        keys = list(dict.fromkeys(coalition_key(m) for m in masks))
+        named |= set(keys)
+        rows.append({"coalitions": label, **{f"seed {s}": int(table.held_on(
+            np.array([[c == "1" for c in k] for k in keys], bool), s).sum()) for s in table.seeds}})
+    other = {"coalitions": "other: estimators' coalitions, removal sets"}
+    total = {"coalitions": "total"}
+    for s in table.seeds:
+        keys = set(table.frame.loc[table.frame["seed"] == s, "coalition"])
+        other[f"seed {s}"] = len(keys - named)
+        total[f"seed {s}"] = len(keys)
+    return pd.DataFrame([*rows, other, total])
+
+
+def counts_markdown(table) -> str:
+    """The counts of :func:`table_counts` as a markdown table (what a card shows)."""
+    t = table_counts(table)
+    cols = list(t.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in t.to_numpy().tolist()]
+    return "\n".join(lines)
+
+
+#: a card's block of table counts lies between these lines (kept true to the file by a test)
+CARD_MARKERS = ("<!-- table counts: begin (surrogateshap table-counts) -->",
+                "<!-- table counts: end -->")
+
+
+def update_card(card_text: str, table) -> str:
+    """The card with its counts block replaced by the table's counts now."""
+    begin, end = CARD_MARKERS
+    if begin not in card_text or end not in card_text:
+        raise ValueError(f"the card has no counts block (the lines {begin!r} and {end!r})")
+    head, rest = card_text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{counts_markdown(table)}\n{end}{tail}"
+
