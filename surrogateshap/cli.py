@@ -1,5 +1,5 @@
 """Command line: ``surrogateshap run`` (value contributors), ``build-table``, ``report``,
-``scoring-nets``.
+``scoring-nets``, ``verify-table``, ``table-counts``.
 
 Every argument is checked before any model is trained or any file is written; a usage
 error is one line on stderr and exit status 2.
@@ -283,6 +283,44 @@ def _scoring_nets(args) -> int:
     return 1 if differ and not args.write else 0
 
 
+def _verify_table(args) -> int:
+    """Retrain the empty and full coalitions and the first K alpha-0.5 test coalitions of a
+    task's shipped table (seed ``--seed``, nothing read from a cache or the table) and
+    compare every utility with the table's row: does this checkout reproduce the table?"""
+    import torch
+
+    from surrogateshap.benchmark.protocol import lds_test_coalitions
+    from surrogateshap.game import coalition_key
+    from surrogateshap.tasks.reference import load_reference
+
+    task = _task(args)
+    try:
+        table = load_reference(task)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e).replace("\n", " ")) from None
+    n = task.n_players
+    masks = np.concatenate([np.zeros((1, n), bool), np.ones((1, n), bool),
+                            lds_test_coalitions(n)[0.5][: args.test_coalitions]])
+    masks = masks[table.held_on(masks, args.seed)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        game = task.retraining_game(task.utilities[0], seed=args.seed, cache=False, reference=False)
+        recs = game.records(masks)
+    finally:
+        torch.set_num_threads(threads)
+    bad = 0
+    for m, rec in zip(masks, recs):
+        row = table.row(coalition_key(m), args.seed)
+        diffs = {u: (rec[u], float(row[u])) for u in task.utilities}
+        ok = all(np.isclose(a, b, rtol=args.rtol, atol=0) for a, b in diffs.values())
+        bad += not ok
+        shown = ", ".join(f"{u} {a:.6g} (table {b:.6g})" for u, (a, b) in diffs.items())
+        print(f"{coalition_key(m)} seed {args.seed}: {'same' if ok else 'DIFFERENT'}: {shown}")
+    print(f"{len(masks) - bad} of {len(masks)} rows reproduced (rtol {args.rtol:g})")
+    return 1 if bad else 0
+
+
 def _table_counts(args) -> int:
     """Print what a task's shipped table holds, per kind and seed; ``--update-card``
     writes it into the dataset card's counts block."""
@@ -376,6 +414,14 @@ def main(argv=None) -> int:
     sn.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     sn.add_argument("--write", action="store_true", help="write the trained weights as the shipped ones")
     sn.set_defaults(fn=_scoring_nets)
+    vt = sub.add_parser("verify-table", help="retrain a few coalitions of a task's shipped table and compare")
+    vt.add_argument("--task", default="digits10")
+    vt.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
+    vt.add_argument("--seed", type=int, default=0)
+    vt.add_argument("--test-coalitions", type=int, default=2, help="alpha-0.5 test coalitions beside empty and full")
+    vt.add_argument("--threads", type=int, default=1)
+    vt.add_argument("--rtol", type=float, default=1e-5, help="the table keeps 6 significant digits")
+    vt.set_defaults(fn=_verify_table)
     tc = sub.add_parser("table-counts", help="what a task's shipped table holds, per kind of coalition and seed")
     tc.add_argument("--task", default="digits10")
     tc.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
