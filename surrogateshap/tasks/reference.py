@@ -225,7 +225,7 @@ def _write_table(task, rows, out_dir: Path, command: str, note: str) -> Coalitio
     counts = ", ".join(f"seed {s}: {int((frame['seed'] == s).sum())}" for s in seeds)
     what = (f"every coalition, {counts}" if seeds and len(table.complete_seeds()) == len(seeds)
             else f"a subset of the 2^{task.n_players}; {counts}")
-    commit = git_commit()
+    commit = git_commit(ignore=(out_dir / RETRAINING_CSV, out_dir / EXACT_CSV))
     if commit.endswith("-dirty") and out_dir.resolve() == (REPOSITORY_DATASETS / task.name).resolve():
         warnings.warn(f"writing {task.name}'s shipped table from a checkout with uncommitted changes "
                       f"(commit {commit}): export it again from committed code", stacklevel=3)
