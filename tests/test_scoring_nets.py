@@ -104,7 +104,6 @@ def test_the_checkout_reproduces_digits10_s_shipped_rows(capsys):
     networks. (`surrogateshap verify-table --task T` does this for any task.)"""
     from surrogateshap.cli import main
 
-    if _task("digits10") is None:
-        return
+    _task("digits10")  # skips without the data
     assert main(["verify-table", "--task", "digits10", "--test-coalitions", "1"]) == 0
     assert "3 of 3 rows reproduced" in capsys.readouterr().out
