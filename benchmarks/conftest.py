@@ -132,7 +132,7 @@ class BenchSession:
             "task": case.task, "utility": case.utility, "game": case.game,
             "estimator": case.estimator, "budget": case.budget, "seed": case.seed,
             "scale": case.scale, "n_players": truth.n_players, "truth": truth.fingerprint(),
-            **figures, **ceiling_figures(truth),
+            **figures, **ceiling_figures(truth, fidelity=case.game == "proxy"),
         }
         from surrogateshap.benchmark import get_benchmark_task
 

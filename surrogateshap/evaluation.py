@@ -82,9 +82,9 @@ class GroundTruth:
     and their utilities, shape (n_seeds, m) (one row per retraining or noise seed).
     ``removal_game`` is any callable from boolean (m, n) masks to (m,) utilities; the
     top-k removal check removes ``fractions`` of the players from it. ``removal_held``
-    (masks -> (m,) bools), when given, says which coalitions the removal game answers
-    without training (a table replayed as it is): a fraction whose coalitions are not
-    all held is left out. ``exact`` are
+    (masks -> bool), when given, says whether the removal game answers a batch without
+    training (a table replayed as it is, holding it all on some seed): a fraction whose
+    batch it does not is left out. ``exact`` are
     the exact Shapley values of the game the estimator approximates (its seed mean for
     a retraining table), None where unknown; ``exact_other`` maps another index
     ("banzhaf", ...) to its exact values. Errors against exact values are computed
@@ -99,7 +99,7 @@ class GroundTruth:
     cost_unit: str = "evaluations"
     name: str = ""
     exact_other: dict[str, np.ndarray] = field(default_factory=dict)
-    removal_held: Callable[[np.ndarray], np.ndarray] | None = None
+    removal_held: Callable[[np.ndarray], bool] | None = None
     #: player indices known to be the true sources (a planted shortcut): precision@k
     planted: np.ndarray | None = None
     #: (masks, utilities) of the ground truth's other coalitions (not in any LDS test set),
@@ -225,8 +225,9 @@ def evaluate(
 
     - ``lds_{alpha}_mean``, ``_std``, ``_ci95``, ``_n_seeds`` per alpha (LDS in points,
       100 x Spearman, mean over the ground truth's seeds; :func:`metrics.lds_summary`),
-      and ``lds_{alpha}_s{i}``, the LDS against retraining seed i alone (a report's
-      interval pools them over estimator seeds);
+      and ``lds_{alpha}_s{i}``, the LDS against the i-th retraining seed of the ground
+      truth alone, i = 0, 1, ... in the table's seed order (a report's interval pools them
+      over estimator seeds);
     - ``precision_at_{k}``, where the truth names planted players (k of them): the share
       of the k highest-valued players that are planted (:func:`metrics.precision_at_k`);
     - ``removal_{fraction}_top``, ``_bottom``, ``_random_mean`` per fraction: change of
@@ -364,7 +365,7 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
         exact_other=other,
         lds_sets=sets,
         removal_game=table.game(utility, fallback=fallback, partial=fallback is None),
-        removal_held=None if fallback is not None else table.game(utility).held_somewhere,
+        removal_held=None if fallback is not None else table.game(utility).held_together,
         fractions=removal_fractions(n) if fractions is None else fractions,
         cost_unit="model trainings",
         name=name or utility,

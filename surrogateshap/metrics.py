@@ -285,10 +285,11 @@ def topk_removal(
     mapping a boolean (m, n) array to (m,) utilities (a surrogateshap Game is one); it
     is called once, on all remaining coalitions plus the full one.
 
-    ``available``: a callable (masks -> (m,) bools) saying which coalitions the game can
-    answer for free (a table's rows); a fraction with any coalition it cannot is left
-    out (the random sets stay those of the full list of fractions), and each fraction
-    is then asked in its own call with the full coalition.
+    ``available``: a callable (masks -> bool) saying whether the game can answer this
+    batch of coalitions for free (a table that holds them all on some seed); a fraction
+    whose batch (its sets with the full coalition) it cannot is left out (the random sets
+    stay those of the full list of fractions), and each fraction is then asked in its own
+    call, against its own full coalition.
 
     Returns a DataFrame with columns fraction, k, top, bottom, random_mean, random_std,
     each delta being v(remaining) - v(full). random_std uses ddof=1 (nan for
@@ -305,9 +306,9 @@ def topk_removal(
     if available is None:
         groups = [np.arange(masks.shape[0])]  # one call on every coalition
     else:  # one call per fraction, each against its own full coalition (a consistent batch)
-        ok = np.asarray(available(masks), dtype=bool).reshape(-1)
-        plan = [p for p in plan if ok[0] and ok[p[2] : p[2] + size].all()]
         groups = [np.concatenate([[0], np.arange(s, s + size)]) for _, _, s in plan]
+        kept = [(p, g) for p, g in zip(plan, groups) if bool(available(masks[g]))]
+        plan, groups = [p for p, _ in kept], [g for _, g in kept]
     delta = np.full(masks.shape[0], np.nan)
     for rows in groups:
         util = np.asarray(game(masks[rows]), dtype=float).reshape(-1)

@@ -378,7 +378,9 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
 INTERVAL = ("LDS in points (100 x Spearman of the values summed over a test coalition with its "
             "retrained utility); each cell is the mean over the k (estimator seed, retraining seed) "
             "pairs of the case, ± the 95% interval 1.96 sd / sqrt(k) over those pairs (k = 1: no "
-            "interval)")
+            "interval). The pairs share retraining seeds, so the interval treats as independent what "
+            "is not: it understates the uncertainty; an estimator run alone on one estimator seed has "
+            "k = the table's retraining seeds")
 
 
 def _label(row) -> str:
@@ -457,7 +459,8 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
                             "random": _pm(r.get(f"removal_{f}_random_mean"), r.get(f"removal_{f}_random_std"), 3)})
         if rem:
             lines += [f"## {md_escape(util)}: removal, v(N without the k removed) - v(N), seed mean of the "
-                      "seeds holding every set (a good ranking: top < random < bottom)", "",
+                      "seeds holding every set of the k (a good ranking: top < random < bottom; random: "
+                      "mean ± sd over the random sets, not the LDS interval)", "",
                       markdown_table(pd.DataFrame(rem)), ""]
     return "\n".join(lines) + "\n"
 

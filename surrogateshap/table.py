@@ -243,12 +243,10 @@ class TableGame(Game):
             ok &= self.table.held_on(masks, s)
         return ok
 
-    def held_somewhere(self, masks) -> np.ndarray:
-        """Which coalitions at least one seed of this game holds."""
-        ok = np.zeros(len(masks), dtype=bool)
-        for s in self.seeds:
-            ok |= self.table.held_on(masks, s)
-        return ok
+    def held_together(self, masks) -> bool:
+        """Whether some seed of this game holds every one of these coalitions (a batch a
+        partial game answers from that seed)."""
+        return any(self.table.held_on(masks, s).all() for s in self.seeds)
 
     def _evaluate(self, masks):
         per, used = [], []
@@ -269,9 +267,10 @@ class TableGame(Game):
                 raise MissingCoalitionsError(missing, s, f"seed {s}: coalitions {missing[:3]} not in the table")
             used.append(s)
         if not per:
-            missing = [coalition_key(m) for m in masks[~self.held(masks)]]
-            raise MissingCoalitionsError(missing, None, "no seed of the table holds all of these coalitions "
-                                                        f"(e.g. {missing[:3]})")
+            lacks = {s: [coalition_key(m) for m in masks[~self.table.held_on(masks, s)]] for s in self.seeds}
+            shown = "; ".join(f"seed {s} lacks {len(k)}, e.g. {k[:2]}" for s, k in lacks.items())
+            raise MissingCoalitionsError(sorted({k for v in lacks.values() for k in v}), None,
+                                         f"no seed of the table holds all of these coalitions ({shown})")
         self.last_seeds = used
         total = np.zeros(len(masks))
         for v in per:  # the order and arithmetic of CoalitionTable.values

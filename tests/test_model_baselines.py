@@ -309,8 +309,18 @@ def test_magnitude_prune_and_sparse_finetuning(tiny_task):
 
 
 def _store_lines(path):
-    lines = path.read_text().strip().split("\n")
-    return json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
+    """({"header": ...}, [records]) of a store, read with SQLite itself."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        head = json.loads(db.execute("SELECT value FROM meta WHERE name='header'").fetchone()[0])
+        cols = [c[1] for c in db.execute("PRAGMA table_info(records)")]
+        rows = [dict(zip(cols, r)) for r in db.execute("SELECT * FROM records ORDER BY id")]
+    finally:
+        db.close()
+    recs = [{"key": r["key"], **json.loads(r["record"])} if "record" in r else r for r in rows]
+    return {"header": head}, recs
 
 
 def test_finetuning_game_cache_layout_and_resume(tiny_task, monkeypatch):
@@ -324,7 +334,7 @@ def test_finetuning_game_cache_layout_and_resume(tiny_task, monkeypatch):
     assert ft.cost_of(masks) == 3 * 4 and ft.cost_unit == "training steps"
     rt = games.RetrainingGame(tiny_task, "neg_fid", seed=3, progress=False)
     rt(masks[:2])
-    # same folder, same JSONL layout: header line, then one record per coalition
+    # same folder, same store layout: a header, then one record per coalition
     assert ft.store.path.parent == rt.store.path.parent == tiny_task.cache_dir / tiny_task.config_id()
     fh, frecs = _store_lines(ft.store.path)
     rh, rrecs = _store_lines(rt.store.path)

@@ -108,7 +108,7 @@ def benchmark_cases(
         reason = bt.unavailable()
         if bt.sampled and not estimators and not budgets_given:
             cases += _sampled_cases(get_benchmark_task(tname, scale, "replay"), st, util, gname, utilities, games,
-                                    seeds_given, scale, reason)
+                                    seeds_given, scale, reason, no_retrain)
             continue
         if bt.sampled:
             bt = get_benchmark_task(tname, scale, explicit)
@@ -137,8 +137,10 @@ def benchmark_cases(
     return cases
 
 
-def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason) -> list[BenchmarkCase]:
-    """The cases of a task with a sampled table: its scale's SampledSelection."""
+def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason,
+                   no_retrain: bool = False) -> list[BenchmarkCase]:
+    """The cases of a task with a sampled table: its scale's SampledSelection, replayed
+    from the table (the fine-tuning game trains its own models: refused by no_retrain)."""
     sel = st.sampled
     out = []
     for u in [util] if util else bt.utilities:
@@ -151,10 +153,11 @@ def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason) 
                 continue
             b = 2 * bt.n_players if budget is None else int(budget)
             skip = reason or get_estimator(name).unsupported(bt.n_players, b, bt.offers) or bt.unavailable(g)
+            if not skip and no_retrain and g == "finetune":
+                skip = "--no-retrain: sparsified fine-tuning Shapley fine-tunes a model per coalition"
             gpu = scale == "paper"
             out += [BenchmarkCase(bt.name, u, g, name, b, int(s), scale, skip=skip, slow=gpu or g == "finetune",
-                                  gpu=gpu, retrain="replay" if g != "finetune" else "train")
-                    for s in run_seeds]
+                                  gpu=gpu, retrain="replay") for s in run_seeds]
     return out
 
 

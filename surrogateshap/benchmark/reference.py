@@ -98,9 +98,10 @@ def read_reference(path) -> dict:
     return doc
 
 
-def ceiling_figures(truth: GroundTruth) -> dict:
+def ceiling_figures(truth: GroundTruth, fidelity: bool = False) -> dict:
     """The ground truth's own figures, the same for every case of a task and utility: the
     LDS of the exact values (``ceiling_lds_{alpha}_mean``) and of the additive fit
-    (``ceiling_additive_lds_{alpha}_mean``), and the proxy's fidelity to retraining
-    (``proxy_spearman``, ``seed_spearman``, ``fidelity_coalitions``)."""
-    return {**{f"ceiling_{k}": v for k, v in truth.ceiling().items()}, **truth.fidelity()}
+    (``ceiling_additive_lds_{alpha}_mean``), and with ``fidelity`` (a proxy-game case,
+    whose proxy is built anyway) the proxy's fidelity to retraining (``proxy_spearman``,
+    ``seed_spearman``, ``fidelity_coalitions``)."""
+    return {**{f"ceiling_{k}": v for k, v in truth.ceiling().items()}, **(truth.fidelity() if fidelity else {})}

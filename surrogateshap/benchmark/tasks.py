@@ -279,7 +279,7 @@ class TableBenchmark(BenchmarkTask):
         """The task at the configuration that made the table; its cache serves the table."""
         if self._task is None:
             self._task = task_for_table(self.name, self._path(), prefer=self.task_scale)
-            self._task.cache.use_reference(self._path())
+            self._task.cache.use_reference(self._path(), self._table)
         return self._task
 
     @property
@@ -336,6 +336,7 @@ class TableBenchmark(BenchmarkTask):
                     "LDS test coalitions)"
                 )
         self._table = table
+        self.task.cache.use_reference(path, table)  # the task's cache serves this very table
         return None
 
     def check(self, utility: str, game: str | None = None):
@@ -498,19 +499,26 @@ def benchmark_task_names() -> list[str]:
     return [*BENCHMARK_TASKS, *(t for t in available_tasks() if t not in BENCHMARK_TASKS)]
 
 
-@lru_cache(maxsize=None)
 def get_benchmark_task(name: str, scale: str = "default", retrain: str = "train") -> BenchmarkTask:
-    """A benchmark task by name (cached: its games and ground truth are built once);
-    ``retrain``: what a table-backed task does with a coalition its table lacks
-    (:class:`TableBenchmark`)."""
+    """A benchmark task by name (cached: its games and ground truth are built once, one
+    object per (name, scale, retrain) however it is asked for); ``retrain``: what a
+    table-backed task does with a coalition its table lacks (:class:`TableBenchmark`)."""
+    return _benchmark_task(name, scale, retrain)
+
+
+@lru_cache(maxsize=None)
+def _benchmark_task(name: str, scale: str, retrain: str) -> BenchmarkTask:
     if name in BENCHMARK_TASKS:
         bt = BENCHMARK_TASKS[name](scale)
-        if isinstance(bt, TableBenchmark):
+        if isinstance(bt, TableBenchmark):  # a table-backed task registered by hand (tests)
             bt.retrain = retrain
         return bt
     if name in benchmark_task_names():
         return TableBenchmark(name, scale, retrain=retrain)
     raise KeyError(f"unknown benchmark task {name!r}; known: {', '.join(benchmark_task_names())}")
+
+
+get_benchmark_task.cache_clear = _benchmark_task.cache_clear  # tests register tasks by hand
 
 
 # ---------------------------------------------------------------- cases

@@ -191,9 +191,10 @@ class DiffusionTask:
         """pi_S over units for one coalition (what its samples are conditioned on)."""
         return self.unit_weights(np.asarray(mask, dtype=bool)[None])[0]
 
-    def coalition_units(self, mask) -> np.ndarray:
-        """The units of a coalition's ``n_samples`` samples, in proportion pi_S, grouped."""
-        counts = allocate_counts(self.config.n_samples, self.unit_proportions(mask))
+    def coalition_units(self, mask, n: int | None = None) -> np.ndarray:
+        """The units of a coalition's ``n`` samples (default ``n_samples``), in proportion
+        pi_S, grouped by unit."""
+        counts = allocate_counts(self.config.n_samples if n is None else int(n), self.unit_proportions(mask))
         return np.repeat(np.arange(self.n_units), counts)
 
     # --- configuration --------------------------------------------------------
@@ -278,8 +279,9 @@ class DiffusionTask:
                          cache=self.cache_dir / "featurenets" / f"{self.name}-{name}-{digest}.pt")
 
     def scoring_parts(self) -> dict[str, str]:
-        """name -> weights hash of each network that scores samples where the
-        configuration does not name it (weights the project trains itself); {} when it does."""
+        """name -> weights hash of each network that scores samples (the project's own
+        networks, or a local Inception file's digest); {} where the configuration names
+        them all (the T2I tasks' paths)."""
         return self.scorer.parts() if self._has_dataset else {}
 
     def scoring_id(self) -> str:
@@ -354,7 +356,12 @@ class DiffusionTask:
         """Train one model per coalition (rows of masks, none empty) and return the
         statistics of ``config.n_samples`` samples from each, units in proportion pi_S."""
         masks = np.atleast_2d(np.asarray(masks, dtype=bool))
-        models = self.train(masks, seed)
+        return self._sampled_stats(self.train(masks, seed), masks, seed)
+
+    def _sampled_stats(self, models, masks, seed: int) -> list:
+        """Statistics of ``n_samples`` samples of model k per coalition k, units in
+        proportion pi_S, seeded by (seed + 1000, coalition): the retraining and the
+        fine-tuning games sample alike."""
         labels = np.stack([self.coalition_units(m) for m in masks])
         images = self.sample(models, labels, seed=[coalition_seed(seed + 1000, m) for m in masks])
         return [self.stats_of(images[k], labels[k]) for k in range(len(masks))]
@@ -371,9 +378,7 @@ class DiffusionTask:
         members = [self.members(m) for m in masks]
         models = self.family.train(self.training_data, members, [coalition_seed(seed, m) for m in masks],
                                    init=init, keep=keep, steps=steps, lr=lr)
-        labels = np.stack([self.coalition_units(m) for m in masks])
-        images = self.sample(models, labels, seed=[coalition_seed(seed + 1000, m) for m in masks])
-        return [self.stats_of(images[k], labels[k]) for k in range(len(masks))]
+        return self._sampled_stats(models, masks, seed)
 
     def real_stats(self):
         """Statistics of the real data (FID's reference; None where no utility needs it)."""

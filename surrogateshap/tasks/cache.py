@@ -52,22 +52,27 @@ class TaskCache:
             self._stores[key] = CoalitionStore(path, header)
         return self._stores[key]
 
-    def retraining_store(self, seed: int) -> CoalitionStore:
-        """The retraining records of one seed, keyed by the configuration and the scoring
-        networks."""
+    def scored_store(self, name: str, seed: int, **header) -> CoalitionStore:
+        """The records of one seed of a game that scores samples (``<name>-seed<s>``),
+        keyed by the configuration, ``header`` and the scoring networks: records scored by
+        other networks are never read."""
         task = self.task
         scoring = task.scoring_id()
-        name = f"retrain-seed{int(seed)}" + (f"-scoring-{scoring}" if scoring else "")
-        header = {"task": task.config_id(), "seed": int(seed), **({"scoring": scoring} if scoring else {})}
-        return self.store(name, header)
+        full = f"{name}-seed{int(seed)}" + (f"-scoring-{scoring}" if scoring else "")
+        head = {"task": task.config_id(), "seed": int(seed), **header, **({"scoring": scoring} if scoring else {})}
+        return self.store(full, head)
+
+    def retraining_store(self, seed: int) -> CoalitionStore:
+        """The retraining records of one seed."""
+        return self.scored_store("retrain", seed)
 
     # --- the reference layer ------------------------------------------------------
-    def use_reference(self, path: str | os.PathLike | None) -> None:
+    def use_reference(self, path: str | os.PathLike | None, table=None) -> None:
         """Serve the rows of the table at ``path`` (None: none at all) instead of the
-        task's shipped table."""
+        task's shipped table; ``table``: that table, already loaded and checked."""
         self._reference_path = None if path is None else Path(path)
-        self._reference_loaded = path is None
-        self._reference = None
+        self._reference_loaded = path is None or table is not None
+        self._reference = table
 
     @property
     def reference(self):

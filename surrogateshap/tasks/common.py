@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from surrogateshap.game import coalition_key, stable_hash
 
 __all__ = ["allocate_counts", "coalition_seed", "image_seed", "default_cache_dir", "resolve_device", "DATA_DIR",
-           "RUN_FIELDS"]
+           "RUN_FIELDS", "Registry"]
 
 #: the package's shipped weights (the scoring networks of the shipped tables)
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -53,3 +54,37 @@ def resolve_device(name):
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+class Registry:
+    """Names -> factories, one per kind (tasks, model families, scorers). The built-ins
+    are named as "module:attr" strings and imported on first use (their modules import
+    torch), so listing names costs nothing."""
+
+    def __init__(self, what: str, plural: str, builtin: dict[str, str]):
+        self.what, self.plural = what, plural
+        self._builtin = dict(builtin)
+        self._items: dict = {}
+
+    def register(self, name: str):
+        """Decorator registering a factory under ``name`` (a name is registered once)."""
+
+        def deco(factory):
+            if name in self._items and self._items[name] is not factory:
+                raise ValueError(f"{self.what} name {name!r} is already registered to {self._items[name]}")
+            self._items[name] = factory
+            return factory
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(set(self._items) | set(self._builtin))
+
+    def get(self, name: str):
+        if name not in self._items and name in self._builtin:
+            module, attr = self._builtin[name].split(":")
+            self._items[name] = getattr(importlib.import_module(module), attr)
+        if name not in self._items:
+            raise KeyError(f"unknown {self.what} {name!r}; known {self.plural}: {', '.join(self.names())}")
+        return self._items[name]
+

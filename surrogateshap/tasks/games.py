@@ -244,7 +244,7 @@ class RetrainingGame(Game):
         return float(sum(bool(m.any()) for m in masks))
 
     def cache_id(self):
-        return f"retrain:{self.task.config_id()}:{self.utility}:{self.seed}"
+        return f"retrain:{self.task.config_id()}:{self.task.scoring_id()}:{self.utility}:{self.seed}"
 
 
 class ProxyGame(Game):
@@ -378,9 +378,8 @@ class FineTuningGame(Game):
                          "steps": self.steps, "lr": self.lr}
         self.store = None
         if cache:
-            self.store = task.cache.store(f"finetune-{stable_hash(self.settings)}-seed{self.seed}",
-                                          {"task": task.config_id(), "seed": self.seed, "game": "finetune",
-                                           **self.settings})
+            self.store = task.cache.scored_store(f"finetune-{stable_hash(self.settings)}", self.seed,
+                                                 game="finetune", **self.settings)
         self._memo: dict[str, dict] = {}
         self._base = None
 
@@ -433,4 +432,5 @@ class FineTuningGame(Game):
         return float(sum(bool(m.any()) for m in masks) * self.steps)
 
     def cache_id(self):
-        return f"finetune:{self.task.config_id()}:{stable_hash(self.settings)}:{self.utility}:{self.seed}"
+        return (f"finetune:{self.task.config_id()}:{self.task.scoring_id()}:{stable_hash(self.settings)}:"
+                f"{self.utility}:{self.seed}")

@@ -15,37 +15,21 @@ scores with (``recipes()``, ``networks()``, ``parts()``). Built in:
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from surrogateshap.tasks.common import Registry
 
-__all__ = ["register_scorer", "make_scorer", "available_scorers"]
+__all__ = ["register_scorer", "make_scorer", "available_scorers", "SCORERS"]
 
-_SCORERS: dict[str, Callable] = {}
-_BUILTIN = {"net": "surrogateshap.tasks.features.image_scoring:StatsScorer",
-            "inception": "surrogateshap.tasks.features.image_scoring:StatsScorer",
-            "t2i": "surrogateshap.tasks.features.t2i_scoring:T2IScorer"}
-
-
-def register_scorer(name: str):
-    """Decorator registering a scorer class under ``name``."""
-
-    def deco(factory):
-        if name in _SCORERS and _SCORERS[name] is not factory:
-            raise ValueError(f"scorer {name!r} is already registered to {_SCORERS[name]}")
-        _SCORERS[name] = factory
-        return factory
-
-    return deco
+SCORERS = Registry("featurizer", "featurizers", {
+    "net": "surrogateshap.tasks.features.image_scoring:StatsScorer",
+    "inception": "surrogateshap.tasks.features.image_scoring:StatsScorer",
+    "t2i": "surrogateshap.tasks.features.t2i_scoring:T2IScorer",
+})
+register_scorer = SCORERS.register
 
 
 def available_scorers() -> list[str]:
-    return sorted(set(_SCORERS) | set(_BUILTIN))
+    return SCORERS.names()
 
 
 def make_scorer(name: str, task, **parts):
-    if name not in _SCORERS and name in _BUILTIN:
-        module, attr = _BUILTIN[name].split(":")
-        _SCORERS[name] = getattr(importlib.import_module(module), attr)
-    if name not in _SCORERS:
-        raise KeyError(f"unknown featurizer {name!r}; known: {', '.join(available_scorers())}")
-    return _SCORERS[name](task, **parts)
+    return SCORERS.get(name)(task, **parts)

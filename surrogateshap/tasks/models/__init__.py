@@ -17,51 +17,31 @@ that learned nothing), ``save``/``load`` of one model, and optionally
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from surrogateshap.tasks.common import Registry
 
-__all__ = ["register_family", "make_family", "available_families", "family_offers"]
+__all__ = ["register_family", "make_family", "available_families", "family_offers", "FAMILIES"]
 
-_FAMILIES: dict[str, Callable] = {}
 #: built-in family name -> "module:class", imported on first use (they import torch)
-_BUILTIN = {"mlp": "surrogateshap.tasks.models.mlp:MLPFamily",
-            "unet": "surrogateshap.tasks.models.unet:UNetFamily",
-            "sd": "surrogateshap.tasks.models.lora:LoRAFamily",
-            "flux": "surrogateshap.tasks.models.lora:LoRAFamily"}
-
-
-def register_family(name: str):
-    """Decorator registering a model family under ``name``."""
-
-    def deco(factory):
-        if name in _FAMILIES and _FAMILIES[name] is not factory:
-            raise ValueError(f"model family {name!r} is already registered to {_FAMILIES[name]}")
-        _FAMILIES[name] = factory
-        return factory
-
-    return deco
+FAMILIES = Registry("model family", "families", {
+    "mlp": "surrogateshap.tasks.models.mlp:MLPFamily",
+    "unet": "surrogateshap.tasks.models.unet:UNetFamily",
+    "sd": "surrogateshap.tasks.models.lora:LoRAFamily",
+    "flux": "surrogateshap.tasks.models.lora:LoRAFamily",
+})
+register_family = FAMILIES.register
 
 
 def available_families() -> list[str]:
-    return sorted(set(_FAMILIES) | set(_BUILTIN))
-
-
-def _factory(name: str):
-    if name not in _FAMILIES and name in _BUILTIN:
-        module, attr = _BUILTIN[name].split(":")
-        _FAMILIES[name] = getattr(importlib.import_module(module), attr)
-    if name not in _FAMILIES:
-        raise KeyError(f"unknown model family {name!r}; known: {', '.join(available_families())}")
-    return _FAMILIES[name]
+    return FAMILIES.names()
 
 
 def make_family(name: str, task, **parts):
     """The family ``name`` for ``task`` (settings read from its config); ``parts`` are
     passed to its ``from_task`` (e.g. a ready pipeline)."""
-    factory = _factory(name)
+    factory = FAMILIES.get(name)
     return factory.from_task(task, **parts) if hasattr(factory, "from_task") else factory(task, **parts)
 
 
 def family_offers(name: str) -> tuple[str, ...]:
     """What a family offers model-based estimators: ("model",) when it has model access."""
-    return ("model",) if hasattr(_factory(name), "model_access") else ()
+    return ("model",) if hasattr(FAMILIES.get(name), "model_access") else ()

@@ -1,20 +1,18 @@
-"""What the image families share of their model access: a task's full model, its
-training items (a subset, optionally shuffled) and the conditioning of full-coalition
-samples (:class:`~surrogateshap.model_access.DenoiserAccess` is the estimator side)."""
+"""What every family's model access shares: a task's full model and its training items
+(a subset, optionally shuffled), and the conditioning of full-coalition samples
+(:mod:`surrogateshap.model_access` is the estimator side)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from surrogateshap.model_access import DenoiserAccess
-from surrogateshap.tasks.common import allocate_counts
 
-__all__ = ["TaskDenoiserAccess"]
+__all__ = ["TaskItems", "TaskDenoiserAccess"]
 
 
-class TaskDenoiserAccess(DenoiserAccess):
-    """A task's full-data DDPM as a :class:`DenoiserAccess`; items are the task's
-    ``training_data`` rows."""
+class TaskItems:
+    """A task's items as a model access sees them (a mixin of the families' accesses)."""
 
     def _setup(self, task, module, items, shuffle: bool, seed: int):
         """The common state of a task's access: ``items`` restricts the training items
@@ -31,8 +29,12 @@ class TaskDenoiserAccess(DenoiserAccess):
 
     def _full_units(self, n: int) -> np.ndarray:
         """The units of ``n`` samples of the full coalition (in proportion to the data)."""
-        counts = allocate_counts(int(n), self.task.unit_proportions(np.ones(self.n_players, bool)))
-        return np.repeat(np.arange(self.task.n_units), counts)
+        return self.task.coalition_units(np.ones(len(self.players), bool), n)
+
+
+class TaskDenoiserAccess(TaskItems, DenoiserAccess):
+    """A task's full-data DDPM as a :class:`DenoiserAccess`; items are the task's
+    ``training_data`` rows."""
 
     def item_batches(self, batch_size):
         import torch

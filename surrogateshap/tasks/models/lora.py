@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.model_access import Generated, ModelAccess
-from surrogateshap.tasks.common import allocate_counts, image_seed, resolve_device
+from surrogateshap.tasks.common import image_seed, resolve_device
 from surrogateshap.tasks.data.t2i import T2IItem
+from surrogateshap.tasks.models.access import TaskItems
 from surrogateshap.tasks.models.pipelines import DEFAULT_TARGETS, T2IPipeline
 
 __all__ = ["LoRASpec", "LoRAAdapter", "fine_tune_lora", "LoRAFamily", "LoRAModelAccess"]
@@ -231,7 +232,7 @@ class LoRAFamily:
         return LoRAModelAccess(task, items=items, shuffle=shuffle)
 
 
-class LoRAModelAccess(ModelAccess):
+class LoRAModelAccess(TaskItems, ModelAccess):
     """The full-data LoRA as the minimum a model-based estimator needs: gradients are
     taken with respect to the adapter's weights only (the base model is frozen), the
     items are the training images' VAE latents with their unit (prompt) index as the
@@ -241,18 +242,10 @@ class LoRAModelAccess(ModelAccess):
     def __init__(self, task, items=None, shuffle: bool = False, seed: int = 0):
         import torch
 
-        fam = task.family
-        self.task, self.pipeline = task, fam.pipeline
+        self.pipeline = task.family.pipeline
         self.adapter = task.full_model[0]
         self.pipeline.use_adapter(self.adapter)
-        self.module = self.pipeline.denoiser
-        self.players = tuple(task.players)
-        n = len(task.item_contributor)
-        self.items = np.arange(n) if items is None else np.asarray(items, dtype=int)
-        if self.items.ndim != 1 or len(self.items) == 0 or self.items.min() < 0 or self.items.max() >= n:
-            raise ValueError(f"items must be a non-empty 1-D array of dataset indices in [0, {n})")
-        self.item_contributor = np.asarray(task.item_contributor)[self.items]
-        self.shuffle, self.seed = shuffle, seed
+        self._setup(task, self.pipeline.denoiser, items, shuffle, seed)
         self._latents = task.training_data[1]
         self._unit = torch.as_tensor(np.asarray(task.item_unit), dtype=torch.long)
         self._cond = self.pipeline.encode_prompts(list(task.units))  # one row per unit
@@ -302,8 +295,7 @@ class LoRAModelAccess(ModelAccess):
 
         if path:
             raise NotImplementedError("the LoRA family does not record sampling paths (Journey-TRAK)")
-        w = self.task.unit_proportions(np.ones(self.n_players, bool))
-        labels = np.repeat(np.arange(self.task.n_units), allocate_counts(int(n), w))
+        labels = self._full_units(n)
         images = self.task.family.sample([self.adapter], labels[None], int(seed))[0]
         latents = self.pipeline.encode_images(images, [image_seed(seed, "latent", i) for i in range(len(images))])
         return Generated(latents, torch.as_tensor(labels))

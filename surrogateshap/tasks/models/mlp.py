@@ -279,12 +279,12 @@ class ImageFamily:
 
     shape: tuple[int, int, int]
     n_labels: int
-    steps: int = 1000
+    steps: int = 1500  # the defaults of config.DiffusionSettings (a config sets them all)
     batch_size: int = 128
     lr: float = 3e-3
     p_uncond: float = 0.1
     sample_steps: int = 20
-    guidance: float = 1.0
+    guidance: float = 2.0
     device: str = "cpu"
 
     model_file: ClassVar[str] = "full_model.pt"
