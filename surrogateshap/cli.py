@@ -301,6 +301,8 @@ def _verify_table(args) -> int:
     n = task.n_players
     masks = np.concatenate([np.zeros((1, n), bool), np.ones((1, n), bool),
                             lds_test_coalitions(n)[0.5][: args.test_coalitions]])
+    if args.score_only:  # the empty coalition: the prior through the scoring networks, no training
+        masks = masks[:1]
     masks = masks[table.held_on(masks, args.seed)]
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -421,6 +423,8 @@ def main(argv=None) -> int:
     vt.add_argument("--test-coalitions", type=int, default=2, help="alpha-0.5 test coalitions beside empty and full")
     vt.add_argument("--threads", type=int, default=1)
     vt.add_argument("--rtol", type=float, default=1e-5, help="the table keeps 6 significant digits")
+    vt.add_argument("--score-only", action="store_true",
+                    help="only the empty coalition: the scoring networks and the prior, nothing trained")
     vt.set_defaults(fn=_verify_table)
     tc = sub.add_parser("table-counts", help="what a task's shipped table holds, per kind of coalition and seed")
     tc.add_argument("--task", default="digits10")

@@ -97,13 +97,16 @@ def test_card_counts_are_true_to_the_shipped_table(name):
         f"{name}'s card counts differ from its table: run `surrogateshap table-counts --task {name} --update-card`"
 
 
-@pytest.mark.slow
-def test_the_checkout_reproduces_digits10_s_shipped_rows(capsys):
-    """Retrained from scratch (no cache, not the table), the empty and full coalitions and
-    a test coalition equal the shipped rows: the table was made by this code and these
-    networks. (`surrogateshap verify-table --task T` does this for any task.)"""
+@pytest.mark.parametrize("name", SCORED)
+def test_the_shipped_networks_score_the_shipped_rows(name, capsys):
+    """The empty coalition's row (the prior's samples through the shipped scoring networks,
+    nothing trained) comes out of this checkout exactly as the table holds it. (Retraining
+    rows is `surrogateshap verify-table --task T`; its results are on each card: CPU
+    training need not reproduce bit for bit on another kind of CPU.)"""
     from surrogateshap.cli import main
 
-    _task("digits10")  # skips without the data
-    assert main(["verify-table", "--task", "digits10", "--test-coalitions", "1"]) == 0
-    assert "3 of 3 rows reproduced" in capsys.readouterr().out
+    _task(name)  # skips without the data
+    if not (reference_dir(name) / RETRAINING_CSV).exists():
+        pytest.skip(f"{name} ships no table yet")
+    assert main(["verify-table", "--task", name, "--score-only"]) == 0
+    assert "1 of 1 rows reproduced" in capsys.readouterr().out
