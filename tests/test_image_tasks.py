@@ -390,3 +390,24 @@ def test_lds_ground_truth_of_a_partial_table():
     np.testing.assert_allclose(values, np.stack([test[:7] @ np.arange(20) + s for s in (0, 1)]))
     with pytest.raises(ValueError, match="none of the alpha = 0.25"):
         lds_ground_truth(table, "u", 0.25)
+
+
+@needs_fashion
+@needs_animal
+def test_the_proxy_is_the_same_at_one_and_two_threads(tmp_path):
+    # SurrogateSHAP's published figures rest on the full model and its sample bank, trained
+    # on the user's machine from an empty cache: they must not depend on its thread count
+    threads = torch.get_num_threads()
+    values = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            task = get_task("fashion-animal20", scale="ci", cache_dir=tmp_path / f"t{n}")
+            masks = np.random.default_rng(0).random((4, task.n_players)) < 0.5
+            values.append(([task.proxy_game(u)(masks) for u in task.utilities], task.full_model.state_dict()))
+    finally:
+        torch.set_num_threads(threads)
+    (v1, s1), (v2, s2) = values
+    for a, b in zip(v1, v2):
+        np.testing.assert_array_equal(a, b)
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
