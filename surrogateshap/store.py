@@ -111,8 +111,9 @@ class CoalitionStore:
             raise _not_writable(self.path, e) from e
         try:
             with self._errors():
-                try:
-                    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                try:  # two creators of a new file both switching it to WAL can deadlock,
+                    # and SQLite then answers BUSY at once instead of waiting: poll
+                    mode = self._poll(conn, "PRAGMA journal_mode=WAL").fetchone()[0]
                 except sqlite3.OperationalError as e:  # read-only file or folder (its WAL cannot be made)
                     if _code(e) in (3, 8, 14):  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN
                         raise _not_writable(self.path, e) from e
@@ -220,16 +221,20 @@ class CoalitionStore:
                 self._commit(conn)
 
     def _begin(self, conn: sqlite3.Connection):
-        """``BEGIN IMMEDIATE``, waiting for another process's write lock by polling it
-        about every millisecond. (SQLite's own busy handler backs off to 100 ms sleeps:
-        a writer appending back to back would starve a waiting one.)"""
+        """``BEGIN IMMEDIATE``, waiting for another process's write lock."""
+        self._poll(conn, "BEGIN IMMEDIATE")
+
+    def _poll(self, conn: sqlite3.Connection, statement: str) -> sqlite3.Cursor:
+        """Run ``statement``, retrying about every millisecond while another process holds
+        the lock it needs, up to :attr:`lock_timeout`. (SQLite's own busy handler backs
+        off to 100 ms sleeps, so a writer appending back to back would starve a waiting
+        one, and it is not called at all where SQLite sees a possible deadlock.)"""
         conn.execute("PRAGMA busy_timeout=0")
         t0 = time.monotonic()
         try:
             while True:
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
+                    return conn.execute(statement)
                 except sqlite3.OperationalError as e:
                     waited = time.monotonic() - t0
                     if not _busy(e) or waited > self.lock_timeout:

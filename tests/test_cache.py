@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ from surrogateshap import (
     FunctionGame,
     Game,
     register,
+    registry,
 )
-from surrogateshap import registry
+from surrogateshap.store import CoalitionStore
 
 N = 4
 W = np.array([1.0, 2.0, 4.0, 8.0])
@@ -201,6 +203,25 @@ def test_store_of_a_different_game_raises(tmp_path):
     other.write_text("hello\n")
     with pytest.raises(ValueError, match="not a coalition store"):
         CachedGame(AdditiveGame(W), path=other)
+
+
+def test_a_new_store_waits_for_a_writer_that_holds_the_file(tmp_path):
+    """Two processes creating one store at once: switching the new file to WAL mode
+    needs a lock the other holds, and SQLite answers BUSY at once (a possible deadlock)
+    instead of calling its busy handler. The store must wait, not fail."""
+    path = tmp_path / "store.sqlite"
+    path.write_bytes(b"")  # the other creator's empty file
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("ROLLBACK"))
+    release.start()
+    try:
+        store = CoalitionStore(path, {"game": "g"})
+        assert store.append("1", {"utility": 1.0})
+    finally:
+        release.join()
+        other.close()
+    assert CoalitionStore(path, {"game": "g"}).get("1")["utility"] == 1.0
 
 
 # ---------------------------------------------------------------- budgets
