@@ -418,13 +418,17 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
     fid_cols = ["proxy_spearman", "seed_spearman", "fidelity_coalitions"]
     if all(c in t for c in fid_cols):
         fid = t.groupby("utility", sort=True)[fid_cols].first().reset_index()
+        fid["fidelity_coalitions"] = fid["fidelity_coalitions"].map(lambda v: "" if v != v else str(int(v)))
         fid.columns = ["utility", "proxy vs retraining (seed mean)", "seed vs seed (noise ceiling)", "coalitions"]
         lines += ["## Proxy vs retraining (Spearman over the table's coalitions of 1..n-1 players)", "",
                   markdown_table(fid.round(3)), ""]
+    order = {"proxy": 0, "retraining": 1, "model": 2, "finetune": 3}  # SurrogateSHAP first
+    t = t.assign(_order=t["game"].map(order).fillna(len(order))).sort_values(["_order", "estimator", "budget"],
+                                                                             kind="stable")
     for util, u in t.groupby("utility", sort=True):
         rows = []
         for (label, budget), c in u.groupby(["label", "budget"], sort=False):
-            row = {"estimator": label, "budget": int(budget), "seeds": len(c)}
+            row = {"estimator": label, "budget": str(int(budget)), "seeds": str(len(c))}
             for a in alphas:
                 m, h, _ = pooled_lds(c, a)
                 row[f"LDS@{a}"] = _pm(m, h)
@@ -436,7 +440,7 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
             rows.append(row)
         ceil = {a: u.get(f"ceiling_additive_lds_{a}_mean") for a in alphas}
         if any(c is not None and c.notna().any() for c in ceil.values()):
-            row = {"estimator": "*additive fit on the table's other coalitions (a reachable ceiling)*"}
+            row = {"estimator": "*additive fit on the table's other coalitions (least squares on their retrained utilities: a reference, not a bound)*"}
             for a in alphas:
                 c = ceil[a]
                 row[f"LDS@{a}"] = _pm(float(c.dropna().iloc[0]) if c is not None and c.notna().any() else None, None)

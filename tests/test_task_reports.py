@@ -93,7 +93,7 @@ def test_task_report_names_its_interval_and_shows_every_section(tmp_path):
     assert out.name == "toy_report.md" and INTERVAL in text
     assert "surrogateshap (proxy)" in text and "loo (retraining)" in text
     assert "41.0 ± " in text  # three seeds x two retraining seeds, pooled
-    assert "61.0" in text and "reachable ceiling" in text
+    assert "61.0" in text and "not a bound" in text
     assert "precision@k" in text and "removal" in text and "-0.2" in text
     assert "0.8" in text and "noise ceiling" in text
     with pytest.raises(ValueError, match="no case of task 'other'"):
