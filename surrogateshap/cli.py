@@ -136,7 +136,13 @@ def _coalitions(args, task):
     from surrogateshap.game import all_coalitions
 
     n = task.n_players
-    which = args.coalitions or ("all" if n <= 12 else "protocol")
+    protocol_only = [o for o, given in (("--first", args.first is not None), ("--no-loo", args.no_loo)) if given]
+    # --first and --no-loo shape the protocol's sets: they ask for the protocol, even where
+    # the default (up to 12 players) is every coalition
+    which = args.coalitions or ("protocol" if protocol_only or n > 12 else "all")
+    if protocol_only and which != "protocol":
+        raise UsageError(f"{' and '.join(protocol_only)} shape the protocol's coalitions; "
+                         f"they do not apply to --coalitions {which}")
     extra = read_coalitions(args.extra, n) if args.extra else np.zeros((0, n), bool)
     if which == "all":
         if n > 20:

@@ -89,6 +89,25 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
         assert any(k.startswith("removal_") for k in figures) == (c.seed == 0)
 
 
+def test_first_asks_for_the_protocol_even_where_the_default_is_every_coalition():
+    """A task of up to 12 players defaults to every coalition; `build-table --first K`
+    there must build the protocol's prefix, not silently train all 2**n coalitions."""
+    import argparse
+    import types
+
+    from surrogateshap.benchmark.protocol import ground_truth_coalitions
+    from surrogateshap.cli import UsageError, _coalitions
+
+    task = types.SimpleNamespace(n_players=12, name="twelve")
+    args = argparse.Namespace(coalitions=None, extra=None, first=3, no_loo=False, limit=None)
+    masks, note = _coalitions(args, task)
+    assert np.array_equal(masks, ground_truth_coalitions(12, first=3)) and "LDS test sets" in note
+    args.first = None  # no protocol option: every coalition
+    assert len(_coalitions(args, task)[0]) == 2**12
+    with pytest.raises(UsageError, match="--first"):
+        _coalitions(argparse.Namespace(coalitions="all", extra=None, first=3, no_loo=False, limit=None), task)
+
+
 def test_first_takes_a_prefix_of_every_lds_set():
     """--first K builds every alpha early and a later run extends the very same sets."""
     from surrogateshap.benchmark.protocol import LDS_SETS, ground_truth_coalitions, lds_test_coalitions
