@@ -289,6 +289,16 @@ def _scoring_nets(args) -> int:
     return 1 if differ and not args.write else 0
 
 
+def _shipped_table(task):
+    """The task's shipped table, or a usage error saying why there is none to read."""
+    from surrogateshap.tasks.reference import load_reference
+
+    try:
+        return load_reference(task)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e).replace("\n", " ")) from None
+
+
 def _verify_table(args) -> int:
     """Retrain the empty and full coalitions and the first K alpha-0.5 test coalitions of a
     task's shipped table (seed ``--seed``, nothing read from a cache or the table) and
@@ -297,13 +307,9 @@ def _verify_table(args) -> int:
 
     from surrogateshap.benchmark.protocol import lds_test_coalitions
     from surrogateshap.game import coalition_key
-    from surrogateshap.tasks.reference import load_reference
 
     task = _task(args)
-    try:
-        table = load_reference(task)
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e).replace("\n", " ")) from None
+    table = _shipped_table(task)
     n = task.n_players
     masks = np.concatenate([np.zeros((1, n), bool), np.ones((1, n), bool),
                             lds_test_coalitions(n)[0.5][: args.test_coalitions]])
@@ -333,13 +339,10 @@ def _table_counts(args) -> int:
     """Print what a task's shipped table holds, per kind and seed; ``--update-card``
     writes it into the dataset card's counts block."""
     from surrogateshap.benchmark.protocol import counts_markdown, update_card
-    from surrogateshap.tasks.reference import load_reference, reference_dir
+    from surrogateshap.tasks.reference import reference_dir
 
     task = _task(args)
-    try:
-        table = load_reference(task)
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e).replace("\n", " ")) from None
+    table = _shipped_table(task)
     print(counts_markdown(table))
     if args.update_card:
         card = reference_dir(task.name) / "README.md"

@@ -103,7 +103,7 @@ class GroundTruth:
     #: player indices known to be the true sources (a planted shortcut): precision@k
     planted: np.ndarray | None = None
     #: (masks, utilities) of the ground truth's other coalitions (not in any LDS test set),
-    #: seed means: the fit set of the additive ceiling
+    #: seed means: the fit set of the additive reference
     fit_set: tuple[np.ndarray, np.ndarray] | None = None
     #: a callable returning task-level figures (the proxy's Spearman with retraining, the
     #: seed-vs-seed ceiling); computed once, on first use
@@ -179,8 +179,9 @@ class GroundTruth:
         """LDS per alpha of the exact values themselves (what a perfect estimate scores;
         ``lds_{alpha}_mean``; on a noisy game it can be far below 100, or negative), and
         of an additive model fitted by least squares on the ground truth's other
-        coalitions (``additive_lds_{alpha}_mean``: a ceiling a set of values can reach when
-        the exact ones are unknown). Empty where neither is known."""
+        coalitions (``additive_lds_{alpha}_mean``: what values fitted to the retrained
+        utilities alone reach when the exact ones are unknown; a reference, not a bound:
+        an estimator can beat it). Empty where neither is known."""
         if self._ceiling is None:
             self._ceiling = {}
             weights = self.additive_fit()
@@ -339,7 +340,7 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
     coalitions a seed lacks; without a fallback (a table replayed as it is) a removal
     fraction is scored on the seeds that hold all its coalitions, and left out when
     none does.
-    The fit set of the additive ceiling is every other coalition every seed holds (seed
+    The fit set of the additive reference is every other coalition every seed holds (seed
     means); ``planted`` and ``fidelity_fn`` are passed on to the :class:`GroundTruth`.
     The CLI, the scripts and the benchmark all build the ground truth of a table here.
     """

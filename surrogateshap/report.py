@@ -404,7 +404,7 @@ def pooled_lds(rows: pd.DataFrame, alpha: str) -> tuple[float, float, int]:
 def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
     """The markdown report of one task of a benchmark run (the published
     ``results/<task>_report.md``): per utility, the proxy's fidelity to retraining, LDS
-    per alpha with its one interval and the additive ceiling, precision@k where the task
+    per alpha with its one interval and the additive reference, precision@k where the task
     plants players, and top-k removal against random."""
     t = df[df.task == task].copy()
     t["label"] = [_label(r) for r in t.to_dict("records")]
