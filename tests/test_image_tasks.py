@@ -351,16 +351,17 @@ def test_coalition_table_exports_resumes_and_refuses_other_configs(tmp_path):
     crashing = _FakeTask(tmp_path / "cache", fail_after=4)
     with pytest.raises(KeyboardInterrupt):
         build_table(crashing, masks, [0, 1], tmp_path / "ref", export_every=2, progress=False)
-    # the first chunk (empty + full, both seeds) was exported before the crash
+    # the empty coalition (nothing to train) and the first chunk (2 coalitions to train:
+    # full and 1010, both seeds) were exported before the crash
     part = load_reference(crashing, tmp_path / "ref" / "retraining_table.csv")
-    assert len(part.frame) == 4 and set(part.frame["seed"]) == {0, 1}
+    assert len(part.frame) == 6 and set(part.frame["seed"]) == {0, 1}
     text = (tmp_path / "ref" / "retraining_table.csv").read_text()
     assert "shipped on purpose" in text and f"# config {crashing.config_id()}:" in text
 
     fresh = _FakeTask(tmp_path / "other-cache")  # no cache: resumes from the table
     table = build_table(fresh, masks, [0, 1], tmp_path / "ref", export_every=2, progress=False,
                                   command="make-it", note="five coalitions")
-    assert len(fresh.trained) == 2 * 3  # only the 3 non-anchor coalitions not yet exported
+    assert len(fresh.trained) == 2 * 2  # only the 2 coalitions not yet exported
     assert len(table.frame) == 10
     v = table.values(masks[2:3], "neg_fid", seed=1)
     assert v[0] == pytest.approx(-(1 + 3) ** 2, abs=1e-6)
@@ -373,6 +374,28 @@ def test_coalition_table_exports_resumes_and_refuses_other_configs(tmp_path):
     other.name = "fake4-other"
     with pytest.raises(ValueError, match="another configuration"):
         build_table(other, masks, [0], tmp_path / "ref", progress=False)
+
+
+def test_a_mostly_built_table_trains_what_it_lacks_in_full_chunks(tmp_path):
+    """A chunk between two writes holds ``export_every`` coalitions to *train*: on a table
+    that holds every other coalition, the lacking ones train together, not one per chunk
+    (which left all but one worker idle)."""
+    from test_tasks import _FakeTask
+
+    from surrogateshap.tasks.reference import build_table
+
+    masks = np.array([[int(c) for c in f"{i:04b}"] for i in range(16)], bool)
+    first = _FakeTask(tmp_path / "cache-a")
+    build_table(first, masks[::2], [0], tmp_path / "ref", export_every=8, progress=False)
+    calls = []
+    task = _FakeTask(tmp_path / "cache-b")  # no cache: the table serves the even rows
+    original = task.retrain_stats
+    task.retrain_stats = lambda ms, seed: (calls.append(len(ms)), original(ms, seed))[1]
+    table = build_table(task, masks, [0], tmp_path / "ref", export_every=2, progress=False)
+    assert sorted(task.trained) == sorted(coalition_key(m) for m in masks[1::2])
+    # chunks of 2 lacking coalitions: full jobs of models_per_batch = 2 (before: 8 jobs of 1)
+    assert task.config.models_per_batch == 2 and calls == [2, 2, 2, 2]
+    assert len(table.frame) == 16
 
 
 def test_lds_ground_truth_of_a_partial_table():

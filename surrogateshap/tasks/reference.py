@@ -134,7 +134,7 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     loses at most the chunks in flight), the rows of an earlier table of the same
     configuration and scoring networks in ``out_dir`` are served and kept (any seed, any
     coalition), and the table is rewritten atomically after every ``export_every``
-    coalitions (all seeds), so a cut-short run leaves what finished. ``train=False``
+    new retrainings per seed, so a cut-short run leaves what finished. ``train=False``
     exports what the cache and the earlier table hold. ``executor`` (a name or an
     :class:`~surrogateshap.execution.Executor`) runs the trainings; results land in the
     same cache whichever runs them. Coalitions that fail after the retries are left out
@@ -163,24 +163,35 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     rows = {(str(r["coalition"]).zfill(task.n_players), int(r["seed"])): r for r in earlier}
     command = command or f"build_table(task={task.name!r}, seeds={seeds})"
     step = max(1, int(export_every))
-    table = None
-    for i in range(0, len(masks), step):
-        part = masks[i : i + step]
+
+    def collect(s, part, recs):
+        for m, r in zip(part, recs):
+            if r is not None:
+                rows[(coalition_key(m), s)] = {"coalition": coalition_key(m), "seed": s,
+                                               **{u: r[u] for u in task.utilities}, "seconds": r["seconds"]}
+
+    # what the earlier table or the cache holds is exported first, training nothing; the
+    # chunks between two writes then hold ``step`` coalitions *to train* per seed, so a
+    # table that is mostly built still keeps every worker busy (chunks of the listed
+    # coalitions ran one small job at a time where most of a chunk was held)
+    todo = {}
+    for s, game in games.items():
+        lacking = set(game.missing(masks))
+        held = np.array([coalition_key(m) not in lacking for m in masks], dtype=bool)
+        collect(s, masks[held], game.records(masks[held]))
+        todo[s] = masks[~held] if train else masks[:0]
+    table = _write_table(task, list(rows.values()), out_dir, command, note)
+    for i in range(0, max(len(t) for t in todo.values()), step):
         for s, game in games.items():
-            if train:
-                recs = game.records(part, allow_failed=True)
-            else:  # export what the cache and the earlier table hold, training nothing
-                recs = [game.records(m[None])[0] if not game.missing(m[None]) else None for m in part]
-            for m, r in zip(part, recs):
-                if r is not None:
-                    rows[(coalition_key(m), s)] = {"coalition": coalition_key(m), "seed": s,
-                                                   **{u: r[u] for u in task.utilities}, "seconds": r["seconds"]}
+            part = todo[s][i : i + step]
+            if len(part):
+                collect(s, part, game.records(part, allow_failed=True))
         table = _write_table(task, list(rows.values()), out_dir, command, note)
     if failures is not None:
         for s, game in games.items():
             if game.failures():
                 failures[s] = game.failures()
-    return table if table is not None else _write_table(task, list(rows.values()), out_dir, command, note)
+    return table
 
 
 def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
