@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -184,9 +185,10 @@ class FunctionGame(Game):
 
     ``identity`` names what the function computes, for on-disk caches; without it the
     game is identified by the function's content (module, qualified name, bytecode,
-    constants, defaults and closure values): two different lambdas never share a store.
-    State the hash cannot see (globals, attributes of objects it calls) changes nothing
-    in it, so pass ``identity`` when the function depends on such state.
+    constants, defaults, closure values and, for a callable object, its attributes): two
+    different lambdas, or ``Utility(model_a)`` and ``Utility(model_b)``, never share a
+    store. Content it cannot read is refused (pass ``identity``); module globals are not
+    read, so pass ``identity`` when the function depends on them.
     """
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], players, name: str = "",
@@ -204,10 +206,14 @@ class FunctionGame(Game):
         return f"FunctionGame:{json.dumps([self.name, what, list(self.players)])}"
 
 
+#: how deep :func:`_content` reads an object (a torch module takes 3 levels per submodule)
+_MAX_DEPTH = 64
+
+
 def _content(obj, depth: int = 0):
     """A JSON-able description of ``obj``'s content for :func:`_callable_digest`."""
-    if depth > 8:
-        return "..."
+    if depth > _MAX_DEPTH:  # cut off, two states differing below would hash alike: refuse
+        raise _unidentifiable(f"a structure nested over {_MAX_DEPTH} levels deep (or containing itself)")
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return [type(obj).__name__, repr(obj)]
     if isinstance(obj, bytes):
@@ -241,33 +247,68 @@ def _content(obj, depth: int = 0):
         # an object's state (a fitted model's arrays): two models with other weights differ
         out = ["object", kind, _content(state, depth + 1)]
         if callable(obj) and not isinstance(obj, type):
-            out.append(_callable_description(obj, depth + 1))
+            out.append(_callable_description(obj, depth + 1, with_state=False))
         return out
-    raise ValueError(
-        f"cannot identify the content of a {kind} captured by the game's function, so two "
+    raise _unidentifiable(f"a {kind}")
+
+
+def _unidentifiable(what: str) -> ValueError:
+    return ValueError(
+        f"cannot identify the content of {what} that the game's function is or holds, so two "
         "such games could share a cache; pass FunctionGame(..., identity='a name for this game')"
     )
 
 
-def _callable_description(fn, depth: int = 0):
+def _is_global(fn) -> bool:
+    """Whether ``fn`` is what its module holds under its qualified name (``len``,
+    ``np.add``): a named singleton, identified by that name as a function is by its code."""
+    obj = sys.modules.get(getattr(fn, "__module__", None) or "")
+    for part in str(getattr(fn, "__qualname__", "") or "-").split("."):
+        obj = getattr(obj, part, None)
+    return obj is fn
+
+
+def _own_state(fn, depth: int):
+    """What a callable without bytecode carries besides its class: a callable object's
+    attributes (``__dict__`` and ``__slots__``), a bound builtin's object. Two
+    ``Utility(model)`` objects with other models differ by it."""
+    if _is_global(fn):
+        return None
+    if isinstance(getattr(fn, "__dict__", None), dict):
+        return ["attributes", _content(vars(fn), depth)]
+    slots = [s for c in type(fn).__mro__ for s in getattr(c, "__slots__", ()) if hasattr(fn, s)]
+    if slots:
+        return ["slots", _content({s: getattr(fn, s) for s in slots}, depth)]
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not inspect.ismodule(owner):
+        return ["bound", _content(owner, depth)]
+    raise _unidentifiable(f"a {type(fn).__module__}.{type(fn).__qualname__}")
+
+
+def _callable_description(fn, depth: int = 0, with_state: bool = True):
+    if depth > _MAX_DEPTH:
+        raise _unidentifiable(f"a callable wrapped over {_MAX_DEPTH} times (or wrapping itself)")
     if isinstance(fn, functools.partial):
         return ["partial", _content(fn.func, depth), _content(fn.args, depth), _content(fn.keywords, depth)]
     if inspect.ismethod(fn):
         return ["method", _callable_description(fn.__func__, depth), _content(fn.__self__, depth)]
     code = getattr(fn, "__code__", None)
-    if code is None:  # a builtin, ufunc or callable object: its names, class and __call__
+    state = None
+    if code is None:  # a builtin, ufunc or callable object: its names, class, __call__, state
+        state = _own_state(fn, depth) if with_state else None
         call = getattr(type(fn), "__call__", None)
         code = getattr(call, "__code__", None)
         own = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
         name = f"{type(fn).__module__}.{type(fn).__qualname__}:{getattr(fn, '__module__', None)}.{own}"
         wrapped = getattr(fn, "__wrapped__", None)
-        if wrapped is not None and wrapped is not fn and depth < 8:
+        if wrapped is not None and wrapped is not fn:
             name += f":{json.dumps(_callable_description(wrapped, depth + 1))}"
     else:
         name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
     cells = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if _filled(c)]
-    return ["function", name, None if code is None else _content(code, depth),
-            _content(getattr(fn, "__defaults__", None), depth), _content(cells, depth)]
+    out = ["function", name, None if code is None else _content(code, depth),
+           _content(getattr(fn, "__defaults__", None), depth), _content(cells, depth)]
+    return out if state is None else out + [state]
 
 
 def _filled(cell) -> bool:

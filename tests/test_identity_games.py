@@ -1,0 +1,81 @@
+"""Game identity (what keys a game's on-disk store), the budgeted view's seal and the
+players argument: each test names the defect it guards against (issue #30)."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import pytest
+
+from surrogateshap.game import CachedGame, FunctionGame
+
+N = 3
+
+
+class Utility:
+    """A callable object whose values depend on its attributes (a model it holds)."""
+
+    def __init__(self, weights):
+        self.weights = np.asarray(weights, dtype=float)
+
+    def __call__(self, masks):
+        return masks @ self.weights
+
+
+class SlottedUtility:
+    __slots__ = ("weights",)
+
+    def __init__(self, weights):
+        self.weights = np.asarray(weights, dtype=float)
+
+    def __call__(self, masks):
+        return masks @ self.weights
+
+
+# ------------------------------------------------------- 1. a callable object's state
+
+
+@pytest.mark.parametrize("kind", [Utility, SlottedUtility])
+def test_callable_objects_with_other_state_do_not_share_a_store(tmp_path, kind):
+    # FunctionGame(Utility(model_b), n) was served Utility(model_a)'s values from the
+    # store: the object's attributes were no part of its identity
+    path = tmp_path / "store.sqlite"
+    full = np.ones((1, N), dtype=bool)
+    assert CachedGame(FunctionGame(kind([1.0, 1.0, 2.0]), N), path=path)(full).tolist() == [4.0]
+    with pytest.raises(ValueError, match="different game"):
+        CachedGame(FunctionGame(kind([2.0, 2.0, 4.0]), N), path=path)
+    assert CachedGame(FunctionGame(kind([2.0, 2.0, 4.0]), N), path=tmp_path / "b.sqlite")(full).tolist() == [8.0]
+    # the same state resumes the store without evaluating
+    again = CachedGame(FunctionGame(kind([1.0, 1.0, 2.0]), N), path=path)
+    assert again(full).tolist() == [4.0] and again.n_evaluations == 0
+
+
+def test_a_model_nested_deep_inside_a_callable_object_is_part_of_its_identity():
+    # the content hash stopped at 8 levels: two torch models two Sequentials deep hashed alike
+    torch = pytest.importorskip("torch")
+
+    def model(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(N, 1))))
+
+    assert FunctionGame(Utility(0), N).cache_id() != FunctionGame(Utility(1), N).cache_id()
+    a, b = Utility(0), Utility(0)
+    a.weights, b.weights = model(0), model(1)
+    assert FunctionGame(a, N).cache_id() != FunctionGame(b, N).cache_id()
+    b.weights = model(0)
+    assert FunctionGame(a, N).cache_id() == FunctionGame(b, N).cache_id()
+
+
+def test_state_that_cannot_be_hashed_is_refused_with_the_identity_advice():
+    # an itemgetter or an object that contains itself would hash alike whatever it holds
+    looped = Utility([1.0, 2.0, 3.0])
+    looped.me = looped
+    for fn in (operator.itemgetter(0), looped):
+        with pytest.raises(ValueError, match=r"pass FunctionGame\(\.\.\., identity="):
+            FunctionGame(fn, N).cache_id()
+    # an identity given by the caller needs no hash
+    assert FunctionGame(looped, N, identity="looped-v1").cache_id()
+    # bound builtins carry their object; module-level builtins and ufuncs their name
+    assert FunctionGame({"a": 1}.get, N).cache_id() != FunctionGame({"a": 2}.get, N).cache_id()
+    assert FunctionGame(np.add, N).cache_id() == FunctionGame(np.add, N).cache_id()
