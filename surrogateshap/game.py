@@ -21,7 +21,7 @@ from numbers import Real
 
 import numpy as np
 
-from surrogateshap.store import CoalitionStore
+from surrogateshap.store import CoalitionStore, StoreMismatchError
 
 __all__ = [
     "Game",
@@ -188,7 +188,10 @@ class FunctionGame(Game):
     constants, defaults, closure values and, for a callable object, its attributes): two
     different lambdas, or ``Utility(model_a)`` and ``Utility(model_b)``, never share a
     store. Content it cannot read is refused (pass ``identity``); module globals are not
-    read, so pass ``identity`` when the function depends on them.
+    read, so pass ``identity`` when the function depends on them. The content is read
+    when a store is opened, not frozen when the game is made, so a model trained in
+    place is never served its old values; state the function updates as it runs (a
+    counter, a memo) changes it too: give such a function an ``identity``.
     """
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], players, name: str = "",
@@ -204,6 +207,26 @@ class FunctionGame(Game):
     def cache_id(self) -> str:
         what = self.identity if self.identity is not None else f"code:{_callable_digest(self.fn)}"
         return f"FunctionGame:{json.dumps([self.name, what, list(self.players)])}"
+
+    def _store_advice(self, found) -> str | None:
+        """What to do when a store holds this function under another content identity:
+        its code or state changed, maybe only state it updates as it runs (a counter, a
+        memo). None when the store is of another game altogether."""
+        prefix = "FunctionGame:"
+        try:
+            name, what, players = json.loads(found[len(prefix):]) if found.startswith(prefix) else [None] * 3
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if self.identity is not None or name != self.name or players != list(self.players):
+            return None
+        if not (isinstance(what, str) and what.startswith("code:")):
+            return None
+        return (f"FunctionGame {self.name!r} is identified by its code and the state it holds (closure "
+                "values, attributes), and these differ from the store's; state the function updates "
+                "as it runs (a counter, a memo) changes them too. If it still computes the same "
+                f"utilities, keep the store: pass FunctionGame(..., identity={what!r}) to go on with "
+                "it, and give a new store a stable identity of your own. If what it computes has "
+                "changed, use another cache path.")
 
 
 #: how deep :func:`_content` reads an object (a torch module takes 3 levels per submodule)
@@ -354,7 +377,13 @@ class CachedGame(Game):
         self._memo: dict[str, float] = {}
         self.store = None
         if path is not None:
-            self.store = CoalitionStore(path, {"game": game.cache_id()})
+            try:
+                self.store = CoalitionStore(path, {"game": game.cache_id()})
+            except StoreMismatchError as e:
+                advice = game._store_advice(e.found.get("game")) if isinstance(game, FunctionGame) else None
+                if advice is None:
+                    raise
+                raise StoreMismatchError(e.path, e.found, e.expected, advice) from None
             self._take_stored()
 
     def _take_stored(self):

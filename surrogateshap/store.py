@@ -25,7 +25,7 @@ from pathlib import Path
 
 from surrogateshap._files import fsync_dir
 
-__all__ = ["CoalitionStore", "CorruptStoreError"]
+__all__ = ["CoalitionStore", "CorruptStoreError", "StoreMismatchError"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = (
@@ -40,6 +40,16 @@ _TABLES = {"meta", "records", "claims", "failures"}
 
 class CorruptStoreError(ValueError):
     """A coalition store's database file is damaged (or is not a database at all)."""
+
+
+class StoreMismatchError(ValueError):
+    """A store's header names another game or configuration than the one opening it.
+    ``advice`` says what to do (the caller may know better than the store: keep it)."""
+
+    def __init__(self, path, found: dict, expected: dict, advice: str = "use another cache path"):
+        self.path, self.found, self.expected = path, found, expected
+        super().__init__(f"{path} holds results of a different game or configuration:\n"
+                         f"  file:     {found}\n  expected: {expected}\n{advice}")
 
 
 class CoalitionStore:
@@ -179,11 +189,7 @@ class CoalitionStore:
             raise ValueError(f"{self.path} is not a coalition store (no header)")
         head = json.loads(row[0])
         if head != json.loads(json.dumps(self.header, sort_keys=True)):
-            raise ValueError(
-                f"{self.path} holds results of a different game or configuration:\n"
-                f"  file:     {head}\n  expected: {self.header}\n"
-                "use another cache path or delete the file"
-            )
+            raise StoreMismatchError(self.path, head, self.header)
 
     def close(self):
         """Close this process's connection (a later use opens it again)."""

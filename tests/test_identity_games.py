@@ -79,3 +79,37 @@ def test_state_that_cannot_be_hashed_is_refused_with_the_identity_advice():
     # bound builtins carry their object; module-level builtins and ufuncs their name
     assert FunctionGame({"a": 1}.get, N).cache_id() != FunctionGame({"a": 2}.get, N).cache_id()
     assert FunctionGame(np.add, N).cache_id() == FunctionGame(np.add, N).cache_id()
+
+
+# ------------------------------------------------------- 2. state updated as it runs
+
+
+def _counted():
+    calls = [0]  # closure state the function updates: its content identity changes
+
+    def utility(masks):
+        calls[0] += 1
+        return masks.sum(axis=1) * 1.0
+
+    return utility
+
+
+def test_a_counter_in_the_closure_gets_advice_that_keeps_the_store(tmp_path):
+    # the mismatch said "use another cache path or delete the file": every finished
+    # evaluation thrown away for a counter
+    path = tmp_path / "store.sqlite"
+    game = FunctionGame(_counted(), N, name="u")
+    CachedGame(game, path=path)(np.eye(N, dtype=bool))
+    with pytest.raises(ValueError, match="different game") as err:
+        CachedGame(game, path=path)  # the counter moved: another content identity
+    text = str(err.value)
+    assert "delete" not in text and "a counter" in text
+    stored = text.split("identity=")[1].split(")")[0].strip("'")
+    assert stored.startswith("code:")
+    # the advice works: the store's 3 records are served, nothing evaluated again
+    kept = CachedGame(FunctionGame(_counted(), N, name="u", identity=stored), path=path)
+    assert kept(np.eye(N, dtype=bool)).tolist() == [1.0, 1.0, 1.0] and kept.n_evaluations == 0
+    # another game on that path is told only to use another path
+    with pytest.raises(ValueError, match="different game") as err:
+        CachedGame(FunctionGame(_counted(), N, name="other"), path=path)
+    assert "identity=" not in str(err.value) and "another cache path" in str(err.value)
