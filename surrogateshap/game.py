@@ -438,16 +438,16 @@ class BudgetedGame(Game):
 
     Repeated coalitions are memoised and free: the budget is in distinct game
     evaluations, the unit every estimator in this project is compared on. This is the
-    game an estimator is handed, so it keeps the wrapped game out of reach (no public
-    attribute holds it) and knows no exact values: everything an estimator learns about
-    the game goes through the counted ``__call__``.
+    game an estimator is handed, so it keeps the wrapped game out of reach (no attribute,
+    private or name-mangled, holds it: :func:`_sealed` does) and knows no exact values:
+    everything an estimator learns about the game goes through the counted ``__call__``.
     A coalition the wrapped game reports as already paid for (:meth:`Game.is_prepaid`,
     e.g. a residual game over coalitions an earlier stage evaluated) is free too.
     """
 
     def __init__(self, game: Game, budget: int | None):
         super().__init__(game.players)
-        self.__game = game
+        self._ask = _sealed(game)
         self.budget = budget
         self.cost_unit = game.cost_unit
         self._memo: dict[str, float] = {}
@@ -466,6 +466,11 @@ class BudgetedGame(Game):
         return self._charged
 
     @property
+    def n_distinct(self) -> int:
+        """Distinct coalitions evaluated through this view, prepaid ones included."""
+        return len(self._memo)
+
+    @property
     def remaining(self) -> int | None:
         return None if self.budget is None else self.budget - self._charged
 
@@ -474,33 +479,47 @@ class BudgetedGame(Game):
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
         if missing:
             miss = np.stack([key_to_mask(k) for k in missing])
-            paid = np.array([self.__game.is_prepaid(m) for m in miss], dtype=bool)
+            paid = np.array([self._ask("is_prepaid", m) for m in miss], dtype=bool)
             n_new = int((~paid).sum())
             if self.budget is not None and self._charged + n_new > self.budget:
                 raise BudgetExceededError(
                     f"evaluating {n_new} new coalitions would exceed the budget "
                     f"of {self.budget} game evaluations ({self._charged} used)"
                 )
-            vals = self.__game(miss)
+            vals = self._ask("__call__", miss)
             if n_new:
-                self.cost += self.__game.cost_of(miss[~paid])
+                self.cost += self._ask("cost_of", miss[~paid])
             self._charged += n_new
             self._memo.update(zip(missing, map(float, vals)))
         return np.array([self._memo[k] for k in keys])
 
     def is_cached(self, mask) -> bool:
         """True when evaluating ``mask`` costs nothing (memoised or prepaid)."""
-        return coalition_key(mask) in self._memo or self.__game.is_prepaid(mask)
+        return coalition_key(mask) in self._memo or self._ask("is_prepaid", mask)
 
     def cost_of(self, masks):
-        return self.__game.cost_of(masks)
+        return self._ask("cost_of", masks)
 
     def exact_values(self):
         """None: the truth is not the estimator's to read (ground truth lives with the caller)."""
         return None
 
     def cache_id(self):
-        return self.__game.cache_id()
+        return self._ask("cache_id")
+
+
+def _sealed(game: Game):
+    """The four methods of ``game`` a :class:`BudgetedGame` uses, behind a closure: the
+    budgeted view holds this function, not the game, so neither ``vars()`` nor a
+    name-mangled attribute reaches the wrapped game or its exact values."""
+    allowed = ("__call__", "is_prepaid", "cost_of", "cache_id")
+
+    def ask(method: str, *args):
+        if method not in allowed:
+            raise AttributeError(f"a BudgetedGame passes on only {allowed} of the game it wraps")
+        return getattr(game, method)(*args)
+
+    return ask
 
 
 def stable_hash(obj) -> str:
