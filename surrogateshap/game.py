@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from numbers import Real
 
 import numpy as np
 
-from surrogateshap.store import CoalitionStore, StoreMismatchError
+from surrogateshap.store import CoalitionStore, StoreMismatchError, writer_id
 
 __all__ = [
     "Game",
@@ -363,7 +364,9 @@ class CachedGame(Game):
 
     ``n_evaluations`` counts coalitions the wrapped game actually computed (this
     session); ``n_queries`` counts rows asked for, hits included. With ``path`` the
-    results persist in a :class:`CoalitionStore`, so an interrupted run resumes.
+    results persist in a :class:`CoalitionStore`, so an interrupted run resumes, and
+    processes sharing the store split the work through its claims: each coalition is
+    computed once, by one of them, and the others wait for its record.
     """
 
     def __init__(self, game: Game, path: str | os.PathLike | None = None):
@@ -395,32 +398,59 @@ class CachedGame(Game):
         keys = [coalition_key(m) for m in masks]
         self.n_queries += len(keys)
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
-        if missing:
-            miss = np.stack([key_to_mask(k) for k in missing])
-            # evaluate one at a time when persisting, so a crash loses at most one
-            chunks = [miss[i : i + 1] for i in range(len(miss))] if self.store is not None else [miss]
-            for chunk in chunks:
-                if self.store is not None:  # another process may have computed it meanwhile
-                    self.store.refresh()
-                    rec = self.store.get(coalition_key(chunk[0]))
-                    if rec is not None:
-                        self._memo[rec["key"]] = float(rec["utility"])
-                        continue
-                t0 = time.perf_counter()
-                vals = self.game(chunk)
-                dt = time.perf_counter() - t0
-                cost = self.game.cost_of(chunk)
-                self.seconds += dt
-                self.cost += cost
-                self.n_evaluations += len(chunk)
-                for m, v in zip(chunk, vals):
-                    k = coalition_key(m)
-                    self._memo[k] = float(v)
-                    if self.store is not None and not self.store.append(
-                        k, {"utility": float(v), "seconds": dt, "cost": cost}
-                    ):  # another writer stored it first: keep one value per coalition
-                        self._memo[k] = float(self.store.get(k)["utility"])
+        if missing and self.store is None:
+            self._compute(missing)
+        elif missing:
+            self._compute_shared(missing)
         return np.array([self._memo[k] for k in keys])
+
+    def _compute(self, keys: list[str]):
+        """Evaluate the wrapped game on ``keys`` in one call, keep (and store) the values."""
+        chunk = np.stack([key_to_mask(k) for k in keys])
+        t0 = time.perf_counter()
+        vals = self.game(chunk)
+        dt = time.perf_counter() - t0
+        cost = self.game.cost_of(chunk)
+        self.seconds += dt
+        self.cost += cost
+        self.n_evaluations += len(chunk)
+        for k, v in zip(keys, vals):
+            self._memo[k] = float(v)
+            if self.store is not None and not self.store.append(
+                k, {"utility": float(v), "seconds": dt, "cost": cost}
+            ):  # another writer stored it first: keep one value per coalition
+                self._memo[k] = float(self.store.get(k)["utility"])
+
+    def _compute_shared(self, missing: list[str]):
+        """One coalition at a time, so a crash loses at most one, each claimed first in
+        the store's ledger: processes sharing the store compute each coalition once, and
+        one that finds the rest claimed by another running process waits for its records."""
+        me = writer_id(self)
+        left = dict.fromkeys(missing)  # ordered
+        naps = 0
+        while left:
+            self.store.refresh()
+            for k in [k for k in itertools.islice(left, 64) if k in self.store]:
+                self._memo[k] = float(self.store.get(k)["utility"])  # another process's
+                del left[k]
+            if not left:
+                break
+            # the first keys, or all of them when those are all taken
+            got = self.store.claim(list(itertools.islice(left, 64)), 1, me, free_only=True)
+            if not got and len(left) > 64:
+                got = self.store.claim(list(left), 1, me, free_only=True)
+            if not got:  # another running process is computing every one left
+                time.sleep(min(0.5, 0.005 * 2 ** min(naps, 7)))
+                naps += 1
+                continue
+            naps = 0
+            k = got[0]
+            try:
+                self._compute([k])
+            except BaseException:
+                self.store.release([k], me)  # another process may take it now
+                raise
+            del left[k]
 
     def exact_values(self):
         return self.game.exact_values()
