@@ -72,3 +72,22 @@ def test_a_coalition_whose_evaluation_failed_is_released_to_the_next_process(tmp
     db.close()
     ok = CachedGame(FunctionGame(lambda m: m @ W, N, name="g", identity="same"), path=path)
     assert ok(all_coalitions(N)[:2]).tolist() == [0.0, 1.0] and ok.n_evaluations == 2
+
+
+def test_claims_of_a_finished_process_lapse_and_a_running_ones_hold(tmp_path):
+    # a writer killed mid-evaluation leaves its claim: waiting on it would wait forever
+    import os
+    import subprocess
+
+    from surrogateshap.store import CoalitionStore, writer_id
+
+    done = subprocess.Popen(["true"])
+    done.wait()
+    host = os.uname().nodename
+    store = CoalitionStore(tmp_path / "store.sqlite", {"game": "g"})
+    assert store.claim(["00001"], 1, f"{host}:{done.pid}:1") == ["00001"]  # ended since
+    assert store.claim(["00010"], 1, f"{host}:{os.getppid()}:1") == ["00010"]  # running
+    me = writer_id(object())
+    assert store.claim(["00001", "00010", "00100"], 3, me, free_only=True) == ["00001", "00100"]
+    store.append("00100", {"utility": 4.0})
+    assert store.claim(["00100"], 1, "another", free_only=True) == []  # stored: nothing to take
