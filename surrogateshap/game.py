@@ -22,7 +22,7 @@ from numbers import Real
 
 import numpy as np
 
-from surrogateshap.store import CoalitionStore, StoreMismatchError, writer_id
+from surrogateshap.store import CoalitionStore, CorruptStoreError, StoreMismatchError, writer_id
 
 __all__ = [
     "Game",
@@ -390,9 +390,19 @@ class CachedGame(Game):
             self._take_stored()
 
     def _take_stored(self):
-        for key, rec in self.store.records.items():
+        for key in self.store.records:
             if key not in self._memo:
-                self._memo[key] = float(rec["utility"])
+                self._memo[key] = self._stored(key)
+
+    def _stored(self, key: str) -> float:
+        """The stored utility of ``key``; a record without a finite one is named."""
+        v = self.store.get(key).get("utility")
+        if isinstance(v, bool) or not isinstance(v, Real) or not np.isfinite(v):
+            raise CorruptStoreError(
+                f"{self.store.path}: the record of coalition {key} has utility {v!r}, not a finite "
+                f"number. Delete that row (sqlite3 {self.store.path} \"DELETE FROM records WHERE "
+                f"key='{key}'\") or move the file away")
+        return float(v)
 
     def _evaluate(self, masks):
         keys = [coalition_key(m) for m in masks]
@@ -419,7 +429,7 @@ class CachedGame(Game):
             if self.store is not None and not self.store.append(
                 k, {"utility": float(v), "seconds": dt, "cost": cost}
             ):  # another writer stored it first: keep one value per coalition
-                self._memo[k] = float(self.store.get(k)["utility"])
+                self._memo[k] = self._stored(k)
 
     def _compute_shared(self, missing: list[str]):
         """One coalition at a time, so a crash loses at most one, each claimed first in
@@ -431,7 +441,7 @@ class CachedGame(Game):
         while left:
             self.store.refresh()
             for k in [k for k in itertools.islice(left, 64) if k in self.store]:
-                self._memo[k] = float(self.store.get(k)["utility"])  # another process's
+                self._memo[k] = self._stored(k)  # another process's
                 del left[k]
             if not left:
                 break

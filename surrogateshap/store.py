@@ -189,7 +189,7 @@ class CoalitionStore:
         row = conn.execute("SELECT value FROM meta WHERE name='header'").fetchone()
         if row is None:
             raise ValueError(f"{self.path} is not a coalition store (no header)")
-        head = json.loads(row[0])
+        head = self._parse(row[0], "meta", "header")
         if head != json.loads(json.dumps(self.header, sort_keys=True)):
             raise StoreMismatchError(self.path, head, self.header)
 
@@ -296,10 +296,27 @@ class CoalitionStore:
         new = 0
         for rid, key, text in rows:
             if key not in self.records:
-                self.records[key] = json.loads(text)
+                self.records[key] = self._parse(text, "records", rid, key)
                 new += 1
             self._last = rid
         return new
+
+    def _parse(self, text: str, table: str, rid, key=None) -> dict:
+        """A row's JSON object; a row that is not one (hand-edited, another tool's) is a
+        :class:`CorruptStoreError` naming the file, table and row, not a KeyError later."""
+        try:
+            rec = json.loads(text)
+        except (TypeError, ValueError) as e:
+            why = f"not JSON: {e}"
+        else:
+            if isinstance(rec, dict) and (key is None or rec.get("key") == key):
+                return rec
+            why = (f"{type(rec).__name__}, not an object" if not isinstance(rec, dict)
+                   else f"its key {rec.get('key')!r} is not the row's {key!r}")
+        fix = "Move the file away" if table == "meta" else (
+            f"Delete that row (sqlite3 {self.path} \"DELETE FROM {table} WHERE id={rid}\") or move the file away")
+        raise CorruptStoreError(
+            f"{self.path}: row {rid} of table {table!r} is not a record ({why}): {str(text)[:80]!r}. {fix}")
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -404,8 +421,8 @@ class CoalitionStore:
             if self._file_ident() is None:
                 return {}
             with self._errors():
-                rows = self._connection().execute("SELECT key, record FROM failures ORDER BY id").fetchall()
-        out = {key: json.loads(text) for key, text in rows}
+                rows = self._connection().execute("SELECT id, key, record FROM failures ORDER BY id").fetchall()
+        out = {key: self._parse(text, "failures", rid, key) for rid, key, text in rows}
         return {k: r for k, r in out.items() if k not in self.records}
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from surrogateshap.game import CachedGame, FunctionGame, all_coalitions
+from surrogateshap.store import CoalitionStore, CorruptStoreError
 
 N = 5
 W = np.arange(1.0, N + 1)
@@ -79,7 +80,7 @@ def test_claims_of_a_finished_process_lapse_and_a_running_ones_hold(tmp_path):
     import os
     import subprocess
 
-    from surrogateshap.store import CoalitionStore, writer_id
+    from surrogateshap.store import writer_id
 
     done = subprocess.Popen(["true"])
     done.wait()
@@ -91,3 +92,59 @@ def test_claims_of_a_finished_process_lapse_and_a_running_ones_hold(tmp_path):
     assert store.claim(["00001", "00010", "00100"], 3, me, free_only=True) == ["00001", "00100"]
     store.append("00100", {"utility": 4.0})
     assert store.claim(["00100"], 1, "another", free_only=True) == []  # stored: nothing to take
+
+
+# ------------------------------------------------------- 5. a row that is JSON but no record
+
+
+def _weighted() -> FunctionGame:
+    return FunctionGame(lambda m: m @ W, N, name="w")
+
+
+def _store_with(tmp_path, text: str, table: str = "records") -> tuple:
+    path = tmp_path / "store.sqlite"
+    CachedGame(_weighted(), path=path)(all_coalitions(N)[1:3]).tolist()
+    db = sqlite3.connect(path)
+    if table == "records":
+        db.execute("INSERT INTO records (key, record) VALUES ('00011', ?)", (text,))
+    elif table == "failures":
+        db.execute("INSERT INTO failures (key, record) VALUES ('00011', ?)", (text,))
+    else:
+        db.execute("UPDATE meta SET value = ? WHERE name = 'header'", (text,))
+    db.commit()
+    rid = db.execute(f"SELECT max(id) FROM {table}").fetchone()[0] if table != "meta" else None
+    db.close()
+    return path, rid
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[1, 2]", "list, not an object"),
+    ('"a note"', "str, not an object"),
+    ('{"key": "11111", "utility": 3.0}', "its key '11111' is not the row's '00011'"),
+    ("not json", "not JSON"),  # unparsable: the same error, consistently
+])
+def test_a_stored_row_that_is_no_record_names_the_file_and_row(tmp_path, text, why):
+    # valid JSON that was not a record (a list, a string) stopped every later run with a
+    # KeyError or TypeError naming neither file nor row
+    path, rid = _store_with(tmp_path, text)
+    with pytest.raises(CorruptStoreError, match=rf"store\.sqlite: row {rid} of table 'records' is not a record") as err:
+        CachedGame(_weighted(), path=path)
+    assert why in str(err.value) and f"DELETE FROM records WHERE id={rid}" in str(err.value)
+
+
+@pytest.mark.parametrize("text", ['{"key": "00011"}', '{"key": "00011", "utility": "3"}',
+                                  '{"key": "00011", "utility": NaN}'])
+def test_a_record_without_a_finite_utility_names_the_file_and_coalition(tmp_path, text):
+    path, _ = _store_with(tmp_path, text)
+    with pytest.raises(CorruptStoreError, match=r"store\.sqlite: the record of coalition 00011 has utility"):
+        CachedGame(_weighted(), path=path)
+
+
+def test_a_failure_or_header_row_that_is_no_record_is_named(tmp_path):
+    path, rid = _store_with(tmp_path, "[]", table="failures")
+    store = CoalitionStore(path, {"game": _weighted().cache_id()})
+    with pytest.raises(CorruptStoreError, match=rf"row {rid} of table 'failures' is not a record"):
+        store.failures()
+    path, _ = _store_with(tmp_path / "h", "7", table="meta")
+    with pytest.raises(CorruptStoreError, match=r"row header of table 'meta' is not a record .*Move the file away"):
+        CachedGame(_weighted(), path=path)
