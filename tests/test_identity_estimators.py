@@ -95,3 +95,35 @@ def test_true_claims_pass(register_temp):
     registry.unregister("_test-claiming")
     register_temp("_test-claiming", _claiming(0, cost=0.0, cost_unit="gradients"))
     assert registry.get_estimator("_test-claiming").estimate(AdditiveGame(W), budget=7).cost == 0.0
+
+
+# ------------------------------------------------------- 6. utilities beyond float32's range
+
+
+@pytest.mark.parametrize("efficiency", ["equal-split", "centered", "none"])
+def test_surrogateshap_on_huge_utilities_is_the_unscaled_fit_scaled(efficiency):
+    # xgboost's float32 labels: a C++ trace at 1e39; at 1e19 its gains overflowed and
+    # the fit was silently empty (every player gap / n)
+    from surrogateshap.game import FunctionGame
+
+    def values(scale):
+        game = FunctionGame(lambda m: scale * (m @ np.array([1.0, 2.0, 3.0, 4.0]) + 3.0), 4,
+                            identity=f"scaled-{scale}")
+        est = registry.get_estimator("surrogateshap", efficiency=efficiency, model_params={"n_estimators": 50})
+        return est.estimate(game, budget=12, seed=0)
+
+    base = values(1.0)
+    for scale in (1e19, 1e39, 1e300):
+        att = values(scale)
+        np.testing.assert_allclose(att.values / scale, base.values, rtol=1e-6)
+        assert att.extra["label_scale"] > 1.0 and base.extra["label_scale"] == 1.0
+        if efficiency != "none":  # efficiency: the values share v(N) - v(empty) = 10 * scale
+            assert abs(att.values.sum() / scale - 10.0) < 1e-9
+
+
+def test_fit_surrogate_names_the_range_it_cannot_fit():
+    from surrogateshap.estimators.surrogate import fit_surrogate
+
+    masks = all_coalitions(3)
+    with pytest.raises(ValueError, match=r"utilities up to 1e\+39 .*float32 .*divide them by a power of two"):
+        fit_surrogate(masks, np.full(8, 1e39), rng=0, n_estimators=2)
