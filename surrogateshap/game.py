@@ -33,6 +33,7 @@ __all__ = [
     "BudgetExceededError",
     "NonFiniteUtilityError",
     "as_masks",
+    "player_names",
     "coalition_key",
     "key_to_mask",
     "all_coalitions",
@@ -55,6 +56,9 @@ def as_masks(coalitions, n_players: int, name: str = "coalitions") -> np.ndarray
     probabilities) and xgboost would treat it differently. ``name`` is the argument's
     name in error messages.
     """
+    if isinstance(coalitions, (str, bytes)):
+        raise TypeError(f"{name} must be boolean arrays of shape (m, {n_players}), not the text "
+                        f"{coalitions!r} (a coalition key becomes a mask with key_to_mask)")
     arr = np.asarray(coalitions)
     if arr.ndim == 1 and arr.shape[0] == n_players:
         arr = arr[None, :]
@@ -72,6 +76,29 @@ def as_masks(coalitions, n_players: int, name: str = "coalitions") -> np.ndarray
     raise TypeError(
         f"{name} must be boolean (or 0/1 integer) arrays; got dtype {arr.dtype}"
     )
+
+
+def player_names(players, name: str = "players") -> tuple[str, ...]:
+    """A game's players: a count n (names p0..p{n-1}) or a sequence of unique names.
+    A bool or a text is refused: ``True`` would be one player and ``"abc"`` three."""
+    if isinstance(players, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a number of players or a sequence of names; got "
+                        f"{type(players).__name__} {players!r}")
+    if isinstance(players, (int, np.integer)):
+        if players < 1:
+            raise ValueError(f"a game needs at least one player; {name}={int(players)} given")
+        return tuple(f"p{i}" for i in range(int(players)))
+    try:
+        names = tuple(str(p) for p in players)
+    except TypeError:
+        raise TypeError(f"{name} must be a number of players or a sequence of names; got "
+                        f"{type(players).__name__} {players!r}") from None
+    if len(names) == 0:
+        raise ValueError(f"a game needs at least one player; {name} is empty")
+    if len(set(names)) != len(names):
+        raise ValueError(f"player names must be unique; {name} repeats "
+                         f"{sorted({p for p in names if names.count(p) > 1})}")
+    return names
 
 
 def coalition_key(mask: np.ndarray) -> str:
@@ -130,14 +157,7 @@ class Game(ABC):
     cost_unit: str = "evaluations"
 
     def __init__(self, players: Sequence[str] | int):
-        if isinstance(players, (int, np.integer)):
-            players = [f"p{i}" for i in range(int(players))]
-        players = tuple(str(p) for p in players)
-        if len(players) == 0:
-            raise ValueError("a game needs at least one player (n = 0 given)")
-        if len(set(players)) != len(players):
-            raise ValueError("player names must be unique")
-        self.players = players
+        self.players = player_names(players)
 
     @property
     def n_players(self) -> int:

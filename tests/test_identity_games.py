@@ -113,3 +113,39 @@ def test_a_counter_in_the_closure_gets_advice_that_keeps_the_store(tmp_path):
     with pytest.raises(ValueError, match="different game") as err:
         CachedGame(FunctionGame(_counted(), N, name="other"), path=path)
     assert "identity=" not in str(err.value) and "another cache path" in str(err.value)
+
+
+# ------------------------------------------------------- 7. players and coalitions
+
+
+@pytest.mark.parametrize("players", [True, False, np.bool_(True), "abc", b"ab", 3.0, None])
+def test_odd_player_specs_are_refused_naming_the_argument(players):
+    # players=True was one player, players="abc" three
+    with pytest.raises(TypeError, match=r"players must be a number of players or a sequence of names"):
+        FunctionGame(lambda m: m.sum(1), players)
+
+
+def test_player_counts_and_names_still_work_and_bad_ones_are_named():
+    assert FunctionGame(lambda m: m.sum(1), 3).players == ("p0", "p1", "p2")
+    assert FunctionGame(lambda m: m.sum(1), np.int64(2)).players == ("p0", "p1")
+    assert FunctionGame(lambda m: m.sum(1), ["a", "b"]).players == ("a", "b")
+    assert FunctionGame(lambda m: m.sum(1), ("x", 7)).players == ("x", "7")
+    assert FunctionGame(lambda m: m.sum(1), np.array(["a", "b"])).players == ("a", "b")
+    with pytest.raises(ValueError, match="players=-1 given"):
+        FunctionGame(lambda m: m.sum(1), -1)
+    with pytest.raises(ValueError, match=r"repeats \['a'\]"):
+        FunctionGame(lambda m: m.sum(1), ["a", "b", "a"])
+
+
+def test_an_attribution_refuses_a_text_for_its_players():
+    from surrogateshap.attribution import Attribution
+
+    with pytest.raises(TypeError, match="players must be a sequence of names; got str 'abc'"):
+        Attribution(values=[1.0, 2.0, 3.0], players="abc")
+    assert Attribution(values=[1.0, 2.0], players=["a", "b"]).players == ("a", "b")
+
+
+def test_a_coalition_key_given_as_a_mask_is_refused_naming_key_to_mask():
+    game = FunctionGame(lambda m: m.sum(1), 4)
+    with pytest.raises(TypeError, match=r"coalitions must be boolean arrays of shape \(m, 4\), not the text '0110'"):
+        game("0110")
