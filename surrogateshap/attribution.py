@@ -55,9 +55,12 @@ class Attribution:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        who = self.estimator or "estimator"
+        if isinstance(self.players, (str, bytes, bool, np.bool_)) or not np.iterable(self.players):
+            raise TypeError(f"{who}: players must be a sequence of names; got "
+                            f"{type(self.players).__name__} {self.players!r}")
         self.values = np.asarray(self.values, dtype=float).reshape(-1)
         self.players = tuple(self.players)
-        who = self.estimator or "estimator"
         n = len(self.players)
         if self.values.shape[0] != n:
             raise ValueError(f"{who} gave {len(self.values)} values for {n} players")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from numbers import Real
 from typing import ClassVar
 
 import numpy as np
@@ -53,6 +54,21 @@ class Estimator(ABC):
     #: at a budget of 2**n, answer by enumeration (Shapley and Banzhaf indices); a method
     #: that must run its own procedure there (to be studied as such) sets False
     exact_at_full_budget: ClassVar[bool] = True
+
+    @classmethod
+    def check_declarations(cls) -> None:
+        """Raise naming the estimator and the field when a class declaration is malformed
+        (run at registration: a plug-in's typo fails there, not in a benchmark case)."""
+        who = f"estimator {cls.name or cls.__qualname__!r}"
+        if cls.index not in INDICES:
+            raise ValueError(f"{who}: index must be one of {INDICES}; got {cls.index!r}")
+        for field in ("is_exact", "uses_budget", "exact_at_full_budget"):
+            if not isinstance(getattr(cls, field), bool):
+                raise TypeError(f"{who}: {field} must be True or False; got {getattr(cls, field)!r}")
+        if not (isinstance(cls.requires, tuple) and all(isinstance(r, str) for r in cls.requires)):
+            raise TypeError(f"{who}: requires must be a tuple of resource names; got {cls.requires!r}")
+        if cls.is_exact and not cls.uses_budget:
+            raise ValueError(f"{who}: is_exact (it enumerates every coalition) needs uses_budget=True")
 
     def min_budget(self, n_players: int) -> int:
         """Fewest game evaluations the method can run on."""
@@ -146,6 +162,7 @@ class Estimator(ABC):
         values = np.asarray(out["values"], dtype=float).reshape(-1)
         if values.shape[0] != n:
             raise ValueError(f"{self.label} returned {values.shape[0]} values for {n} players")
+        cost, exact = self._check_claims(out, counted, game)
         return Attribution(
             values=values,
             players=game.players,
@@ -157,13 +174,32 @@ class Estimator(ABC):
             seed=seed,
             stderr=out.get("stderr"),
             counts=out.get("counts", out.get("extra", {}).get("n_units")),
-            # an estimator that looks inside the model pays in its own units
-            cost=float(out.get("cost", counted.cost)),
+            cost=cost,
             cost_unit=out.get("cost_unit", game.cost_unit),
             interactions=out.get("interactions"),
-            exact=bool(out.get("exact", False)),
+            exact=exact,
             extra=out.get("extra", {}),
         )
+
+    def _check_claims(self, out: dict, counted: BudgetedGame, game: Game) -> tuple[float, bool]:
+        """The cost and exactness a result claims, checked against what the counted game
+        saw: a cost is a finite amount >= 0, never below what its coalitions cost in the
+        game's unit (an estimator that looks inside the model pays in its own units), and
+        "exact" means every coalition was evaluated, as enumeration does."""
+        cost = out.get("cost", counted.cost)
+        if isinstance(cost, bool) or not isinstance(cost, Real) or not np.isfinite(cost) or cost < 0:
+            raise ValueError(f"{self.label} reported cost={cost!r}: a cost must be a finite number >= 0")
+        if out.get("cost_unit", game.cost_unit) == game.cost_unit and cost < counted.cost:
+            raise ValueError(f"{self.label} reported cost={cost!r} {game.cost_unit}, below the "
+                             f"{counted.cost!r} its {counted.n_evaluations} game evaluations cost")
+        exact = out.get("exact", False)
+        if not isinstance(exact, (bool, np.bool_)):
+            raise TypeError(f"{self.label} reported exact={exact!r}: it must be True or False")
+        n = game.n_players
+        if exact and counted.n_distinct < 2**n:
+            raise ValueError(f"{self.label} reported exact=True after evaluating {counted.n_distinct} "
+                             f"of the 2**{n} coalitions: exact values need every coalition")
+        return float(cost), bool(exact)
 
     @abstractmethod
     def _estimate(self, game: BudgetedGame, budget: int, rng: np.random.Generator, **resources):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from numbers import Real
 
 import numpy as np
 
-from surrogateshap.store import CoalitionStore
+from surrogateshap.store import CoalitionStore, CorruptStoreError, StoreMismatchError, writer_id
 
 __all__ = [
     "Game",
@@ -31,6 +33,7 @@ __all__ = [
     "BudgetExceededError",
     "NonFiniteUtilityError",
     "as_masks",
+    "player_names",
     "coalition_key",
     "key_to_mask",
     "all_coalitions",
@@ -53,6 +56,9 @@ def as_masks(coalitions, n_players: int, name: str = "coalitions") -> np.ndarray
     probabilities) and xgboost would treat it differently. ``name`` is the argument's
     name in error messages.
     """
+    if isinstance(coalitions, (str, bytes)):
+        raise TypeError(f"{name} must be boolean arrays of shape (m, {n_players}), not the text "
+                        f"{coalitions!r} (a coalition key becomes a mask with key_to_mask)")
     arr = np.asarray(coalitions)
     if arr.ndim == 1 and arr.shape[0] == n_players:
         arr = arr[None, :]
@@ -70,6 +76,29 @@ def as_masks(coalitions, n_players: int, name: str = "coalitions") -> np.ndarray
     raise TypeError(
         f"{name} must be boolean (or 0/1 integer) arrays; got dtype {arr.dtype}"
     )
+
+
+def player_names(players, name: str = "players") -> tuple[str, ...]:
+    """A game's players: a count n (names p0..p{n-1}) or a sequence of unique names.
+    A bool or a text is refused: ``True`` would be one player and ``"abc"`` three."""
+    if isinstance(players, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a number of players or a sequence of names; got "
+                        f"{type(players).__name__} {players!r}")
+    if isinstance(players, (int, np.integer)):
+        if players < 1:
+            raise ValueError(f"a game needs at least one player; {name}={int(players)} given")
+        return tuple(f"p{i}" for i in range(int(players)))
+    try:
+        names = tuple(str(p) for p in players)
+    except TypeError:
+        raise TypeError(f"{name} must be a number of players or a sequence of names; got "
+                        f"{type(players).__name__} {players!r}") from None
+    if len(names) == 0:
+        raise ValueError(f"a game needs at least one player; {name} is empty")
+    if len(set(names)) != len(names):
+        raise ValueError(f"player names must be unique; {name} repeats "
+                         f"{sorted({p for p in names if names.count(p) > 1})}")
+    return names
 
 
 def coalition_key(mask: np.ndarray) -> str:
@@ -128,14 +157,7 @@ class Game(ABC):
     cost_unit: str = "evaluations"
 
     def __init__(self, players: Sequence[str] | int):
-        if isinstance(players, (int, np.integer)):
-            players = [f"p{i}" for i in range(int(players))]
-        players = tuple(str(p) for p in players)
-        if len(players) == 0:
-            raise ValueError("a game needs at least one player (n = 0 given)")
-        if len(set(players)) != len(players):
-            raise ValueError("player names must be unique")
-        self.players = players
+        self.players = player_names(players)
 
     @property
     def n_players(self) -> int:
@@ -184,9 +206,13 @@ class FunctionGame(Game):
 
     ``identity`` names what the function computes, for on-disk caches; without it the
     game is identified by the function's content (module, qualified name, bytecode,
-    constants, defaults and closure values): two different lambdas never share a store.
-    State the hash cannot see (globals, attributes of objects it calls) changes nothing
-    in it, so pass ``identity`` when the function depends on such state.
+    constants, defaults, closure values and, for a callable object, its attributes): two
+    different lambdas, or ``Utility(model_a)`` and ``Utility(model_b)``, never share a
+    store. Content it cannot read is refused (pass ``identity``); module globals are not
+    read, so pass ``identity`` when the function depends on them. The content is read
+    when a store is opened, not frozen when the game is made, so a model trained in
+    place is never served its old values; state the function updates as it runs (a
+    counter, a memo) changes it too: give such a function an ``identity``.
     """
 
     def __init__(self, fn: Callable[[np.ndarray], np.ndarray], players, name: str = "",
@@ -203,11 +229,35 @@ class FunctionGame(Game):
         what = self.identity if self.identity is not None else f"code:{_callable_digest(self.fn)}"
         return f"FunctionGame:{json.dumps([self.name, what, list(self.players)])}"
 
+    def _store_advice(self, found) -> str | None:
+        """What to do when a store holds this function under another content identity:
+        its code or state changed, maybe only state it updates as it runs (a counter, a
+        memo). None when the store is of another game altogether."""
+        prefix = "FunctionGame:"
+        try:
+            name, what, players = json.loads(found[len(prefix):]) if found.startswith(prefix) else [None] * 3
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if self.identity is not None or name != self.name or players != list(self.players):
+            return None
+        if not (isinstance(what, str) and what.startswith("code:")):
+            return None
+        return (f"FunctionGame {self.name!r} is identified by its code and the state it holds (closure "
+                "values, attributes), and these differ from the store's; state the function updates "
+                "as it runs (a counter, a memo) changes them too. If it still computes the same "
+                f"utilities, keep the store: pass FunctionGame(..., identity={what!r}) to go on with "
+                "it, and give a new store a stable identity of your own. If what it computes has "
+                "changed, use another cache path.")
+
+
+#: how deep :func:`_content` reads an object (a torch module takes 3 levels per submodule)
+_MAX_DEPTH = 64
+
 
 def _content(obj, depth: int = 0):
     """A JSON-able description of ``obj``'s content for :func:`_callable_digest`."""
-    if depth > 8:
-        return "..."
+    if depth > _MAX_DEPTH:  # cut off, two states differing below would hash alike: refuse
+        raise _unidentifiable(f"a structure nested over {_MAX_DEPTH} levels deep (or containing itself)")
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return [type(obj).__name__, repr(obj)]
     if isinstance(obj, bytes):
@@ -241,33 +291,68 @@ def _content(obj, depth: int = 0):
         # an object's state (a fitted model's arrays): two models with other weights differ
         out = ["object", kind, _content(state, depth + 1)]
         if callable(obj) and not isinstance(obj, type):
-            out.append(_callable_description(obj, depth + 1))
+            out.append(_callable_description(obj, depth + 1, with_state=False))
         return out
-    raise ValueError(
-        f"cannot identify the content of a {kind} captured by the game's function, so two "
+    raise _unidentifiable(f"a {kind}")
+
+
+def _unidentifiable(what: str) -> ValueError:
+    return ValueError(
+        f"cannot identify the content of {what} that the game's function is or holds, so two "
         "such games could share a cache; pass FunctionGame(..., identity='a name for this game')"
     )
 
 
-def _callable_description(fn, depth: int = 0):
+def _is_global(fn) -> bool:
+    """Whether ``fn`` is what its module holds under its qualified name (``len``,
+    ``np.add``): a named singleton, identified by that name as a function is by its code."""
+    obj = sys.modules.get(getattr(fn, "__module__", None) or "")
+    for part in str(getattr(fn, "__qualname__", "") or "-").split("."):
+        obj = getattr(obj, part, None)
+    return obj is fn
+
+
+def _own_state(fn, depth: int):
+    """What a callable without bytecode carries besides its class: a callable object's
+    attributes (``__dict__`` and ``__slots__``), a bound builtin's object. Two
+    ``Utility(model)`` objects with other models differ by it."""
+    if _is_global(fn):
+        return None
+    if isinstance(getattr(fn, "__dict__", None), dict):
+        return ["attributes", _content(vars(fn), depth)]
+    slots = [s for c in type(fn).__mro__ for s in getattr(c, "__slots__", ()) if hasattr(fn, s)]
+    if slots:
+        return ["slots", _content({s: getattr(fn, s) for s in slots}, depth)]
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not inspect.ismodule(owner):
+        return ["bound", _content(owner, depth)]
+    raise _unidentifiable(f"a {type(fn).__module__}.{type(fn).__qualname__}")
+
+
+def _callable_description(fn, depth: int = 0, with_state: bool = True):
+    if depth > _MAX_DEPTH:
+        raise _unidentifiable(f"a callable wrapped over {_MAX_DEPTH} times (or wrapping itself)")
     if isinstance(fn, functools.partial):
         return ["partial", _content(fn.func, depth), _content(fn.args, depth), _content(fn.keywords, depth)]
     if inspect.ismethod(fn):
         return ["method", _callable_description(fn.__func__, depth), _content(fn.__self__, depth)]
     code = getattr(fn, "__code__", None)
-    if code is None:  # a builtin, ufunc or callable object: its names, class and __call__
+    state = None
+    if code is None:  # a builtin, ufunc or callable object: its names, class, __call__, state
+        state = _own_state(fn, depth) if with_state else None
         call = getattr(type(fn), "__call__", None)
         code = getattr(call, "__code__", None)
         own = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
         name = f"{type(fn).__module__}.{type(fn).__qualname__}:{getattr(fn, '__module__', None)}.{own}"
         wrapped = getattr(fn, "__wrapped__", None)
-        if wrapped is not None and wrapped is not fn and depth < 8:
+        if wrapped is not None and wrapped is not fn:
             name += f":{json.dumps(_callable_description(wrapped, depth + 1))}"
     else:
         name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
     cells = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if _filled(c)]
-    return ["function", name, None if code is None else _content(code, depth),
-            _content(getattr(fn, "__defaults__", None), depth), _content(cells, depth)]
+    out = ["function", name, None if code is None else _content(code, depth),
+           _content(getattr(fn, "__defaults__", None), depth), _content(cells, depth)]
+    return out if state is None else out + [state]
 
 
 def _filled(cell) -> bool:
@@ -299,7 +384,9 @@ class CachedGame(Game):
 
     ``n_evaluations`` counts coalitions the wrapped game actually computed (this
     session); ``n_queries`` counts rows asked for, hits included. With ``path`` the
-    results persist in a :class:`CoalitionStore`, so an interrupted run resumes.
+    results persist in a :class:`CoalitionStore`, so an interrupted run resumes, and
+    processes sharing the store split the work through its claims: each coalition is
+    computed once, by one of them, and the others wait for its record.
     """
 
     def __init__(self, game: Game, path: str | os.PathLike | None = None):
@@ -313,44 +400,87 @@ class CachedGame(Game):
         self._memo: dict[str, float] = {}
         self.store = None
         if path is not None:
-            self.store = CoalitionStore(path, {"game": game.cache_id()})
+            try:
+                self.store = CoalitionStore(path, {"game": game.cache_id()})
+            except StoreMismatchError as e:
+                advice = game._store_advice(e.found.get("game")) if isinstance(game, FunctionGame) else None
+                if advice is None:
+                    raise
+                raise StoreMismatchError(e.path, e.found, e.expected, advice) from None
             self._take_stored()
 
     def _take_stored(self):
-        for key, rec in self.store.records.items():
+        for key in self.store.records:
             if key not in self._memo:
-                self._memo[key] = float(rec["utility"])
+                self._memo[key] = self._stored(key)
+
+    def _stored(self, key: str) -> float:
+        """The stored utility of ``key``; a record without a finite one is named."""
+        v = self.store.get(key).get("utility")
+        if isinstance(v, bool) or not isinstance(v, Real) or not np.isfinite(v):
+            raise CorruptStoreError(
+                f"{self.store.path}: the record of coalition {key} has utility {v!r}, not a finite "
+                f"number. Delete that row (sqlite3 {self.store.path} \"DELETE FROM records WHERE "
+                f"key='{key}'\") or move the file away")
+        return float(v)
 
     def _evaluate(self, masks):
         keys = [coalition_key(m) for m in masks]
         self.n_queries += len(keys)
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
-        if missing:
-            miss = np.stack([key_to_mask(k) for k in missing])
-            # evaluate one at a time when persisting, so a crash loses at most one
-            chunks = [miss[i : i + 1] for i in range(len(miss))] if self.store is not None else [miss]
-            for chunk in chunks:
-                if self.store is not None:  # another process may have computed it meanwhile
-                    self.store.refresh()
-                    rec = self.store.get(coalition_key(chunk[0]))
-                    if rec is not None:
-                        self._memo[rec["key"]] = float(rec["utility"])
-                        continue
-                t0 = time.perf_counter()
-                vals = self.game(chunk)
-                dt = time.perf_counter() - t0
-                cost = self.game.cost_of(chunk)
-                self.seconds += dt
-                self.cost += cost
-                self.n_evaluations += len(chunk)
-                for m, v in zip(chunk, vals):
-                    k = coalition_key(m)
-                    self._memo[k] = float(v)
-                    if self.store is not None and not self.store.append(
-                        k, {"utility": float(v), "seconds": dt, "cost": cost}
-                    ):  # another writer stored it first: keep one value per coalition
-                        self._memo[k] = float(self.store.get(k)["utility"])
+        if missing and self.store is None:
+            self._compute(missing)
+        elif missing:
+            self._compute_shared(missing)
         return np.array([self._memo[k] for k in keys])
+
+    def _compute(self, keys: list[str]):
+        """Evaluate the wrapped game on ``keys`` in one call, keep (and store) the values."""
+        chunk = np.stack([key_to_mask(k) for k in keys])
+        t0 = time.perf_counter()
+        vals = self.game(chunk)
+        dt = time.perf_counter() - t0
+        cost = self.game.cost_of(chunk)
+        self.seconds += dt
+        self.cost += cost
+        self.n_evaluations += len(chunk)
+        for k, v in zip(keys, vals):
+            self._memo[k] = float(v)
+            if self.store is not None and not self.store.append(
+                k, {"utility": float(v), "seconds": dt, "cost": cost}
+            ):  # another writer stored it first: keep one value per coalition
+                self._memo[k] = self._stored(k)
+
+    def _compute_shared(self, missing: list[str]):
+        """One coalition at a time, so a crash loses at most one, each claimed first in
+        the store's ledger: processes sharing the store compute each coalition once, and
+        one that finds the rest claimed by another running process waits for its records."""
+        me = writer_id(self)
+        left = dict.fromkeys(missing)  # ordered
+        naps = 0
+        while left:
+            self.store.refresh()
+            for k in [k for k in itertools.islice(left, 64) if k in self.store]:
+                self._memo[k] = self._stored(k)  # another process's
+                del left[k]
+            if not left:
+                break
+            # the first keys, or all of them when those are all taken
+            got = self.store.claim(list(itertools.islice(left, 64)), 1, me, free_only=True)
+            if not got and len(left) > 64:
+                got = self.store.claim(list(left), 1, me, free_only=True)
+            if not got:  # another running process is computing every one left
+                time.sleep(min(0.5, 0.005 * 2 ** min(naps, 7)))
+                naps += 1
+                continue
+            naps = 0
+            k = got[0]
+            try:
+                self._compute([k])
+            except BaseException:
+                self.store.release([k], me)  # another process may take it now
+                raise
+            del left[k]
 
     def exact_values(self):
         return self.game.exact_values()
@@ -368,16 +498,16 @@ class BudgetedGame(Game):
 
     Repeated coalitions are memoised and free: the budget is in distinct game
     evaluations, the unit every estimator in this project is compared on. This is the
-    game an estimator is handed, so it keeps the wrapped game out of reach (no public
-    attribute holds it) and knows no exact values: everything an estimator learns about
-    the game goes through the counted ``__call__``.
+    game an estimator is handed, so it keeps the wrapped game out of reach (no attribute,
+    private or name-mangled, holds it: :func:`_sealed` does) and knows no exact values:
+    everything an estimator learns about the game goes through the counted ``__call__``.
     A coalition the wrapped game reports as already paid for (:meth:`Game.is_prepaid`,
     e.g. a residual game over coalitions an earlier stage evaluated) is free too.
     """
 
     def __init__(self, game: Game, budget: int | None):
         super().__init__(game.players)
-        self.__game = game
+        self._ask = _sealed(game)
         self.budget = budget
         self.cost_unit = game.cost_unit
         self._memo: dict[str, float] = {}
@@ -396,6 +526,11 @@ class BudgetedGame(Game):
         return self._charged
 
     @property
+    def n_distinct(self) -> int:
+        """Distinct coalitions evaluated through this view, prepaid ones included."""
+        return len(self._memo)
+
+    @property
     def remaining(self) -> int | None:
         return None if self.budget is None else self.budget - self._charged
 
@@ -404,33 +539,47 @@ class BudgetedGame(Game):
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
         if missing:
             miss = np.stack([key_to_mask(k) for k in missing])
-            paid = np.array([self.__game.is_prepaid(m) for m in miss], dtype=bool)
+            paid = np.array([self._ask("is_prepaid", m) for m in miss], dtype=bool)
             n_new = int((~paid).sum())
             if self.budget is not None and self._charged + n_new > self.budget:
                 raise BudgetExceededError(
                     f"evaluating {n_new} new coalitions would exceed the budget "
                     f"of {self.budget} game evaluations ({self._charged} used)"
                 )
-            vals = self.__game(miss)
+            vals = self._ask("__call__", miss)
             if n_new:
-                self.cost += self.__game.cost_of(miss[~paid])
+                self.cost += self._ask("cost_of", miss[~paid])
             self._charged += n_new
             self._memo.update(zip(missing, map(float, vals)))
         return np.array([self._memo[k] for k in keys])
 
     def is_cached(self, mask) -> bool:
         """True when evaluating ``mask`` costs nothing (memoised or prepaid)."""
-        return coalition_key(mask) in self._memo or self.__game.is_prepaid(mask)
+        return coalition_key(mask) in self._memo or self._ask("is_prepaid", mask)
 
     def cost_of(self, masks):
-        return self.__game.cost_of(masks)
+        return self._ask("cost_of", masks)
 
     def exact_values(self):
         """None: the truth is not the estimator's to read (ground truth lives with the caller)."""
         return None
 
     def cache_id(self):
-        return self.__game.cache_id()
+        return self._ask("cache_id")
+
+
+def _sealed(game: Game):
+    """The four methods of ``game`` a :class:`BudgetedGame` uses, behind a closure: the
+    budgeted view holds this function, not the game, so neither ``vars()`` nor a
+    name-mangled attribute reaches the wrapped game or its exact values."""
+    allowed = ("__call__", "is_prepaid", "cost_of", "cache_id")
+
+    def ask(method: str, *args):
+        if method not in allowed:
+            raise AttributeError(f"a BudgetedGame passes on only {allowed} of the game it wraps")
+        return getattr(game, method)(*args)
+
+    return ask
 
 
 def stable_hash(obj) -> str:

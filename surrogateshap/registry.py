@@ -39,6 +39,7 @@ def register(name: str):
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"estimator name {name!r} is already registered to {_REGISTRY[name]}")
         cls.name = name
+        cls.check_declarations()
         _REGISTRY[name] = cls
         return cls
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from surrogateshap._files import fsync_dir
 
-__all__ = ["CoalitionStore", "CorruptStoreError"]
+__all__ = ["CoalitionStore", "CorruptStoreError", "StoreMismatchError", "writer_id", "writer_alive"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = (
@@ -34,12 +34,23 @@ _SCHEMA = (
     " record TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS claims (id INTEGER PRIMARY KEY, by TEXT NOT NULL, key TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS failures (id INTEGER PRIMARY KEY, key TEXT NOT NULL, record TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS claims_key ON claims (key)",  # a claim looks up its candidates
 )
 _TABLES = {"meta", "records", "claims", "failures"}
 
 
 class CorruptStoreError(ValueError):
     """A coalition store's database file is damaged (or is not a database at all)."""
+
+
+class StoreMismatchError(ValueError):
+    """A store's header names another game or configuration than the one opening it.
+    ``advice`` says what to do (the caller may know better than the store: keep it)."""
+
+    def __init__(self, path, found: dict, expected: dict, advice: str = "use another cache path"):
+        self.path, self.found, self.expected = path, found, expected
+        super().__init__(f"{path} holds results of a different game or configuration:\n"
+                         f"  file:     {found}\n  expected: {expected}\n{advice}")
 
 
 class CoalitionStore:
@@ -159,7 +170,8 @@ class CoalitionStore:
         """Create the tables and the header of a new database, or check the header of an
         existing one."""
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables or not _TABLES <= tables:
+        indexed = conn.execute("SELECT 1 FROM sqlite_master WHERE name='claims_key'").fetchone()
+        if "meta" not in tables or not _TABLES <= tables or not indexed:  # new, or made before the index
             if tables - _TABLES or (tables and "meta" not in tables):
                 raise ValueError(f"{self.path} is not a coalition store (a database without its tables)")
             self._begin(conn)  # several creators: one makes the tables
@@ -177,13 +189,9 @@ class CoalitionStore:
         row = conn.execute("SELECT value FROM meta WHERE name='header'").fetchone()
         if row is None:
             raise ValueError(f"{self.path} is not a coalition store (no header)")
-        head = json.loads(row[0])
+        head = self._parse(row[0], "meta", "header")
         if head != json.loads(json.dumps(self.header, sort_keys=True)):
-            raise ValueError(
-                f"{self.path} holds results of a different game or configuration:\n"
-                f"  file:     {head}\n  expected: {self.header}\n"
-                "use another cache path or delete the file"
-            )
+            raise StoreMismatchError(self.path, head, self.header)
 
     def close(self):
         """Close this process's connection (a later use opens it again)."""
@@ -288,10 +296,27 @@ class CoalitionStore:
         new = 0
         for rid, key, text in rows:
             if key not in self.records:
-                self.records[key] = json.loads(text)
+                self.records[key] = self._parse(text, "records", rid, key)
                 new += 1
             self._last = rid
         return new
+
+    def _parse(self, text: str, table: str, rid, key=None) -> dict:
+        """A row's JSON object; a row that is not one (hand-edited, another tool's) is a
+        :class:`CorruptStoreError` naming the file, table and row, not a KeyError later."""
+        try:
+            rec = json.loads(text)
+        except (TypeError, ValueError) as e:
+            why = f"not JSON: {e}"
+        else:
+            if isinstance(rec, dict) and (key is None or rec.get("key") == key):
+                return rec
+            why = (f"{type(rec).__name__}, not an object" if not isinstance(rec, dict)
+                   else f"its key {rec.get('key')!r} is not the row's {key!r}")
+        fix = "Move the file away" if table == "meta" else (
+            f"Delete that row (sqlite3 {self.path} \"DELETE FROM {table} WHERE id={rid}\") or move the file away")
+        raise CorruptStoreError(
+            f"{self.path}: row {rid} of table {table!r} is not a record ({why}): {str(text)[:80]!r}. {fix}")
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -330,16 +355,55 @@ class CoalitionStore:
     # Tables of the same database, written under its lock: which keys a writer has
     # taken (``claims``: several drivers on one cache share the work) and which failed
     # (``failures``: never among the records, reported).
-    def claim(self, candidates: list[str], n: int, by: str) -> list[str]:
+    def claim(self, candidates: list[str], n: int, by: str, free_only: bool = False) -> list[str]:
         """Take up to ``n`` of ``candidates``, preferring keys no other writer has claimed,
         and log the claim. Claims only order the work: what another writer claimed but
-        never stored is taken too, last."""
-        with self.locked(), self._errors():
-            others = {r[0] for r in self._conn.execute("SELECT DISTINCT key FROM claims WHERE by != ?", (by,))}
-            free = [k for k in candidates if k not in others]
-            part = (free or list(candidates))[:n]
+        never stored is taken too, last. With ``free_only`` they exclude: only keys not
+        stored and not claimed by another writer still running (:func:`writer_alive`)
+        are taken, maybe none, so that the caller waits for the others' records."""
+        candidates = list(candidates)
+        with self._unsynced(), self.locked(), self._errors():
+            claimed = {}
+            for a in range(0, len(candidates), 500):  # SQLite's limit on bound parameters
+                part = candidates[a : a + 500]
+                rows = self._conn.execute(
+                    f"SELECT DISTINCT by, key FROM claims WHERE by != ? AND key IN ({','.join('?' * len(part))})",
+                    (by, *part))
+                for who, key in rows:
+                    claimed.setdefault(key, []).append(who)
+            if free_only:
+                part = [k for k in candidates if k not in self.records
+                        and not any(map(writer_alive, claimed.get(k, ())))][:n]
+            else:
+                part = ([k for k in candidates if k not in claimed] or candidates)[:n]
             self._conn.executemany("INSERT INTO claims (by, key) VALUES (?, ?)", [(by, k) for k in part])
         return part
+
+    @contextlib.contextmanager
+    def _unsynced(self):
+        """Commit without an fsync (``synchronous=NORMAL``, still atomic): for claims, which
+        only order the work, so losing the last ones in a power cut costs nothing, while
+        an fsync each would double what a record costs."""
+        with self._thread_lock:
+            if self._depth:  # inside locked(): the outer transaction decides
+                yield
+                return
+            conn = self._connection()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                yield
+            finally:
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    def release(self, keys: list[str], by: str) -> None:
+        """Withdraw ``by``'s claims on ``keys`` (it gave up on them: another writer may
+        take them at once)."""
+        keys = list(keys)
+        with self.locked(), self._errors():
+            for a in range(0, len(keys), 500):
+                part = keys[a : a + 500]
+                self._conn.execute(f"DELETE FROM claims WHERE by = ? AND key IN ({','.join('?' * len(part))})",
+                                   (by, *part))
 
     def record_failure(self, key: str, error: str, attempts: int, **info) -> dict:
         """Log that ``key`` failed (durably); returns the record."""
@@ -357,9 +421,30 @@ class CoalitionStore:
             if self._file_ident() is None:
                 return {}
             with self._errors():
-                rows = self._connection().execute("SELECT key, record FROM failures ORDER BY id").fetchall()
-        out = {key: json.loads(text) for key, text in rows}
+                rows = self._connection().execute("SELECT id, key, record FROM failures ORDER BY id").fetchall()
+        out = {key: self._parse(text, "failures", rid, key) for rid, key, text in rows}
         return {k: r for k, r in out.items() if k not in self.records}
+
+
+def writer_id(owner) -> str:
+    """Who claims in a store: machine, process and the claiming object ("host:pid:id")."""
+    return f"{os.uname().nodename}:{os.getpid()}:{id(owner)}"
+
+
+def writer_alive(by: str) -> bool:
+    """Whether the writer ``by`` (:func:`writer_id`) may still be running: False only for
+    a process of this machine that has ended (another machine's cannot be asked)."""
+    host, _, rest = by.partition(":")
+    pid = rest.partition(":")[0]
+    if host != os.uname().nodename or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
 
 
 @contextlib.contextmanager

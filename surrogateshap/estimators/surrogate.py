@@ -28,6 +28,8 @@ rest estimates the Shapley values of v - g with any registered estimator.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from surrogateshap.attribution import efficiency_gap
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_MODEL_PARAMS",
     "EFFICIENCY_MODES",
     "fit_surrogate",
+    "label_scale",
     "surrogate_values",
     "surrogate_interactions",
     "SurrogateSHAP",
@@ -70,6 +73,9 @@ EFFICIENCY_MODES = ("none", "anchor-weight", "centered", "equal-split")
 
 #: interactions are enumerated up to this many players, sampled above
 MAX_EXACT_INTERACTION_PLAYERS = 12
+
+#: the largest label magnitude given to xgboost (float32 gains overflow near 1e19)
+MAX_LABEL = 2.0**32
 
 
 # --------------------------------------------------------------------------- surrogate
@@ -109,11 +115,26 @@ def fit_surrogate(
     y = np.asarray(y, dtype=float).reshape(-1)
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"{X.shape[0]} masks but {y.shape[0]} utilities")
+    if y.size and not np.abs(y).max() <= MAX_LABEL:
+        raise ValueError(
+            f"utilities up to {np.abs(y).max():.3g} in magnitude: xgboost fits float32 labels and "
+            f"split gains, which overflow beyond about 1e19 (labels beyond 3.4e38 are refused); "
+            f"divide them by a power of two to within {MAX_LABEL:.3g} first (SurrogateSHAP does, "
+            "exactly: see label_scale)")
     kw = {**DEFAULT_MODEL_PARAMS, "n_jobs": n_jobs, **params}
     kw.setdefault("random_state", _seed_from(rng))
     model = xgb.XGBRegressor(**kw)
     model.fit(X, y, sample_weight=sample_weight)
     return model
+
+
+def label_scale(y) -> float:
+    """1, or the power of two that brings utilities beyond :data:`MAX_LABEL` to within 1:
+    dividing by a power of two is exact, and the Shapley values of the surrogate game
+    scale back exactly (TreeSHAP is linear in the leaf values). Utilities within range
+    are not scaled, so their fits are unchanged."""
+    top = float(np.max(np.abs(y))) if np.size(y) else 0.0
+    return 1.0 if top <= MAX_LABEL else 2.0 ** math.frexp(top)[1]
 
 
 def _predict(model, masks, chunk: int = 1 << 17) -> np.ndarray:
@@ -238,14 +259,14 @@ def _anchor_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ~masks.any(axis=1), masks.all(axis=1)
 
 
-def _surrogate_game(model, shift: float, v0: float, v1: float, pinned: bool, known=None):
-    """g(S) = f(1_S) + shift; with ``pinned`` the true anchors at empty and full, and
+def _surrogate_game(fitted, v0: float, v1: float, pinned: bool, known=None):
+    """g(S) = fitted(1_S); with ``pinned`` the true anchors at empty and full, and
     the true values at ``known`` = (masks, values), the coalitions evaluated whole."""
     table = {} if known is None or not pinned else {mask_key(m): float(v) for m, v in zip(*known)}
 
     def fn(masks):
         masks = np.asarray(masks, dtype=bool)
-        out = _predict(model, masks) + shift
+        out = fitted(masks)
         if pinned:
             empty, full = _anchor_rows(masks)
             out[empty] = v0
@@ -284,7 +305,9 @@ class SurrogateSHAP(Estimator):
     phi(v) whatever the fit; its stderr is reported.
 
     ``extra`` reports the pre-correction gap ``efficiency_gap``, the fitted anchors
-    ``f_empty``/``f_full`` against ``v_empty``/``v_full`` and the per-player correction.
+    ``f_empty``/``f_full`` against ``v_empty``/``v_full``, the per-player correction and
+    ``label_scale``: utilities beyond 2**32 are fitted divided by a power of two
+    (:func:`label_scale`; xgboost is float32) and their values scaled back, exactly.
     With ``interactions=True`` the Attribution carries the pairwise Shapley interaction
     index of the same surrogate game: enumerated for n <= 12, sampled with
     ``interaction_samples`` per pair above. ``max_draws_factor`` caps the kernel draws
@@ -374,23 +397,28 @@ class SurrogateSHAP(Estimator):
         elif self.efficiency == "centered":
             shift = v0
             params.setdefault("base_score", 0.0)
+        scale = label_scale(np.append(y, shift))  # 1 unless beyond float32's comfort
         model = fit_surrogate(
-            masks, y - shift, rng, sample_weight=weight, n_jobs=self.n_jobs, **params
+            masks, y / scale - shift / scale, rng, sample_weight=weight, n_jobs=self.n_jobs, **params
         )
-        values = surrogate_values(model, n)
-        f0, f1 = (_predict(model, anchor_masks(n)) + shift).tolist()
+
+        def fitted(m):  # the surrogate f, in the game's units
+            return _predict(model, m) * scale + shift
+
+        values = surrogate_values(model, n) * scale
+        f0, f1 = fitted(anchor_masks(n)).tolist()
         gap = efficiency_gap(values, v1 - v0)
         correction = 0.0 if self.efficiency == "none" else gap / n
         if self.efficiency != "none" and self.border and n_known > 2:
             # pin the surrogate to every coalition evaluated whole: add the Shapley value
             # of the residual v - f on them (equal-split is its anchors-only case)
             known = masks[:n_known]
-            resid = y[:n_known] - (_predict(model, known) + shift)
+            resid = y[:n_known] - fitted(known)
             values = values + shapley_of_partial_game(known, resid, n)
             correction = float("nan")  # not one number per player
         else:
             values = values + correction
-        g = _surrogate_game(model, shift, v0, v1, pinned=self.efficiency != "none",
+        g = _surrogate_game(fitted, v0, v1, pinned=self.efficiency != "none",
                             known=(masks[:n_known], y[:n_known]) if self.border else None)
         extra = {
             "efficiency": self.efficiency,
@@ -401,6 +429,7 @@ class SurrogateSHAP(Estimator):
             "v_empty": v0,
             "v_full": v1,
             "n_rows": int(len(masks)),
+            "label_scale": scale,
             **info,
         }
         out = {"values": values, "extra": extra}
