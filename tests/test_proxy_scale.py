@@ -118,7 +118,7 @@ def test_a_large_batch_is_split_by_the_memory_budget(monkeypatch):
     big = _bank(n, d, 40)
     w = _weights(n, 50)
     whole = {u: big.utility(u, w) for u in ("neg_fid", "inception_score", "coverage")}
-    small = _bank(n, d, 40, memory_budget=3 * 8 * (d * d + 4 * d + 2 * n))
+    small = _bank(n, d, 40, memory_budget=3 * big.row_bytes() + 1)
     assert small.rows_per_call() == 3
     calls = []
     fn = statistics._UTILITY_FNS["neg_fid"]
@@ -130,7 +130,7 @@ def test_a_large_batch_is_split_by_the_memory_budget(monkeypatch):
 
 def test_whitened_moments_are_memory_mapped_past_the_budget(tmp_path):
     n, d = 5, 24
-    bank = _bank(n, d, 30, memory_budget=8 * n * d * d - 1, workdir=tmp_path)
+    bank = _bank(n, d, 30, memory_budget=8 * n * d * (d + 1) // 2 - 1, workdir=tmp_path)
     before = len(pickle.dumps(bank))
     w = _weights(n, 20)
     np.testing.assert_allclose(bank.utility("neg_fid", w), _bank(n, d, 30).utility("neg_fid", w), rtol=1e-12)

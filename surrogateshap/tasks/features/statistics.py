@@ -182,21 +182,30 @@ class WhitenedBasis:
         return (v @ self.vec) * self.scale
 
     def rotate_second(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(R M R^T on the kept directions, flattened; its diagonal on the rest)."""
+        """(R M R^T on the kept directions, its lower triangle packed row by row (all the
+        eigensolve reads: half the memory and half the mixing); its diagonal on the rest)."""
         mv = m @ self.vec
         top = (self.vec[:, : self.r].T @ mv[:, : self.r]) * np.outer(self.scale[: self.r], self.scale[: self.r])
         rest = (self.vec[:, self.r :] * mv[:, self.r :]).sum(0) * self.scale[self.r :] ** 2
-        return top.ravel(), rest
+        return top[np.tril_indices(self.r)], rest
+
+    @property
+    def packed(self) -> int:
+        """Length of a packed lower triangle of the kept directions."""
+        return self.r * (self.r + 1) // 2
 
     def tr_sqrt(self, top: np.ndarray, rest: np.ndarray, b: np.ndarray, scale) -> np.ndarray:
-        """Tr (C C_r)^(1/2) for rows of mixed rotated second moments (``top`` (m, r*r) is
-        overwritten, ``rest`` (m, d - r)) and rotated means ``b`` (m, d); C = scale * (M -
-        mu mu^T), the n / (n - 1) correction applied to the eigenvalues."""
+        """Tr (C C_r)^(1/2) for rows of mixed rotated second moments (``top`` (m, packed)
+        lower triangles, ``rest`` (m, d - r) diagonals) and rotated means ``b`` (m, d);
+        C = scale * (M - mu mu^T), the n / (n - 1) correction applied to the eigenvalues."""
         r = self.r
-        k = top.reshape(len(top), r, r)
-        for i in range(len(k)):
-            k[i] -= np.outer(b[i, :r], b[i, :r])
-        out = np.sqrt(np.clip(np.linalg.eigvalsh(k), 0, None)).sum(-1)
+        k = np.zeros((len(top), r, r))
+        for i in range(r):  # unpack row i of the lower triangles
+            k[:, i, : i + 1] = top[:, i * (i + 1) // 2 : (i + 1) * (i + 2) // 2]
+        step = max(1, 2**21 // r**2)  # rows per outer-product temporary (16 MiB at most past d = 512)
+        for i in range(0, len(k), step):
+            k[i : i + step] -= b[i : i + step, :r, None] * b[i : i + step, None, :r]
+        out = np.sqrt(np.clip(np.linalg.eigvalsh(k), 0, None)).sum(-1)  # reads the lower triangle
         if r < len(self.scale):
             out += np.sqrt(np.clip(rest - b[:, r:] ** 2, 0, None)).sum(-1)
         return np.sqrt(scale) * out
@@ -272,13 +281,13 @@ class StatsBank:
 
     def whitened(self):
         """FID's per-unit arrays in the real covariance's scaled basis, built once per
-        ``fid_rank``: (basis, (L, r*r) rotated second moments on the kept directions,
+        ``fid_rank``: (basis, (L, packed) rotated second moments on the kept directions,
         (L, d - r) their diagonal on the rest, (L, d) rotated means, (L,) traces)."""
         if self.fid_rank not in self._whitened:
             basis = WhitenedBasis(_unbiased_cov(self.real.second, self.real.mean, self.real.count), self.fid_rank)
-            L, r = len(self._stats), basis.r
-            top = self._array((L, r * r))
-            rest = np.empty((L, self.mean.shape[1] - r))
+            L = len(self._stats)
+            top = self._array((L, basis.packed))
+            rest = np.empty((L, self.mean.shape[1] - basis.r))
             for u, s in enumerate(self._stats):
                 top[u], rest[u] = basis.rotate_second(np.asarray(s.second, dtype=np.float64))
             traces = np.array([np.trace(s.second) for s in self._stats])
@@ -299,12 +308,16 @@ class StatsBank:
         finally:
             os.unlink(path)
 
-    def rows_per_call(self) -> int:
-        """How many coalitions one call evaluates within the memory budget (FID's mixed
-        r x r matrix dominates a row's working arrays)."""
+    def row_bytes(self) -> int:
+        """Bytes of one coalition's working arrays: FID's mixed lower triangle and r x r
+        matrix dominate."""
         L, d = self.mean.shape
         r = d if self.fid_rank is None else self.fid_rank
-        return max(1, self.memory_budget // (8 * (r * r + 4 * d + 2 * L)))
+        return 8 * (r * r + r * (r + 1) // 2 + 4 * d + 2 * L)
+
+    def rows_per_call(self) -> int:
+        """How many coalitions one call evaluates within the memory budget."""
+        return max(1, self.memory_budget // self.row_bytes())
 
     def utility(self, name: str, weights: np.ndarray) -> np.ndarray:
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
