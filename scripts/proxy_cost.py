@@ -163,28 +163,36 @@ def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None) -> dict
             "exact ms": 1e3 * t_exact / m, "approx ms": 1e3 * t_approx / m}
 
 
-def peak_memory(d: int, n: int, budget: int, calls=(1, 2, 4)) -> list[dict]:
-    """tracemalloc's peak of one call of k x rows_per_call coalitions, the bank built first."""
+def peak_memory(d: int, n: int, budget: int, counts=()) -> list[dict]:
+    """tracemalloc's peak of calls of ``counts`` coalitions (default: 1, 2 and 4 times
+    what one budget-split step holds), the bank built first; and today's way's peak for
+    one step's coalitions."""
     bank = synthetic_bank(n, d, memory_budget=budget)
     bank.whitened()
+    step = bank.rows_per_call()
     rows = []
-    for k in calls:
-        w = random_weights(n, k * bank.rows_per_call(), np.random.default_rng(4))
+    for m in counts or (step, 2 * step, 4 * step):
+        w = random_weights(n, m, np.random.default_rng(4))
         tracemalloc.start()
+        t0 = time.perf_counter()
         bank.utility("neg_fid", w)
+        seconds = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        rows.append({"d": d, "n": n, "budget MiB": budget / 2**20, "coalitions": len(w),
-                     "peak MiB": peak / 2**20})
+        rows.append({"way": "exact", "d": d, "n": n, "budget MiB": budget / 2**20, "rows per step": step,
+                     "coalitions": m, "peak MiB": peak / 2**20, "seconds": seconds})
         print(rows[-1], flush=True)
-    w = w[: bank.rows_per_call()]
+    w = random_weights(n, step, np.random.default_rng(4))
     sqrt_r = psd_sqrt(_unbiased_cov(bank.real.second, bank.real.mean, bank.real.count))
     bank.second  # noqa: B018 - stacked outside the measurement, as today's bank held it
     tracemalloc.start()
+    t0 = time.perf_counter()
     todays_neg_fid(bank, w, sqrt_r)
+    seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    rows.append({"d": d, "n": n, "budget MiB": "none (today)", "coalitions": len(w), "peak MiB": peak / 2**20})
+    rows.append({"way": "today (unsplit)", "d": d, "n": n, "budget MiB": None, "rows per step": None,
+                 "coalitions": len(w), "peak MiB": peak / 2**20, "seconds": seconds})
     print(rows[-1], flush=True)
     return rows
 
@@ -237,6 +245,9 @@ def main(argv=None):
     p.add_argument("--peak", type=int, default=0, metavar="D",
                    help="measure peak memory of budget-split calls at dimension D instead of timing")
     p.add_argument("--budget-mib", type=int, default=256, help="the memory budget of --peak")
+    p.add_argument("--peak-players", type=int, default=20, help="units n of --peak")
+    p.add_argument("--peak-coalitions", type=_ints, default=[],
+                   help="coalitions per call of --peak (default: 1, 2, 4 budget-split steps)")
     p.add_argument("--regenerate", action="store_true", help="digits10: statistics vs re-generation")
     args = p.parse_args(argv)
 
@@ -251,7 +262,7 @@ def main(argv=None):
         if args.peak:
             import pandas as pd
 
-            rows = peak_memory(args.peak, 20, args.budget_mib * 2**20)
+            rows = peak_memory(args.peak, args.peak_players, args.budget_mib * 2**20, args.peak_coalitions)
             print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
             return
         import pandas as pd

@@ -118,7 +118,7 @@ def test_a_large_batch_is_split_by_the_memory_budget(monkeypatch):
     big = _bank(n, d, 40)
     w = _weights(n, 50)
     whole = {u: big.utility(u, w) for u in ("neg_fid", "inception_score", "coverage")}
-    small = _bank(n, d, 40, memory_budget=3 * big.row_bytes() + 1)
+    small = _bank(n, d, 40, memory_budget=4 * big.row_bytes() + 1)
     assert small.rows_per_call() == 3
     calls = []
     fn = statistics._UTILITY_FNS["neg_fid"]
@@ -176,3 +176,21 @@ def test_label_stats_stay_usable_without_stacking():
     assert "second" not in vars(bank)
     assert bank.second.shape == (3, 16)
     assert isinstance(bank._stats[0], LabelStats)
+
+
+def test_a_call_stays_within_its_memory_budget():
+    import tracemalloc
+
+    n, d = 6, 96
+    w = _weights(n, 300)
+    peaks = {}
+    for budget in (10 * _bank(n, d, 40).row_bytes(), 2**30):
+        bank = _bank(n, d, 40, memory_budget=budget)
+        bank.whitened()
+        tracemalloc.start()
+        bank.utility("neg_fid", w)
+        peaks[budget] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    small, unsplit = peaks
+    assert peaks[small] <= small + 8 * 4 * len(w)  # the budget, and the call's (m,) outputs
+    assert peaks[unsplit] > 10 * small  # what an unsplit call of 300 takes

@@ -171,7 +171,6 @@ class WhitenedBasis:
             raise ValueError(f"fid_rank must be between 1 and the feature dimension {d}, got {rank}")
         lam, vec = np.linalg.eigh((cov_r + cov_r.T) / 2)
         order = np.argsort(lam)[::-1]  # largest first, so a rank keeps the top directions
-        self.rank = None if rank is None else int(rank)
         self.r = d if rank is None else int(rank)
         self.scale = np.sqrt(np.clip(lam[order], 0, None))
         self.vec = vec[:, order]
@@ -200,11 +199,8 @@ class WhitenedBasis:
         C = scale * (M - mu mu^T), the n / (n - 1) correction applied to the eigenvalues."""
         r = self.r
         k = np.zeros((len(top), r, r))
-        for i in range(r):  # unpack row i of the lower triangles
-            k[:, i, : i + 1] = top[:, i * (i + 1) // 2 : (i + 1) * (i + 2) // 2]
-        step = max(1, 2**21 // r**2)  # rows per outer-product temporary (16 MiB at most past d = 512)
-        for i in range(0, len(k), step):
-            k[i : i + step] -= b[i : i + step, :r, None] * b[i : i + step, None, :r]
+        for i in range(r):  # row i of the lower triangles, less the mean's outer product
+            k[:, i, : i + 1] = top[:, i * (i + 1) // 2 : (i + 1) * (i + 2) // 2] - b[:, i, None] * b[:, : i + 1]
         out = np.sqrt(np.clip(np.linalg.eigvalsh(k), 0, None)).sum(-1)  # reads the lower triangle
         if r < len(self.scale):
             out += np.sqrt(np.clip(rest - b[:, r:] ** 2, 0, None)).sum(-1)
@@ -316,8 +312,9 @@ class StatsBank:
         return 8 * (r * r + r * (r + 1) // 2 + 4 * d + 2 * L)
 
     def rows_per_call(self) -> int:
-        """How many coalitions one call evaluates within the memory budget."""
-        return max(1, self.memory_budget // self.row_bytes())
+        """How many coalitions one call evaluates within the memory budget (one row's
+        worth kept for the eigensolver's copy of the matrix it works on)."""
+        return max(1, self.memory_budget // self.row_bytes() - 1)
 
     def utility(self, name: str, weights: np.ndarray) -> np.ndarray:
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
