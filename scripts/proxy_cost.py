@@ -97,7 +97,7 @@ def _per_call(fn, w) -> float:
 def timing_table(dims, players, rank, coalitions, naive: bool) -> list[dict]:
     rows = []
     for d in dims:
-        m = coalitions or max(2, min(64, (2**21) // d**2))
+        m = coalitions or max(4, min(64, 2**24 // d**2))
         a = np.random.default_rng(1).normal(size=(d, d))
         a = np.stack([a + a.T] * m)  # timed as a batch, like the coalitions (the load varies)
         for n in players:
