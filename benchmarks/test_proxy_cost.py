@@ -74,17 +74,17 @@ def test_proxy_fid_cost(d, n, way, script, benchmark, request):
     elif way == "today":
         real = bank.real
         sqrt_r = script.psd_sqrt(_unbiased_cov(real.second, real.mean, real.count))
-        fn = lambda: script.todays_neg_fid(bank, w, sqrt_r)  # noqa: E731
+        fn = lambda: script.todays_neg_fid(bank, w, sqrt_r)
     elif way == "exact":
         bank.whitened()
-        fn = lambda: bank.utility("neg_fid", w)  # noqa: E731
+        fn = lambda: bank.utility("neg_fid", w)
     elif way == "rank256":
         approx = StatsBank(bank._stats, bank.real, fid_rank=256)
         approx.whitened()
-        fn = lambda: approx.utility("neg_fid", w)  # noqa: E731
+        fn = lambda: approx.utility("neg_fid", w)
     else:
         w = w[: max(1, m // 4)]
-        fn = lambda: script.naive_neg_fid(bank, w)  # noqa: E731
+        fn = lambda: script.naive_neg_fid(bank, w)
     with threadpool_limits(1):
         benchmark.pedantic(fn, rounds=1 if d >= 1024 else 3, iterations=1)
     per = benchmark.stats.stats.min / len(w)

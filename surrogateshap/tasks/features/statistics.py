@@ -239,9 +239,11 @@ class StatsBank:
     ``memory_budget`` (bytes, default :data:`MEMORY_BUDGET`): a call's batch is split so
     its working arrays stay within it, whatever the batch size. ``fid_rank``: FID from the
     top-``fid_rank`` principal directions of the real features exactly and the diagonal
-    elsewhere (:class:`WhitenedBasis`; an approximation, much faster at large d; None:
-    exact). ``workdir``: where to memory-map the whitened second moments when they exceed
-    the budget (default: the system's temporary folder).
+    elsewhere (:class:`WhitenedBasis`; None: exact). An approximation from below, (d/r)^3
+    cheaper: close on digits10's bank, far off on a synthetic slow-spectrum one
+    (results/proxy_paper_scale.md), so opt-in. ``workdir``: where to memory-map the
+    whitened second moments when they exceed the budget (default: the system's temporary
+    folder).
     """
 
     def __init__(self, stats: list[LabelStats], real: LabelStats, memory_budget: int = MEMORY_BUDGET,
