@@ -65,7 +65,7 @@ def test_proxy_fid_cost(d, n, way, script, benchmark, request):
         pytest.skip("minutes of CPU: run with --run-slow")
     from threadpoolctl import threadpool_limits
 
-    m = max(2, min(64, 2**21 // d**2))
+    m = max(4, min(64, 2**24 // d**2))  # coalitions per call, as scripts/proxy_cost.py
     w = script.random_weights(n, m, np.random.default_rng(2))
     a = np.random.default_rng(1).normal(size=(d, d))
     bank = _bank(script, n, d)
