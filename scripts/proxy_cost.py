@@ -1,72 +1,276 @@
-"""What one proxy-game evaluation costs: statistics mixing vs re-generating images.
+"""What one proxy-game evaluation costs: FID from mixed per-unit statistics at large d.
 
-    python scripts/proxy_cost.py
+    python scripts/proxy_cost.py                      # the table of results/proxy_paper_scale.md
+    python scripts/proxy_cost.py --dims 64,256 --players 20
+    python scripts/proxy_cost.py --accuracy 1000 --accuracy-dim 1024   # fid_rank vs exact
+    python scripts/proxy_cost.py --peak 1024          # peak memory of calls, budget-split
+    python scripts/proxy_cost.py --regenerate         # digits10: statistics vs re-generation
 
-Synthetic per-label statistics for n labels and d feature dimensions, 256 coalitions
-evaluated in one batch (as estimators call games); plus, when the digits10 full model
-is available, the paper's per-coalition re-generation for comparison.
+Synthetic per-unit statistics of ``--per-unit`` samples (features with a power-law
+spectrum, variance of dimension k ~ 1/k, each unit its own mean and scales), timed on
+``--threads`` BLAS threads, several coalitions per call (as estimators call games), for:
+FID as computed up to commit d58ea49 (:func:`todays_neg_fid`: mix, correct, C_r^(1/2) C
+C_r^(1/2) per coalition), the new exact way (:class:`StatsBank`: one eigensolve per
+coalition in the whitened basis), the approximate mode (``fid_rank``), and a naive
+reference (``scipy.linalg.sqrtm`` of C C_r per coalition); and the time of one d x d
+symmetric eigensolve (``numpy.linalg.eigvalsh`` on as many stacked matrices, timed just
+before and after the exact way), the floor of an exact evaluation. Each time is the best
+of two calls (one for the naive reference), the set-ups outside the timers.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+import tracemalloc
 
 import numpy as np
-import pandas as pd
 
-from surrogateshap.tasks.features.statistics import UTILITIES, StatsBank, stats_from_features
-
-
-def synthetic_bank(n: int, d: int, rng) -> StatsBank:
-    centroids = rng.normal(size=(20, d))
-    stats = [stats_from_features(rng.normal(i % 7, 1, (300, d)), rng.normal(size=(300, 10)), centroids)
-             for i in range(n)]
-    real = stats_from_features(rng.normal(3, 2, (2000, d)), rng.normal(size=(2000, 10)), centroids)
-    return StatsBank(stats, real)
+from surrogateshap.tasks.features.statistics import LabelStats, StatsBank, _unbiased_cov
 
 
-def main():
-    from surrogateshap.sampling import sample_kernel_coalitions
+def todays_neg_fid(bank: StatsBank, w: np.ndarray, sqrt_r: np.ndarray) -> np.ndarray:
+    """-FID as computed up to commit d58ea49, the reference of the fast path (``sqrt_r``:
+    :func:`psd_sqrt` of the real data's unbiased covariance)."""
+    d = bank.mean.shape[1]
+    mu = w @ bank.mean
+    count = (w > 0) @ bank.count
+    cov = _unbiased_cov((w @ bank.second).reshape(-1, d, d), mu, count)
+    cov_r = _unbiased_cov(bank.real.second, bank.real.mean, bank.real.count)
+    eig = np.linalg.eigvalsh(sqrt_r @ cov @ sqrt_r)
+    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum(-1)
+    diff = mu - bank.real.mean
+    return -((diff**2).sum(-1) + np.trace(cov, axis1=-2, axis2=-1) + np.trace(cov_r) - 2 * tr_covmean)
 
-    rng = np.random.default_rng(0)
+
+def psd_sqrt(c: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((c + c.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def naive_neg_fid(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    """-FID per coalition with ``scipy.linalg.sqrtm`` of C C_r (the textbook formula, as
+    pytorch-fid computes it)."""
+    from scipy.linalg import sqrtm
+
+    d = bank.mean.shape[1]
+    cov_r = _unbiased_cov(bank.real.second, bank.real.mean, bank.real.count)
+    out = []
+    for row in w:
+        mu = row @ bank.mean
+        cov = _unbiased_cov((row @ bank.second).reshape(d, d), mu, (row > 0) @ bank.count)
+        covmean = np.real(sqrtm(cov @ cov_r))
+        out.append(((mu - bank.real.mean) ** 2).sum() + np.trace(cov) + np.trace(cov_r) - 2 * np.trace(covmean))
+    return -np.array(out)
+
+
+def _stats(feats: np.ndarray) -> LabelStats:
+    return LabelStats(mean=feats.mean(0), second=feats.T @ feats / len(feats), pbar=np.ones(1),
+                      neg_entropy=0.0, modes=np.ones(1), count=len(feats))
+
+
+def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, **kw) -> StatsBank:
+    """n units of ``per_unit`` samples each and a real set of 2d + 1000, features with
+    variance ~ 1/k along dimension k (a power-law spectrum, as Inception features have)."""
+    rng = np.random.default_rng(seed)
+    scale = 1 / np.sqrt(np.arange(1, d + 1))
+    stats = [_stats(rng.normal(size=(per_unit, d)) * scale * np.exp(0.3 * rng.normal(size=d))
+                    + 0.5 * scale * rng.normal(size=d)) for _ in range(n)]
+    real = _stats(rng.normal(size=(2 * d + 1000, d)) * scale)
+    return StatsBank(stats, real, **kw)
+
+
+def random_weights(n: int, m: int, rng) -> np.ndarray:
+    """m coalitions of uniformly drawn sizes, their units equally weighted."""
+    masks = np.zeros((m, n), bool)
+    for row, k in zip(masks, rng.integers(1, n + 1, size=m)):
+        row[rng.choice(n, size=k, replace=False)] = True
+    return masks / masks.sum(1, keepdims=True)
+
+
+def _per_call(fn, w) -> float:
+    t0 = time.perf_counter()
+    fn(w)
+    return (time.perf_counter() - t0) / len(w)
+
+
+def timing_table(dims, players, rank, coalitions, naive: bool) -> list[dict]:
     rows = []
-    for n in (10, 100, 300):
-        for d in (64, 128, 256):
-            bank = synthetic_bank(n, d, rng)
-            masks = sample_kernel_coalitions(n, 256, rng)
-            w = masks / masks.sum(1, keepdims=True)
-            for u in UTILITIES:
-                bank.utility(u, w[:4])  # warm-up
+    for d in dims:
+        m = coalitions or max(4, min(64, 2**24 // d**2))
+        a = np.random.default_rng(1).normal(size=(d, d))
+        a = np.stack([a + a.T] * m)  # timed as a batch, like the coalitions (the load varies)
+        for n in players:
+            bank = synthetic_bank(n, d)
+            w = random_weights(n, m, np.random.default_rng(2))
+            sqrt_r = psd_sqrt(_unbiased_cov(bank.real.second, bank.real.mean, bank.real.count))
+            row = {"d": d, "n": n, "coalitions": m,
+                   "today ms": _best(lambda x: todays_neg_fid(bank, x, sqrt_r), w)}
+            if naive:
+                row["naive ms"] = _best(lambda x: naive_neg_fid(bank, x), w[: max(1, m // 4)], 1)
+            del bank.second  # today's stack of raw second moments, not used by the new way
+            t0 = time.perf_counter()
+            bank.whitened()
+            row["exact set-up s"] = time.perf_counter() - t0
+            eig = _best(lambda x: np.linalg.eigvalsh(a), w)
+            row["exact ms"] = _best(lambda x: bank.utility("neg_fid", x), w)
+            row["eigvalsh ms"] = min(eig, _best(lambda x: np.linalg.eigvalsh(a), w))
+            if rank and rank < d:
+                approx = StatsBank(bank._stats, bank.real, fid_rank=rank)
                 t0 = time.perf_counter()
-                bank.utility(u, w)
-                rows.append({"players": n, "feature dim": d, "utility": u,
-                             "ms per coalition": 1e3 * (time.perf_counter() - t0) / len(w)})
-    df = pd.DataFrame(rows).pivot_table(index=["players", "feature dim"], columns="utility",
-                                        values="ms per coalition")
-    print("Proxy game, statistics mode (256 coalitions per call):\n")
-    print(df.to_markdown(floatfmt=".4f"))
+                approx.whitened()
+                row[f"rank {rank} set-up s"] = time.perf_counter() - t0
+                row[f"rank {rank} ms"] = _best(lambda x: approx.utility("neg_fid", x), w)
+                del approx
+            row["exact / eigvalsh"] = row["exact ms"] / row["eigvalsh ms"]
+            row["today / eigvalsh"] = row["today ms"] / row["eigvalsh ms"]
+            rows.append(row)
+            print(row, flush=True)
+            del bank
+    return rows
 
-    try:
+
+def _best(fn, w, repeats: int = 2) -> float:
+    """ms per coalition, the best of ``repeats`` calls (the machine is shared)."""
+    return 1e3 * min(_per_call(fn, w) for _ in range(repeats))
+
+
+def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None) -> dict:
+    """The approximate mode against exact FID over m random coalitions (of the synthetic
+    n x d bank, or of ``task``'s proxy bank)."""
+    from scipy.stats import spearmanr
+
+    if task:
         from surrogateshap.tasks import get_task
 
-        task = get_task("digits10")
-        game = task.proxy_game("neg_fid", mode="regenerate")
-        m = np.zeros((1, 10), bool)
-        m[0, :5] = True
-        game(m)  # full model (cached after the first run)
+        exact = get_task(task).bank()
+        n, d = exact.mean.shape
+    else:
+        exact = synthetic_bank(n, d)
+    approx = StatsBank(exact._stats, exact.real, fid_rank=rank)
+    w = random_weights(n, m, np.random.default_rng(3))
+    approx.whitened()  # the one-off set-ups, outside the timers
+    exact.whitened()
+    t0 = time.perf_counter()
+    a = -approx.utility("neg_fid", w)
+    t_approx = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    e = -exact.utility("neg_fid", w)
+    t_exact = time.perf_counter() - t0
+    rel = np.abs(a - e) / np.abs(e)
+    return {"bank": task or "synthetic", "n": n, "d": d, "rank": rank, "coalitions": m, "spearman": float(spearmanr(a, e)[0]),
+            "median rel. error": float(np.median(rel)), "max rel. error": float(rel.max()),
+            "exact ms": 1e3 * t_exact / m, "approx ms": 1e3 * t_approx / m}
+
+
+def peak_memory(d: int, n: int, budget: int, counts=()) -> list[dict]:
+    """tracemalloc's peak of calls of ``counts`` coalitions (default: 1, 2 and 4 times
+    what one budget-split step holds), the bank built first; and today's way's peak for
+    one step's coalitions."""
+    bank = synthetic_bank(n, d, memory_budget=budget)
+    bank.whitened()
+    step = bank.rows_per_call()
+    rows = []
+    for m in counts or (step, 2 * step, 4 * step):
+        w = random_weights(n, m, np.random.default_rng(4))
+        tracemalloc.start()
         t0 = time.perf_counter()
-        game(m)
-        regen = time.perf_counter() - t0
-        stats = task.proxy_game("neg_fid")
-        stats(m)
-        t0 = time.perf_counter()
-        stats(np.repeat(m, 256, 0))
-        fast = (time.perf_counter() - t0) / 256
-        print(f"\ndigits10 (d = 64): re-generating {task.config.n_samples} images per coalition "
-              f"{1e3 * regen:.0f} ms; statistics mode {1e3 * fast:.3f} ms "
-              f"({regen / fast:.0f}x cheaper)")
-    except Exception as e:  # noqa: BLE001 - the comparison is optional
-        print(f"\n(digits10 comparison skipped: {e})")
+        bank.utility("neg_fid", w)
+        seconds = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append({"way": "exact", "d": d, "n": n, "budget MiB": budget / 2**20, "rows per step": step,
+                     "coalitions": m, "peak MiB": peak / 2**20, "seconds": seconds})
+        print(rows[-1], flush=True)
+    w = random_weights(n, step, np.random.default_rng(4))
+    sqrt_r = psd_sqrt(_unbiased_cov(bank.real.second, bank.real.mean, bank.real.count))
+    bank.second  # noqa: B018 - stacked outside the measurement, as today's bank held it
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    todays_neg_fid(bank, w, sqrt_r)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    rows.append({"way": "today (unsplit)", "d": d, "n": n, "budget MiB": None, "rows per step": None,
+                 "coalitions": len(w), "peak MiB": peak / 2**20, "seconds": seconds})
+    print(rows[-1], flush=True)
+    return rows
+
+
+def regeneration():
+    """digits10 (d = 64): the paper's per-coalition re-generation vs the statistics."""
+    from surrogateshap.tasks import get_task
+
+    task = get_task("digits10")
+    game = task.proxy_game("neg_fid", mode="regenerate")
+    m = np.zeros((1, 10), bool)
+    m[0, :5] = True
+    game(m)  # full model (cached after the first run)
+    t0 = time.perf_counter()
+    game(m)
+    regen = time.perf_counter() - t0
+    stats = task.proxy_game("neg_fid")
+    stats(m)
+    t0 = time.perf_counter()
+    stats(np.repeat(m, 256, 0))
+    fast = (time.perf_counter() - t0) / 256
+    print(f"\ndigits10 (d = 64): re-generating {task.config.n_samples} images per coalition "
+          f"{1e3 * regen:.0f} ms; statistics mode {1e3 * fast:.3f} ms ({regen / fast:.0f}x cheaper)")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--dims", type=_ints, default=[64, 256, 1024, 2048], help="feature dimensions d")
+    p.add_argument("--players", type=_ints, default=[20, 258], help="numbers of units n")
+    p.add_argument("--skip", type=str, default="258x2048",
+                   help="n x d points to leave out (comma list; default 258x2048: its bank is 8.1 GiB)")
+    p.add_argument("--coalitions", type=int, default=0, help="coalitions per point (0: by d)")
+    p.add_argument("--rank", type=int, default=256, help="the approximate mode's fid_rank (0: none)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    p.add_argument("--no-naive", action="store_true", help="leave out the scipy sqrtm reference")
+    p.add_argument("--accuracy", type=int, default=0, metavar="M",
+                   help="compare fid_rank with exact over M random coalitions instead of timing")
+    p.add_argument("--accuracy-dim", type=int, default=1024)
+    p.add_argument("--accuracy-players", type=int, default=258)
+    p.add_argument("--accuracy-task", default=None, help="a task whose proxy bank --accuracy uses instead")
+    p.add_argument("--peak", type=int, default=0, metavar="D",
+                   help="measure peak memory of budget-split calls at dimension D instead of timing")
+    p.add_argument("--budget-mib", type=int, default=256, help="the memory budget of --peak")
+    p.add_argument("--peak-players", type=int, default=20, help="units n of --peak")
+    p.add_argument("--peak-coalitions", type=_ints, default=[],
+                   help="coalitions per call of --peak (default: 1, 2, 4 budget-split steps)")
+    p.add_argument("--regenerate", action="store_true", help="digits10: statistics vs re-generation")
+    args = p.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(args.threads):
+        if args.regenerate:
+            return regeneration()
+        if args.accuracy:
+            print(accuracy(args.accuracy_players, args.accuracy_dim, args.rank, args.accuracy, args.accuracy_task))
+            return
+        if args.peak:
+            import pandas as pd
+
+            rows = peak_memory(args.peak, args.peak_players, args.budget_mib * 2**20, args.peak_coalitions)
+            print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+            return
+        import pandas as pd
+
+        skip = {tuple(int(v) for v in s.split("x")) for s in args.skip.split(",") if s.strip()}
+        rows = [r for d in args.dims for r in timing_table(
+            [d], [n for n in args.players if (n, d) not in skip], args.rank, args.coalitions, not args.no_naive)]
+        print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g"))
 
 
 if __name__ == "__main__":

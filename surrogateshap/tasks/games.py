@@ -28,6 +28,7 @@ from collections import deque
 import numpy as np
 
 from surrogateshap.game import Game, coalition_key, key_to_mask, stable_hash
+from surrogateshap.tasks.features.statistics import check_bank_options
 from surrogateshap.tasks.models.pruning import PRUNE_SCOPES, magnitude_prune
 
 __all__ = ["RetrainingGame", "ProxyGame", "FineTuningGame", "RetrainingFailedError", "RetrainingRefusedError",
@@ -257,12 +258,17 @@ class ProxyGame(Game):
     that many of its images per coalition, as the paper's protocol would generate them
     (None: every bank image, weighted). mode="regenerate": generate ``n_samples`` fresh
     samples per coalition (slow).
+
+    A bank of sufficient statistics takes ``fid_rank`` (FID from the real features' top
+    principal directions: an approximation, named in :meth:`cache_id` so its values never
+    mix with exact ones) and ``memory_budget`` (bytes a call's working arrays may take;
+    values do not depend on it); see :class:`~surrogateshap.tasks.features.statistics.StatsBank`.
     """
 
     cost_unit = "images generated"
 
     def __init__(self, task, utility: str, mode: str = "bank", seed: int = 0, executor=None,
-                 samples: int | None = None):
+                 samples: int | None = None, fid_rank: int | None = None, memory_budget: int | None = None):
         from surrogateshap.execution import get_executor
 
         task.check_utility(utility)
@@ -273,6 +279,11 @@ class ProxyGame(Game):
         self.task, self.utility, self.mode, self.seed = task, utility, mode, int(seed)
         self.samples = getattr(task.config, "proxy_samples", None) if samples is None else int(samples)
         self.executor = get_executor(executor)  # runs the bank's and regenerate's generation
+        check_bank_options(fid_rank, memory_budget)
+        if fid_rank is not None and mode != "bank":
+            raise ValueError(f"fid_rank= applies to mode='bank' (statistics mixed per coalition), not {mode!r}")
+        self.fid_rank = fid_rank
+        self.memory_budget = memory_budget
         self._bank = None
         self._empty = None
 
@@ -288,8 +299,20 @@ class ProxyGame(Game):
             n = len(bank.units) if hasattr(bank, "units") else getattr(bank, "n_units", None)
             if n is not None and n != self.task.n_units:
                 raise ValueError(f"{self.task.name}: a bank of {n} units for {self.task.n_units} units")
+            for name in ("fid_rank", "memory_budget"):
+                value = getattr(self, name)
+                if value is None:
+                    continue
+                if not hasattr(bank, name):
+                    raise ValueError(f"{self.task.name}: {name}= applies to a bank of sufficient statistics; "
+                                     f"this task's bank is a {type(bank).__name__}")
+                setattr(bank, name, value)
             self._bank = bank
-            self._empty = self.task.score(self.task.empty_stats())[self.utility]
+            if self.fid_rank is None:
+                self._empty = self.task.score(self.task.empty_stats())[self.utility]
+            else:  # the empty coalition's prior scored the same (approximate) way
+                self._empty = float(type(bank)([self.task.empty_stats()], bank.real, fid_rank=self.fid_rank)
+                                    .utility(self.utility, np.ones((1, 1)))[0])
 
     def _mixed(self, w: np.ndarray) -> np.ndarray:
         """Utilities of rows of normalised unit weights."""
@@ -345,7 +368,8 @@ class ProxyGame(Game):
 
     def cache_id(self):
         samples = "" if self.samples is None else f":{self.samples}"
-        return f"proxy:{self.task.config_id()}:{self.utility}:{self.mode}:{self.seed}{samples}"
+        rank = "" if self.fid_rank is None else f":fid_rank={self.fid_rank}"
+        return f"proxy:{self.task.config_id()}:{self.utility}:{self.mode}:{self.seed}{samples}{rank}"
 
 
 class FineTuningGame(Game):

@@ -12,13 +12,18 @@ Pooled-image versions use torchmetrics, to check the statistics against.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 __all__ = [
     "LabelStats",
     "StatsBank",
+    "WhitenedBasis",
+    "MEMORY_BUDGET",
+    "check_bank_options",
     "stats_from_features",
     "mix_stats",
     "frechet_distance",
@@ -135,34 +140,93 @@ def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
     )
 
 
-def _psd_sqrt(c: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((c + c.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
 def _unbiased_cov(second, mean, count):
     cov = second - mean[..., :, None] * mean[..., None, :]
     count = np.asarray(count, dtype=float)[..., None, None]
     return np.where(count > 1, cov * count / np.maximum(count - 1, 1), cov)
 
 
+def _unbiased_scale(count) -> np.ndarray:
+    """n / (n - 1) where n > 1, else 1: FID's covariance correction, as a factor."""
+    count = np.asarray(count, dtype=float)
+    return np.where(count > 1, count / np.maximum(count - 1, 1), 1.0)
+
+
+class WhitenedBasis:
+    """The reference covariance's eigenbasis, scaled: Tr (C C_r)^(1/2) in d x d eigenvalues.
+
+    With C_r = V diag(lam) V^T and R = diag(lam)^(1/2) V^T, R C R^T is symmetric PSD with
+    the eigenvalues of C C_r, so Tr (C C_r)^(1/2) = sum sqrt(eig(R C R^T)) (stable where
+    features have dead units). R is linear in C, so a mixture's R C R^T is the mixture of
+    the units' rotated second moments minus the rotated mean's outer product: one
+    symmetric eigensolve per coalition, no d x d x d product.
+
+    ``rank``: keep the top-``rank`` directions of C_r exactly and, for the rest, the
+    diagonal of R C R^T only (an approximation of FID; None: exact).
+    """
+
+    def __init__(self, cov_r: np.ndarray, rank: int | None = None):
+        d = len(cov_r)
+        if rank is not None and not 1 <= int(rank) <= d:
+            raise ValueError(f"fid_rank must be between 1 and the feature dimension {d}, got {rank}")
+        lam, vec = np.linalg.eigh((cov_r + cov_r.T) / 2)
+        order = np.argsort(lam)[::-1]  # largest first, so a rank keeps the top directions
+        self.r = d if rank is None else int(rank)
+        self.scale = np.sqrt(np.clip(lam[order], 0, None))
+        self.vec = vec[:, order]
+        self.trace_r = float(np.trace(cov_r))
+
+    def rotate(self, v: np.ndarray) -> np.ndarray:
+        """(..., d) vectors in the scaled basis: R v."""
+        return (v @ self.vec) * self.scale
+
+    def rotate_second(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(R M R^T on the kept directions, its lower triangle packed row by row (all the
+        eigensolve reads: half the memory and half the mixing); its diagonal on the rest)."""
+        mv = m @ self.vec
+        top = (self.vec[:, : self.r].T @ mv[:, : self.r]) * np.outer(self.scale[: self.r], self.scale[: self.r])
+        rest = (self.vec[:, self.r :] * mv[:, self.r :]).sum(0) * self.scale[self.r :] ** 2
+        return top[np.tril_indices(self.r)], rest
+
+    @property
+    def packed(self) -> int:
+        """Length of a packed lower triangle of the kept directions."""
+        return self.r * (self.r + 1) // 2
+
+    def tr_sqrt(self, top: np.ndarray, rest: np.ndarray, b: np.ndarray, scale) -> np.ndarray:
+        """Tr (C C_r)^(1/2) for rows of mixed rotated second moments (``top`` (m, packed)
+        lower triangles, ``rest`` (m, d - r) diagonals) and rotated means ``b`` (m, d);
+        C = scale * (M - mu mu^T), the n / (n - 1) correction applied to the eigenvalues."""
+        r = self.r
+        k = np.zeros((len(top), r, r))
+        for i in range(r):  # row i of the lower triangles, less the mean's outer product
+            k[:, i, : i + 1] = top[:, i * (i + 1) // 2 : (i + 1) * (i + 2) // 2] - b[:, i, None] * b[:, : i + 1]
+        out = np.sqrt(np.clip(np.linalg.eigvalsh(k), 0, None)).sum(-1)  # reads the lower triangle
+        if r < len(self.scale):
+            out += np.sqrt(np.clip(rest - b[:, r:] ** 2, 0, None)).sum(-1)
+        return np.sqrt(scale) * out
+
+
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2))."""
-    s2 = _psd_sqrt(cov2)
-    return float(_fid_batch(mu1[None], cov1[None], mu2, cov2, s2)[0])
+    basis = WhitenedBasis(np.asarray(cov2, dtype=np.float64))
+    top, rest = basis.rotate_second(np.asarray(cov1, dtype=np.float64))
+    tr = basis.tr_sqrt(top[None], rest[None], np.zeros((1, len(mu1))), 1.0)[0]
+    return float(((np.asarray(mu1) - mu2) ** 2).sum() + np.trace(cov1) + basis.trace_r - 2 * tr)
 
 
-def _fid_batch(mu, cov, mu_r, cov_r, sqrt_r) -> np.ndarray:
-    """FID of m Gaussians (mu (m, d), cov (m, d, d)) against one reference.
+#: the default memory budget (bytes) of one utility call's working arrays: a larger batch
+#: of coalitions is split into calls that fit; the whitened per-unit second moments are
+#: memory-mapped from a temporary file when they do not fit it either
+MEMORY_BUDGET = 2 * 2**30
 
-    Tr (C C_r)^(1/2) = Tr (S C S)^(1/2) with S = C_r^(1/2): a symmetric PSD
-    eigenproblem, stable where features have dead units (singular covariances), and
-    batched over coalitions.
-    """
-    diff = mu - mu_r
-    eig = np.linalg.eigvalsh(sqrt_r @ cov @ sqrt_r)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum(-1)
-    return (diff**2).sum(-1) + np.trace(cov, axis1=-2, axis2=-1) + np.trace(cov_r) - 2 * tr_covmean
+
+def check_bank_options(fid_rank=None, memory_budget=None):
+    """One clear error for a bad ``fid_rank`` or ``memory_budget`` (None: not given)."""
+    if memory_budget is not None and not (isinstance(memory_budget, (int, np.integer)) and memory_budget > 0):
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    if fid_rank is not None and not (isinstance(fid_rank, (int, np.integer)) and fid_rank >= 1):
+        raise ValueError(f"fid_rank must be a positive integer (or None: exact FID), got {fid_rank!r}")
 
 
 class StatsBank:
@@ -171,22 +235,88 @@ class StatsBank:
     ``utility(name, weights)`` takes mixture weights (m, L) (rows summing to 1) and
     returns m utilities; the mixture of the labels with non-zero weight has the pooled
     count of their banks (FID's n - 1 correction), as :func:`mix_stats` gives.
+
+    ``memory_budget`` (bytes, default :data:`MEMORY_BUDGET`): a call's batch is split so
+    its working arrays stay within it, whatever the batch size. ``fid_rank``: FID from the
+    top-``fid_rank`` principal directions of the real features exactly and the diagonal
+    elsewhere (:class:`WhitenedBasis`; None: exact). An approximation from below, (d/r)^3
+    cheaper: close on digits10's bank, far off on a synthetic slow-spectrum one
+    (results/proxy_paper_scale.md), so opt-in. ``workdir``: where to memory-map the
+    whitened second moments when they exceed the budget (default: the system's temporary
+    folder).
     """
 
-    def __init__(self, stats: list[LabelStats], real: LabelStats):
+    def __init__(self, stats: list[LabelStats], real: LabelStats, memory_budget: int = MEMORY_BUDGET,
+                 fid_rank: int | None = None, workdir=None):
         if not stats:
             raise ValueError("need at least one unit's statistics")
+        check_bank_options(fid_rank, memory_budget)
+        self._stats = list(stats)
         self.mean = np.stack([s.mean for s in stats])
-        d = self.mean.shape[1]
-        self.second = np.stack([s.second for s in stats]).reshape(len(stats), d * d)
         self.pbar = np.stack([s.pbar for s in stats])
         self.neg_entropy = np.array([s.neg_entropy for s in stats])
         self.modes = np.stack([s.modes for s in stats])
         self.count = np.array([s.count for s in stats], dtype=float)
         self.scores = {k: np.array([s.scores[k] for s in stats]) for k in _score_keys(stats)}
         self.real = real
-        self._cov_r = _unbiased_cov(real.second, real.mean, real.count)
-        self._sqrt_r = _psd_sqrt(self._cov_r)
+        self.memory_budget = int(memory_budget)
+        self.fid_rank = None if fid_rank is None else int(fid_rank)
+        self.workdir = workdir
+        self._whitened = {}  # fid_rank -> (basis, top, rest, rotated means, traces)
+
+    def __getstate__(self):  # the derived arrays (a memory map among them) are rebuilt
+        state = dict(self.__dict__)
+        state["_whitened"] = {}
+        state.pop("second", None)
+        return state
+
+    @cached_property
+    def second(self) -> np.ndarray:
+        """(L, d * d) the units' second moments, stacked on first use (FID does not use
+        them: it reads :meth:`whitened`)."""
+        d = self.mean.shape[1]
+        return np.stack([s.second for s in self._stats]).reshape(len(self._stats), d * d)
+
+    def whitened(self):
+        """FID's per-unit arrays in the real covariance's scaled basis, built once per
+        ``fid_rank``: (basis, (L, packed) rotated second moments on the kept directions,
+        (L, d - r) their diagonal on the rest, (L, d) rotated means, (L,) traces)."""
+        if self.fid_rank not in self._whitened:
+            basis = WhitenedBasis(_unbiased_cov(self.real.second, self.real.mean, self.real.count), self.fid_rank)
+            L = len(self._stats)
+            top = self._array((L, basis.packed))
+            rest = np.empty((L, self.mean.shape[1] - basis.r))
+            for u, s in enumerate(self._stats):
+                top[u], rest[u] = basis.rotate_second(np.asarray(s.second, dtype=np.float64))
+            traces = np.array([np.trace(s.second) for s in self._stats])
+            self._whitened[self.fid_rank] = (basis, top, rest, basis.rotate(self.mean), traces)
+        return self._whitened[self.fid_rank]
+
+    def _array(self, shape) -> np.ndarray:
+        """A float64 array in memory, or memory-mapped from an unlinked temporary file
+        when it exceeds the budget (the disk space is freed with the array)."""
+        if 8 * int(np.prod(shape)) <= self.memory_budget:
+            return np.empty(shape)
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".npy", prefix="whitened-", dir=self.workdir)
+        os.close(fd)
+        try:
+            return np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=shape)
+        finally:
+            os.unlink(path)
+
+    def row_bytes(self) -> int:
+        """Bytes of one coalition's working arrays: FID's mixed lower triangle and r x r
+        matrix dominate."""
+        L, d = self.mean.shape
+        r = d if self.fid_rank is None else self.fid_rank
+        return 8 * (r * r + r * (r + 1) // 2 + 4 * d + 2 * L)
+
+    def rows_per_call(self) -> int:
+        """How many coalitions one call evaluates within the memory budget (one row's
+        worth kept for the eigensolver's copy of the matrix it works on)."""
+        return max(1, self.memory_budget // self.row_bytes() - 1)
 
     def utility(self, name: str, weights: np.ndarray) -> np.ndarray:
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
@@ -194,16 +324,20 @@ class StatsBank:
             raise ValueError(f"weights must have {len(self.mean)} columns, got {w.shape}")
         if name not in _UTILITY_FNS:
             raise KeyError(f"unknown utility {name!r}; known: {', '.join(available_utilities())}")
-        return np.asarray(_UTILITY_FNS[name](self, w), dtype=float)
+        step = self.rows_per_call()
+        fn = _UTILITY_FNS[name]
+        return np.concatenate([np.asarray(fn(self, w[i : i + step]), dtype=float).reshape(-1)
+                               for i in range(0, max(len(w), 1), step)])
 
 
 @register_utility("neg_fid")
 def _neg_fid(bank: StatsBank, w: np.ndarray) -> np.ndarray:
-    d = bank.mean.shape[1]
+    basis, top, rest, rotated, traces = bank.whitened()
     mu = w @ bank.mean
-    count = (w > 0) @ bank.count
-    cov = _unbiased_cov((w @ bank.second).reshape(-1, d, d), mu, count)
-    return -_fid_batch(mu, cov, bank.real.mean, bank._cov_r, bank._sqrt_r)
+    scale = _unbiased_scale((w > 0) @ bank.count)
+    tr_cov = scale * (w @ traces - (mu**2).sum(1))
+    tr_sqrt = basis.tr_sqrt(w @ top, w @ rest, w @ rotated, scale)
+    return -(((mu - bank.real.mean) ** 2).sum(1) + tr_cov + basis.trace_r - 2 * tr_sqrt)
 
 
 @register_utility("inception_score")

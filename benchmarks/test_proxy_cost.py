@@ -1,0 +1,91 @@
+"""What one proxy evaluation of FID costs at the paper's feature sizes, per coalition.
+
+One case = d (feature dimension) x n (units) x way: ``eigvalsh`` (one d x d symmetric
+eigensolve, the floor of an exact evaluation), ``today`` (FID as computed up to commit
+d58ea49), ``exact`` (:class:`StatsBank`, the whitened basis), ``rank256`` (the
+approximate mode), ``naive`` (``scipy.linalg.sqrtm``). Synthetic statistics from
+``scripts/proxy_cost.py``; the bank's one-off set-up is outside the timer. Per-coalition
+seconds and the ratio to one eigensolve go to ``extra_info``. d >= 1,024 is marked slow:
+
+    pytest benchmarks/test_proxy_cost.py --run-slow --benchmark-json proxy.json
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surrogateshap.tasks.features.statistics import StatsBank, _unbiased_cov
+
+WAYS = ("eigvalsh", "today", "exact", "rank256", "naive")
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "proxy_cost.py"
+    spec = importlib.util.spec_from_file_location("_script_proxy_cost", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cases():
+    for d in (64, 256, 1024, 2048):
+        for n in (20, 258):
+            if (n, d) == (258, 2048):
+                continue  # its raw and whitened second moments are 8.1 GiB each
+            for way in WAYS:
+                if way == "rank256" and d <= 256:
+                    continue
+                marks = [pytest.mark.benchmark(group=f"proxy FID d={d}")]
+                if d >= 1024 or (n == 258 and d >= 256):
+                    marks.append(pytest.mark.slow)
+                yield pytest.param(d, n, way, marks=marks, id=f"d{d}-n{n}-{way}")
+
+
+@pytest.fixture(scope="module")
+def script():
+    return _script()
+
+
+_BANKS: dict = {}
+
+
+def _bank(script, n, d):
+    if (n, d) not in _BANKS:
+        _BANKS.clear()  # one bank at a time: they are large
+        _BANKS[(n, d)] = script.synthetic_bank(n, d)
+    return _BANKS[(n, d)]
+
+
+@pytest.mark.parametrize("d,n,way", list(_cases()))
+def test_proxy_fid_cost(d, n, way, script, benchmark, request):
+    if "slow" in request.node.keywords and not (request.config.getoption("--run-slow")
+                                                 or request.config.getoption("-m")):
+        pytest.skip("minutes of CPU: run with --run-slow")
+    from threadpoolctl import threadpool_limits
+
+    m = max(4, min(64, 2**24 // d**2))  # coalitions per call, as scripts/proxy_cost.py
+    w = script.random_weights(n, m, np.random.default_rng(2))
+    a = np.random.default_rng(1).normal(size=(d, d))
+    bank = _bank(script, n, d)
+    if way == "eigvalsh":
+        fn, w = (lambda: np.linalg.eigvalsh(a + a.T)), w[:1]
+    elif way == "today":
+        real = bank.real
+        sqrt_r = script.psd_sqrt(_unbiased_cov(real.second, real.mean, real.count))
+        fn = lambda: script.todays_neg_fid(bank, w, sqrt_r)
+    elif way == "exact":
+        bank.whitened()
+        fn = lambda: bank.utility("neg_fid", w)
+    elif way == "rank256":
+        approx = StatsBank(bank._stats, bank.real, fid_rank=256)
+        approx.whitened()
+        fn = lambda: approx.utility("neg_fid", w)
+    else:
+        w = w[: max(1, m // 4)]
+        fn = lambda: script.naive_neg_fid(bank, w)
+    with threadpool_limits(1):
+        benchmark.pedantic(fn, rounds=1 if d >= 1024 else 3, iterations=1)
+    per = benchmark.stats.stats.min / len(w)
+    benchmark.extra_info.update({"d": d, "n": n, "way": way, "coalitions": len(w), "seconds_per_coalition": per})
