@@ -21,7 +21,8 @@ worker process arms a parent-death signal (Linux) and watches its parent's pid (
 platform); a local Ray instance that the executor started is ended by a small watchdog
 process when the driver goes. While a session runs, SIGTERM (what SLURM, Kubernetes and
 ``timeout`` send) ends the driver like Ctrl-C does: the session ends its jobs, finished
-results stay stored, and the process exits with status 143 (128 + SIGTERM).
+results stay stored, and the process exits with status 143 (128 + SIGTERM). (Not over a
+handler the program or a library installed: ``ray.init`` installs Ray's own, in C.)
 """
 
 from __future__ import annotations
@@ -546,10 +547,8 @@ class _RaySession(Session):
     def close(self, cancel=False):
         if cancel:
             for ref in self._refs:
-                try:
+                with contextlib.suppress(Exception):  # Ray or the node may be gone already
                     self._ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - Ray or the node may be gone already
-                    pass
         self._refs.clear()
 
 

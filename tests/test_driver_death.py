@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from surrogateshap.execution import ProcessExecutor
-from surrogateshap.game import all_coalitions, coalition_key
+from surrogateshap.game import all_coalitions
 from surrogateshap.tasks.games import RetrainingGame
 from surrogateshap.tasks.reference import build_table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_tasks import FakeConfig, FakeTask  # noqa: E402
-from test_execution import lines, ray_only, store_keys  # noqa: E402
+from fake_tasks import FakeConfig, FakeTask
+from test_execution import lines, ray_only, store_keys
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -75,7 +75,7 @@ else:
     run()
 """
 
-CFG = dict(models_per_batch=1, sleep=0.25)
+CFG = {"models_per_batch": 1, "sleep": 0.25}
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +112,19 @@ def _alive(procs) -> list:
     return out
 
 
-def _run_and_kill(tmp_path, task, proc, sig, ready, timeout=90.0):
-    """Once ``ready()`` holds, send ``sig`` to the driver alone (not its group); return
-    (its exit status, its output, the processes of its run still alive 10 s later)."""
+def _wait_until(tmp_path, proc, ready, timeout=90.0):
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"the driver made no progress:\n{(tmp_path / 'driver.out').read_text()}")
         time.sleep(0.05)
+
+
+def _run_and_kill(tmp_path, proc, sig, ready):
+    """Once ``ready()`` holds, send ``sig`` to the driver alone (not its group); return
+    (its exit status, its output, the processes of its run still alive 10 s later)."""
+    _wait_until(tmp_path, proc, ready)
     run = psutil.Process(proc.pid).children(recursive=True)  # its workers, Ray's processes
     pids = {int(p) for p in lines(tmp_path / "log" / "pids")}  # and whoever ran a job
     run += [psutil.Process(p) for p in pids if psutil.pid_exists(p) and p not in {q.pid for q in run}]
@@ -165,14 +169,14 @@ def _start(tmp_path, pid_task, executor, in_thread=False):
     (tmp_path / "log").mkdir()
     task = PidTask(FakeConfig(log_dir=str(tmp_path / "log"), **CFG), cache_dir=tmp_path / "cache")
     proc = _driver(tmp_path, where, executor, in_thread)
-    ready = lambda: len(set(lines(tmp_path / "log" / "pids"))) >= 2 and len(  # noqa: E731
+    ready = lambda: len(set(lines(tmp_path / "log" / "pids"))) >= 2 and len(
         store_keys(task) if (task.cache_dir / task.config_id()).exists() else []) >= 2
     return task, proc, ready
 
 
 def _check_driver_death(tmp_path, pid_task, executor, sig, in_thread=False):
     task, proc, ready = _start(tmp_path, pid_task, executor, in_thread)
-    status, output, left = _run_and_kill(tmp_path, task, proc, sig, ready)
+    status, output, left = _run_and_kill(tmp_path, proc, sig, ready)
     assert not left, f"alive 10 s after the driver's {sig.name}: {[p.pid for p in left]}"
     if sig == signal.SIGTERM and executor == "processes":  # a clean exit: the session ended its jobs
         assert status == 128 + signal.SIGTERM, output
@@ -194,14 +198,12 @@ def test_ray_driver_killed_leaves_no_process_and_resumes(tmp_path, pid_task, sig
     _check_driver_death(tmp_path, pid_task, "ray", sig)
 
 
-@pytest.mark.parametrize("_", [pytest.param(0, marks=ray_only, id="ray")])
-def test_ray_node_death_stops_the_run_at_once_and_fails_no_coalition(tmp_path, pid_task, _):
+@ray_only[0]
+@ray_only[1]
+def test_ray_node_death_stops_the_run_at_once_and_fails_no_coalition(tmp_path, pid_task):
     # it went on marking about two coalitions a second as failed (LocalRayletDiedError)
     task, proc, ready = _start(tmp_path, pid_task, "ray")
-    deadline = time.monotonic() + 90
-    while not ready():
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "driver.out").read_text()
-        time.sleep(0.05)
+    _wait_until(tmp_path, proc, ready)
     run = psutil.Process(proc.pid).children(recursive=True)
     try:
         next(p for p in run if p.name() == "raylet").kill()
