@@ -242,3 +242,26 @@ def test_worker_has_a_parent_death_signal_but_not_when_a_passing_thread_made_it(
         assert ex.map(_parent_death_signal, [()]) == [0]
     finally:
         ex.close()
+
+
+def test_sigterm_unwinds_the_driver_only_while_a_session_runs():
+    from surrogateshap.execution import SerialExecutor
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with SerialExecutor().session():
+        handler = signal.getsignal(signal.SIGTERM)  # called, not raised: never kills pytest
+        assert callable(handler)
+        with pytest.raises(SystemExit) as stop:
+            handler(signal.SIGTERM, None)
+        assert stop.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+    def mine(signum, frame):  # a program's own handler is left alone
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with SerialExecutor().session():
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
