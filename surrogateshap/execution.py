@@ -21,8 +21,9 @@ worker process arms a parent-death signal (Linux) and watches its parent's pid (
 platform); a local Ray instance that the executor started is ended by a small watchdog
 process when the driver goes. While a session runs, SIGTERM (what SLURM, Kubernetes and
 ``timeout`` send) ends the driver like Ctrl-C does: the session ends its jobs, finished
-results stay stored, and the process exits with status 143 (128 + SIGTERM). (Not over a
-handler the program or a library installed: ``ray.init`` installs Ray's own, in C.)
+results stay stored, and the process exits with status 143 (128 + SIGTERM). A handler
+the program or a library installed is left alone: ``ray.init`` installs one that also
+unwinds (``sys.exit(15)``).
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def _check_driver_death(tmp_path, pid_task, executor, sig, in_thread=False):
     assert not left, f"alive 10 s after the driver's {sig.name}: {[p.pid for p in left]}"
     if sig == signal.SIGTERM and executor == "processes":  # a clean exit: the session ended its jobs
         assert status == 128 + signal.SIGTERM, output
-    # (ray.init installs Ray's own SIGTERM handler in C, which logs and exits with status 15)
+    # (a Ray driver keeps the SIGTERM handler of ray.init: sys.exit(15), which unwinds too)
     _resumed_is_complete_and_bit_identical(tmp_path, task)
 
 
@@ -247,20 +247,19 @@ def test_worker_has_a_parent_death_signal_but_not_when_a_passing_thread_made_it(
 def test_sigterm_unwinds_the_driver_only_while_a_session_runs():
     from surrogateshap.execution import SerialExecutor
 
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    with SerialExecutor().session():
-        handler = signal.getsignal(signal.SIGTERM)  # called, not raised: never kills pytest
-        assert callable(handler)
-        with pytest.raises(SystemExit) as stop:
-            handler(signal.SIGTERM, None)
-        assert stop.value.code == 128 + signal.SIGTERM
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
-
     def mine(signum, frame):  # a program's own handler is left alone
         pass
 
-    previous = signal.signal(signal.SIGTERM, mine)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # ray.init, in this process, sets one
     try:
+        with SerialExecutor().session():
+            handler = signal.getsignal(signal.SIGTERM)  # called, not raised: never kills pytest
+            assert callable(handler)
+            with pytest.raises(SystemExit) as stop:
+                handler(signal.SIGTERM, None)
+            assert stop.value.code == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+        signal.signal(signal.SIGTERM, mine)
         with SerialExecutor().session():
             assert signal.getsignal(signal.SIGTERM) is mine
     finally:
