@@ -13,13 +13,31 @@ Failures: a job that raises or whose worker dies is retried up to ``max_retries`
 times (Ray: ``max_retries`` with ``retry_exceptions=True``; Ray alone retries only
 system failures by default), then handed back as failed with its error. Callers split
 a failed chunk into single coalitions, so one bad coalition never sinks its batch.
+A Ray node that dies is no job's failure: the session raises :class:`NodeLostError` at
+the first such error, so no job is recorded as failed and a resumed run does them all.
+
+Driver death: workers die with their driver however it ends (SIGKILL included): a
+worker process arms a parent-death signal (Linux) and watches its parent's pid (any
+platform); a local Ray instance that the executor started is ended by a small watchdog
+process when the driver goes. While a session runs, SIGTERM (what SLURM, Kubernetes and
+``timeout`` send) ends the driver like Ctrl-C does: the session ends its jobs, finished
+results stay stored, and the process exits with status 143 (128 + SIGTERM). A handler
+the program or a library installed is left alone: ``ray.init`` installs one that also
+unwinds (``sys.exit(15)``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -28,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "RayExecutor", "Resources", "Outcome",
-           "get_executor", "EXECUTORS"]
+           "NodeLostError", "get_executor", "EXECUTORS"]
 
 EXECUTORS = ("serial", "processes", "ray")
 
@@ -60,8 +78,28 @@ class Outcome:
         return self.error is None
 
 
+class NodeLostError(RuntimeError):
+    """The machine the jobs run on is gone (a Ray node died, Ray was shut down): not a
+    job's failure, so the run stops here and no job is recorded as failed."""
+
+
 def _error_text(e: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(e), e)).strip()
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: sessions end their jobs
+
+
+def _trap_sigterm():
+    """Make SIGTERM unwind the driver while a session runs; the handler to restore, or
+    None where nothing was changed (not the main thread, or the program has its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return signal.SIG_DFL
 
 
 class Session(ABC):
@@ -88,9 +126,12 @@ class Session(ABC):
         pass
 
     def __enter__(self):
+        self._sigterm = _trap_sigterm()
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if getattr(self, "_sigterm", None) is not None:  # a second SIGTERM now ends at once
+            signal.signal(signal.SIGTERM, self._sigterm)
         self.close(cancel=exc_type is not None)
 
 
@@ -171,11 +212,36 @@ class _SerialSession(Session):
 
 
 # --- local processes -----------------------------------------------------------------
-def _init_worker(cpus: float):
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(cpus: float, driver: int, pdeathsig: bool):
     # before torch is imported in this fresh (spawned) interpreter
     n = str(max(1, int(cpus)))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = n
+    _die_with(driver, pdeathsig)
+
+
+def _die_with(driver: int, pdeathsig: bool, every: float = 0.5):
+    """End this worker when ``driver`` (its parent) ends, even by SIGKILL: nobody would
+    record its results. Linux: the kernel's parent-death signal, armed only when the
+    driver's main thread started the worker (it fires when the *thread* that forked
+    exits); everywhere: a thread that polls the parent's pid."""
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the watchdog alone
+    if os.getppid() != driver:  # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == driver:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="driver-watchdog", daemon=True).start()
 
 
 class ProcessExecutor(Executor):
@@ -197,9 +263,12 @@ class ProcessExecutor(Executor):
     def _pool(self, slot: int, cpus: float) -> cf.ProcessPoolExecutor:
         key = (slot, cpus)
         if key not in self._pools:
+            # The worker is spawned by this thread, in the pool's first submit (right after
+            # this; no max_tasks_per_child, so never by the pool's manager thread).
+            main = threading.current_thread() is threading.main_thread()
             self._pools[key] = cf.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                initargs=(cpus,))
+                initargs=(cpus, os.getpid(), main))
         return self._pools[key]
 
     def _drop(self, slot: int, cpus: float, kill: bool = False):
@@ -282,6 +351,73 @@ def _call(fn, args):
 
 
 _RAY_CALL = None  # ray.remote(_call), made once
+_RAY_CORE: list = []  # the raylet and GCS of the local instance this process started
+_RAY_WATCHDOG = None  # and its watchdog (held open: its stdin closes when this process ends)
+# errors that say a node (or Ray itself) is gone, not that a job failed
+_NODE_ERRORS = ("LocalRayletDiedError", "NodeDiedError", "RaySystemError", "ObjectLostError")
+
+
+def _start_ray_watchdog(roots):
+    """Tie a local Ray instance (its processes ``roots``, psutil.Process) to this driver.
+
+    Ray kills its direct children with the driver (a parent-death signal), but not what
+    its raylet starts: its dashboard and runtime-env agents see the raylet die, then
+    hang about a minute trying to report it to the dead GCS (Ray 2.60). The watchdog, a
+    process of its own session (a signal to the driver's group spares it), keeps a list
+    of the instance's processes and kills what is left of it when the driver ends (its
+    stdin, a pipe held by the driver, closes) or the instance shuts down."""
+    global _RAY_WATCHDOG
+    import psutil  # Ray ships it
+
+    def name(p):
+        try:
+            return p.name()
+        except psutil.Error:
+            return ""
+
+    _RAY_CORE[:] = [p for p in roots if name(p) in ("raylet", "gcs_server")]
+    site = os.path.dirname(os.path.dirname(psutil.__file__))
+    _RAY_WATCHDOG = subprocess.Popen(
+        [sys.executable, "-I", os.path.abspath(__file__), "ray-watchdog", site, *(str(p.pid) for p in roots)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+
+
+def _ray_watchdog(site: str, pids: list[int], every: float = 0.5):
+    """The watchdog's body (see _start_ray_watchdog): ``python -I execution.py`` (-I: the
+    package's folder is not on sys.path, so no module of it shadows the standard library)."""
+    sys.path.insert(0, site)
+    import psutil
+
+    def alive(p):
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    roots = []
+    for pid in pids:
+        try:
+            roots.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    driver_gone = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), driver_gone.set()), daemon=True).start()
+    known = {}
+    while True:
+        running = [r for r in roots if alive(r)]
+        for r in running:
+            try:
+                known.update((c.pid, c) for c in r.children(recursive=True) if c.pid not in known)
+            except psutil.Error:
+                pass
+        if not running or driver_gone.wait(every):
+            break
+    for p in [*roots, *known.values()]:
+        try:
+            p.kill()  # psutil checks that the pid was not reused
+        except psutil.Error:
+            pass
 
 
 class RayExecutor(Executor):
@@ -300,8 +436,14 @@ class RayExecutor(Executor):
     def _init(self):
         ray = _ray()
         if not ray.is_initialized():
+            import psutil  # Ray ships it
+
             kwargs = {"include_dashboard": False, **self.init_kwargs}
+            before = {p.pid for p in psutil.Process().children()}
             ray.init(address=self.address, **kwargs)
+            started = [p for p in psutil.Process().children() if p.pid not in before]
+            if started:  # a local instance: it dies with this driver
+                _start_ray_watchdog(started)
         return ray
 
     def session(self, resources: Resources = Resources()) -> Session:
@@ -314,6 +456,46 @@ class RayExecutor(Executor):
                 fits.append(total.get("GPU", 0) // resources.gpus)
             n = max(1, int(min(fits)))
         return _RaySession(ray, n, resources)
+
+
+def _local_node_gone() -> bool:
+    """Whether the raylet or GCS of the local instance this process started has died."""
+    import psutil
+
+    def dead(p):
+        try:
+            return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return True
+
+    return any(dead(p) for p in _RAY_CORE)
+
+
+def _raise_if_node_lost(ray, e: BaseException):
+    """Raise NodeLostError if ``e`` means that Ray or one of its nodes is gone. A crashed
+    worker on a live node stays the job's failure (it may be the job's own fault)."""
+    node_errors = tuple(getattr(ray.exceptions, n) for n in _NODE_ERRORS if hasattr(ray.exceptions, n))
+    lost = not ray.is_initialized() or isinstance(e, node_errors)
+    if not lost and isinstance(e, ray.exceptions.WorkerCrashedError):
+        lost = _local_node_gone()
+    if lost:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise _node_lost_error(f"{type(e).__name__}: {first}") from e
+
+
+def _node_lost_error(why: str) -> NodeLostError:
+    return NodeLostError(f"the Ray node running the jobs is gone ({why}); stopped at this first "
+                         "node-level error: no job was recorded as failed, so running again (once Ray "
+                         "is back) resumes with those not finished")
+
+
+@contextlib.contextmanager
+def _raise_node_lost(ray):
+    try:
+        yield
+    except ray.exceptions.RayError as e:
+        _raise_if_node_lost(ray, e)
+        raise
 
 
 class _RaySession(Session):
@@ -332,7 +514,8 @@ class _RaySession(Session):
     def submit(self, tag, fn, args, retries):
         # retry_exceptions: Ray retries only system failures (a dead worker) by default
         remote = _RAY_CALL.options(**self._opts, max_retries=retries, retry_exceptions=True)
-        ref = remote.remote(fn, args)
+        with _raise_node_lost(self._ray):
+            ref = remote.remote(fn, args)
         self._refs[ref] = (tag, retries)
         self.running += 1
 
@@ -340,9 +523,15 @@ class _RaySession(Session):
         ray = self._ray
         if not self._refs:
             return []
-        done, _ = ray.wait(list(self._refs), num_returns=1)
+        while True:  # Ray may take many seconds to report the death of the local node
+            with _raise_node_lost(ray):
+                done, _ = ray.wait(list(self._refs), num_returns=1, timeout=1.0)
+            if done:
+                break
+            if _local_node_gone():
+                raise _node_lost_error("the local instance's raylet or GCS process exited")
         out = []
-        for ref in done:
+        for ref in done:  # one
             tag, retries = self._refs.pop(ref)
             self.running -= 1
             try:
@@ -351,6 +540,7 @@ class _RaySession(Session):
                 cause = e.cause if getattr(e, "cause", None) is not None else e
                 out.append(Outcome(tag, error=_error_text(cause), attempts=retries + 1))
             except ray.exceptions.RayError as e:  # the worker or its node died
+                _raise_if_node_lost(ray, e)
                 out.append(Outcome(tag, error=f"{type(e).__name__}: {str(e).splitlines()[0]}",
                                    attempts=retries + 1))
         return out
@@ -358,7 +548,8 @@ class _RaySession(Session):
     def close(self, cancel=False):
         if cancel:
             for ref in self._refs:
-                self._ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):  # Ray or the node may be gone already
+                    self._ray.cancel(ref, force=True)
         self._refs.clear()
 
 
@@ -375,3 +566,7 @@ def get_executor(executor=None, workers: int | None = None, max_retries: int = 3
     if name == "ray":
         return RayExecutor(workers, max_retries, address=address)
     raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["ray-watchdog"]:
+    _ray_watchdog(sys.argv[2], [int(p) for p in sys.argv[3:]])
