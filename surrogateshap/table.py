@@ -222,14 +222,13 @@ def _checked(frame: pd.DataFrame, n: int, utilities, source: str) -> pd.DataFram
     repeated row would drop its seed from the complete seeds. A row repeated with the same
     utilities (tables that share rows, concatenated) is kept once, as it changes no value;
     one repeated with other utilities raises."""
-    def row(i) -> str:  # the data row (1 = the first under the column names), its coalition and seed
-        r = frame.iloc[i]
-        return f"data row {i + 1} (coalition {r.get('coalition')}, seed {r.get('seed')})"
+    def row(i) -> str:  # the data row (1 = the first under the column names: the frame's index
+        r = frame.iloc[i]  # as read_csv gives it), its coalition and seed
+        return f"data row {_data_row(frame, i)} (coalition {r.get('coalition')}, seed {r.get('seed')})"
 
     lacking = [c for c in ("coalition", "seed", *utilities) if c not in frame.columns]
     if lacking:
         raise DamagedTableError(f"{source} lacks column(s) {lacking}; it has {list(frame.columns)}")
-    frame = frame.reset_index(drop=True)
     keys = frame["coalition"].astype(str).str.zfill(n)
     bad = ~keys.str.fullmatch(f"[01]{{{n}}}")
     if bad.any():
@@ -258,11 +257,18 @@ def _checked(frame: pd.DataFrame, n: int, utilities, source: str) -> pd.DataFram
     if twice.any():
         dup = frame[twice]
         c, s = dup.iloc[0]["coalition"], dup.iloc[0]["seed"]
-        shown = ", ".join(str(i + 1) for i in np.flatnonzero(twice.to_numpy())[:6])
+        shown = ", ".join(str(_data_row(frame, i)) for i in np.flatnonzero(twice.to_numpy())[:6])
         raise DamagedTableError(
             f"{source}: coalition {c} on seed {s} appears in more than one row with different values "
             f"({int(twice.sum())} rows share a (coalition, seed), data rows {shown}); keep one of each")
     return frame
+
+
+def _data_row(frame: pd.DataFrame, i: int):
+    """The 1-based data row of the frame's ``i``-th row: its index label + 1 (read_csv's
+    numbering, kept through filtering), or i + 1 for a frame of another index."""
+    label = frame.index[i]
+    return int(label) + 1 if isinstance(label, (int, np.integer)) else i + 1
 
 
 class TableGame(Game):

@@ -122,3 +122,20 @@ def test_a_failed_write_of_the_exact_values_keeps_the_old_pair(tmp_path, monkeyp
     monkeypatch.undo()
     table = build_table(FakeTask(cache_dir=tmp_path / "cache"), "all", [0, 1], out_dir=out, progress=False)
     assert table.complete_seeds() == [0, 1] and [f.read_bytes() for f in files] != old
+
+
+def test_a_damaged_table_beneath_the_retraining_cache_is_an_error_not_ignored(tmp_path, monkeypatch):
+    """The cache ignores a table of another configuration (not this game's values) but
+    not a damaged one: ignoring it would retrain, without a word, what the table holds."""
+    monkeypatch.setenv("SURROGATESHAP_DATASETS", str(tmp_path / "datasets"))
+    task = FakeTask(cache_dir=tmp_path / "cache")
+    build_table(task, "all", [0], out_dir=tmp_path / "datasets" / task.name, progress=False)
+    csv = tmp_path / "datasets" / task.name / "retraining_table.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    head = next(i for i, line in enumerate(lines) if line.startswith("coalition,"))
+    cells = lines[head + 1].split(",")
+    cells[2] = ""  # an empty cell: NaN
+    lines[head + 1] = ",".join(cells)
+    csv.write_text("".join(lines))
+    with pytest.raises(DamagedTableError, match="retraining_table.csv: data row 1"):
+        FakeTask(cache_dir=tmp_path / "cache").cache.reference
