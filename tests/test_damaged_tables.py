@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from fake_tasks import FakeTask
+
 from surrogateshap.exact import shapley_from_table
 from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.table import CoalitionTable, DamagedTableError
@@ -138,4 +138,4 @@ def test_a_damaged_table_beneath_the_retraining_cache_is_an_error_not_ignored(tm
     lines[head + 1] = ",".join(cells)
     csv.write_text("".join(lines))
     with pytest.raises(DamagedTableError, match="retraining_table.csv: data row 1"):
-        FakeTask(cache_dir=tmp_path / "cache").cache.reference
+        _ = FakeTask(cache_dir=tmp_path / "cache").cache.reference

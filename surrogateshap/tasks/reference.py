@@ -162,10 +162,12 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     masks = np.array([[c == "1" for c in k] for k in keys], dtype=bool).reshape(-1, task.n_players)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     executor = get_executor(executor)
-    task.cache.use_reference(path if earlier else None)  # the earlier rows are served, not retrained
+    # the earlier table's sound rows are served, not retrained (its cut-short rows are not)
+    task.cache.use_reference(None if earlier is None else path, table=earlier)
     games = {s: task.retraining_game(task.utilities[0], seed=s, progress=progress, executor=executor)
              for s in seeds}
-    rows = {(str(r["coalition"]).zfill(task.n_players), int(r["seed"])): r for r in earlier}
+    held = earlier.frame.to_dict("records") if earlier is not None else []
+    rows = {(r["coalition"], int(r["seed"])): r for r in held}
     command = command or f"build_table(task={task.name!r}, seeds={seeds})"
     step = max(1, int(export_every))
     table = None
@@ -188,10 +190,11 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     return table if table is not None else _write_table(task, list(rows.values()), out_dir, command, note)
 
 
-def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
-    """Rows of the table already at ``path``; refuses a table of another configuration."""
+def _earlier_rows(task: DiffusionTask, path: Path) -> CoalitionTable | None:
+    """The whole rows of the table already at ``path`` (None: no table there); refuses a
+    table of another configuration, and a damaged one."""
     if not path.exists():
-        return []
+        return None
     found = table_config_id(path)
     if found != task.config_id():
         raise ValueError(
@@ -216,7 +219,7 @@ def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
                       "write); those coalitions come from the cache or are retrained", stacklevel=3)
     # the rows that are whole must be sound: an infinite utility or a coalition given twice
     # with two values would otherwise be copied into the new table (or settled by row order)
-    return CoalitionTable(frame[whole], task.players, task.utilities, source=path).frame.to_dict("records")
+    return CoalitionTable(frame[whole], task.players, task.utilities, source=path) if whole.any() else None
 
 
 def _write_table(task, rows, out_dir: Path, command: str, note: str) -> CoalitionTable:

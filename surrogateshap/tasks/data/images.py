@@ -187,8 +187,8 @@ def animal_mnist_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal_MNIST"
 
 
-def _whole_numbers(a: np.ndarray, top: int, path: Path, what: str) -> np.ndarray:
-    """``a`` as int64 when every entry is a whole number in 0..top (a float copy of the
+def _whole_numbers(a: np.ndarray, top: int, path: Path, what: str, dtype) -> np.ndarray:
+    """``a`` as ``dtype`` when every entry is a whole number in 0..top (a float copy of the
     same pixels or labels is the same data); else one error naming the file: a cast would
     wrap 256 to 0, and 0..1-scaled pixels would be read as black."""
     if a.dtype.kind not in "iuf":
@@ -198,7 +198,7 @@ def _whole_numbers(a: np.ndarray, top: int, path: Path, what: str) -> np.ndarray
         bad = a.reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]]
         raise DataMissingError(f"Animal-MNIST file {path}: {what} must be whole numbers in 0..{top}, "
                                f"found {bad!r} (dtype {a.dtype}); reinstall the PyPI package animal-mnist")
-    return a.astype(np.int64)
+    return a.astype(dtype, copy=False)
 
 
 def load_animal_mnist(root: str | os.PathLike | None = None):
@@ -222,8 +222,8 @@ def load_animal_mnist(root: str | os.PathLike | None = None):
     x, y = arrays
     if x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y):
         raise DataMissingError(f"{root}: unexpected arrays {x.shape}, {y.shape}")
-    return (_whole_numbers(x, 255, paths[0], "pixels").astype(np.uint8),
-            _whole_numbers(y, len(ANIMAL_CLASSES) - 1, paths[1], "labels"))
+    return (_whole_numbers(x, 255, paths[0], "pixels", np.uint8),
+            _whole_numbers(y, len(ANIMAL_CLASSES) - 1, paths[1], "labels", np.int64))
 
 
 def cifar100_path(data_dir: str | os.PathLike | None = None) -> Path:

@@ -162,7 +162,7 @@ class AestheticHead:
     @classmethod
     def from_state_dict(cls, state: dict) -> "AestheticHead":
         if not isinstance(state, dict):
-            raise ValueError(f"not an aesthetic head state dict: a {type(state).__name__}")
+            raise TypeError(f"not an aesthetic head state dict: a {type(state).__name__}")
         state = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in state.items()}
         if "weight" in state:
             return cls([(state["weight"], state.get("bias", np.zeros(len(state["weight"]))))])
