@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "check_writable_dir"]
+__all__ = ["atomic_write", "atomic_writes", "fsync_dir", "check_writable_dir"]
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -29,23 +29,44 @@ def atomic_write(path: str | os.PathLike, mode: str = "w"):
     """Write ``path`` through a temporary file in the same folder, fsynced, then
     ``os.replace``d: a reader (or the next run after a crash) sees the old file or the
     new one, never a part of either. An exception leaves the old file untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with atomic_writes([path], mode) as (f,):
+        yield f
+
+
+@contextlib.contextmanager
+def atomic_writes(paths, mode: str = "w"):
+    """:func:`atomic_write` for files that belong together (a table and the values
+    computed from it): yields one open file per path, and replaces none of them until
+    every one is written and fsynced, so an exception while writing any leaves them all
+    as they were."""
+    paths = [Path(p) for p in paths]
+    tmps, files = [], []
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmps.append(tmp)
+            files.append(os.fdopen(fd, mode))
+        yield files
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped file from others
-        os.replace(tmp, path)
+        for f, tmp in zip(files, tmps):
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shipped file from others
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        for f in files:
+            with contextlib.suppress(OSError):
+                f.close()
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    for folder in dict.fromkeys(path.parent for path in paths):
+        fsync_dir(folder)
 
 
 def check_writable_dir(path: str | os.PathLike, what: str = "folder") -> Path:

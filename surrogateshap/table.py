@@ -18,7 +18,13 @@ import pandas as pd
 from surrogateshap.exact import shapley_from_table
 from surrogateshap.game import Game, all_coalitions, coalition_key
 
-__all__ = ["CoalitionTable", "TableGame", "MissingCoalitionsError"]
+__all__ = ["CoalitionTable", "TableGame", "MissingCoalitionsError", "DamagedTableError"]
+
+
+class DamagedTableError(ValueError):
+    """A table's rows cannot be ground truth: a non-finite or non-numeric utility, a
+    coalition or seed that is not one, or one (coalition, seed) given twice with two
+    different values. The message names the file (or "table"), the row, coalition and seed."""
 
 
 class MissingCoalitionsError(KeyError):
@@ -40,18 +46,11 @@ class CoalitionTable:
     i), ``seed``, one column per utility, and optional ``seconds``.
     """
 
-    def __init__(self, frame: pd.DataFrame, players, utilities):
+    def __init__(self, frame: pd.DataFrame, players, utilities, source=None):
         self.players = tuple(players)
         self.utilities = tuple(utilities)
-        n = len(self.players)
-        frame = frame.copy()
-        frame["coalition"] = frame["coalition"].astype(str).str.zfill(n)
-        if (frame["coalition"].str.len() != n).any():
-            raise ValueError(f"coalition strings must have {n} characters")
-        missing = [u for u in self.utilities if u not in frame.columns]
-        if missing:
-            raise ValueError(f"table lacks utility columns {missing}")
-        self.frame = frame
+        self.frame = _checked(frame, len(self.players), self.utilities, str(source or "table"))
+        frame = self.frame
         self.seeds = tuple(sorted(int(s) for s in frame["seed"].unique()))
         self._index = {
             int(s): g.set_index("coalition") for s, g in frame.groupby("seed")
@@ -63,7 +62,13 @@ class CoalitionTable:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"reference table {path} not found")
-        return cls(pd.read_csv(path, dtype={"coalition": str}, comment="#"), players, utilities)
+        if not path.is_file():
+            raise DamagedTableError(f"reference table {path} is not a file")
+        try:
+            frame = pd.read_csv(path, dtype={"coalition": str}, comment="#")
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise DamagedTableError(f"reference table {path} is not a readable CSV table ({e})") from e
+        return cls(frame, players, utilities, source=path)
 
     @property
     def n_players(self) -> int:
@@ -209,6 +214,61 @@ class CoalitionTable:
         frame = pd.DataFrame({"coalition": [coalition_key(m) for m in masks], "seed": 0,
                               utility: np.asarray(game(masks), dtype=float)})
         return cls(frame, game.players, (utility,))
+
+
+def _checked(frame: pd.DataFrame, n: int, utilities, source: str) -> pd.DataFrame:
+    """``frame`` with n-character 0/1 coalitions and integer seeds, every utility finite
+    and each (coalition, seed) once: one NaN would make every exact value NaN, and a
+    repeated row would drop its seed from the complete seeds. A row repeated with the same
+    utilities (tables that share rows, concatenated) is kept once, as it changes no value;
+    one repeated with other utilities raises."""
+    def row(i) -> str:  # the data row (1 = the first under the column names: the frame's index
+        r = frame.iloc[i]  # as read_csv gives it), its coalition and seed
+        return f"data row {_data_row(frame, i)} (coalition {r.get('coalition')}, seed {r.get('seed')})"
+
+    lacking = [c for c in ("coalition", "seed", *utilities) if c not in frame.columns]
+    if lacking:
+        raise DamagedTableError(f"{source} lacks column(s) {lacking}; it has {list(frame.columns)}")
+    keys = frame["coalition"].astype(str).str.zfill(n)
+    bad = ~keys.str.fullmatch(f"[01]{{{n}}}")
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DamagedTableError(f"{source}: {row(i)}: a coalition must be {n} characters 0/1 "
+                                f"({int(bad.sum())} row(s) are not)")
+    seeds = pd.to_numeric(frame["seed"], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(seeds) | (seeds != np.round(seeds))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DamagedTableError(f"{source}: {row(i)}: the seed must be an integer ({int(bad.sum())} row(s) are not)")
+    frame = frame.assign(coalition=keys)
+    if not pd.api.types.is_integer_dtype(frame["seed"]):
+        frame["seed"] = seeds.astype(np.int64)
+    for u in utilities:
+        vals = pd.to_numeric(frame[u], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DamagedTableError(
+                f"{source}: {row(i)}: utility {u!r} is {frame[u].iloc[i]!r}, not a finite number "
+                f"({int(bad.sum())} row(s) of {u!r} are not); a damaged or cut-short table: "
+                "restore or rebuild it")
+    frame = frame.drop_duplicates(["coalition", "seed", *utilities])
+    twice = frame.duplicated(["coalition", "seed"], keep=False)
+    if twice.any():
+        dup = frame[twice]
+        c, s = dup.iloc[0]["coalition"], dup.iloc[0]["seed"]
+        shown = ", ".join(str(_data_row(frame, i)) for i in np.flatnonzero(twice.to_numpy())[:6])
+        raise DamagedTableError(
+            f"{source}: coalition {c} on seed {s} appears in more than one row with different values "
+            f"({int(twice.sum())} rows share a (coalition, seed), data rows {shown}); keep one of each")
+    return frame
+
+
+def _data_row(frame: pd.DataFrame, i: int):
+    """The 1-based data row of the frame's ``i``-th row: its index label + 1 (read_csv's
+    numbering, kept through filtering), or i + 1 for a frame of another index."""
+    label = frame.index[i]
+    return int(label) + 1 if isinstance(label, (int, np.integer)) else i + 1
 
 
 class TableGame(Game):

@@ -88,8 +88,12 @@ class TaskCache:
             )
 
             path = self._reference_path or reference_dir(self.task.name) / RETRAINING_CSV
+            from surrogateshap.table import DamagedTableError
+
             try:
                 self._reference = load_reference(self.task, path) if path.exists() else None
+            except DamagedTableError:
+                raise  # damaged, not another game's: silently retraining would hide it
             except ValueError:  # another configuration or scorer: not this game's values
                 self._reference = None
         return self._reference

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from surrogateshap._files import atomic_write
+from surrogateshap._files import atomic_writes
 from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.provenance import git_commit
-from surrogateshap.table import CoalitionTable
+from surrogateshap.table import CoalitionTable, DamagedTableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from surrogateshap.tasks.base import DiffusionTask
@@ -53,12 +53,17 @@ def reference_dir(task_name: str) -> Path:
 
 def _header_field(path, field: str) -> str | None:
     """The id a table's ``# <field> <id>: ...`` header line names (None: no such line)."""
-    with open(path) as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            if line.startswith(f"# {field} "):
-                return line[len(f"# {field} "):].split(":", 1)[0].strip()
+    if not Path(path).is_file():
+        raise DamagedTableError(f"reference table {path} is not a file")
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.startswith("#"):
+                    break
+                if line.startswith(f"# {field} "):
+                    return line[len(f"# {field} "):].split(":", 1)[0].strip()
+    except UnicodeDecodeError as e:
+        raise DamagedTableError(f"reference table {path} is not a text (CSV) file ({e})") from e
     return None
 
 
@@ -157,10 +162,12 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     masks = np.array([[c == "1" for c in k] for k in keys], dtype=bool).reshape(-1, task.n_players)
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     executor = get_executor(executor)
-    task.cache.use_reference(path if earlier else None)  # the earlier rows are served, not retrained
+    # the earlier table's sound rows are served, not retrained (its cut-short rows are not)
+    task.cache.use_reference(None if earlier is None else path, table=earlier)
     games = {s: task.retraining_game(task.utilities[0], seed=s, progress=progress, executor=executor)
              for s in seeds}
-    rows = {(str(r["coalition"]).zfill(task.n_players), int(r["seed"])): r for r in earlier}
+    held = earlier.frame.to_dict("records") if earlier is not None else []
+    rows = {(r["coalition"], int(r["seed"])): r for r in held}
     command = command or f"build_table(task={task.name!r}, seeds={seeds})"
     step = max(1, int(export_every))
 
@@ -194,16 +201,15 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     return table
 
 
-def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
-    """Rows of the table already at ``path``; refuses a table of another configuration."""
+def _earlier_rows(task: DiffusionTask, path: Path) -> CoalitionTable | None:
+    """The whole rows of the table already at ``path`` (None: no table there); refuses a
+    table of another configuration, and a damaged one."""
     if not path.exists():
-        return []
-    with open(path) as f:
-        header = [line for line in f if line.startswith("#")]
-    if not any(line.startswith(f"# config {task.config_id()}:") for line in header):
-        found = next((line.split(":")[0][2:] for line in header if line.startswith("# config ")), "none")
+        return None
+    found = table_config_id(path)
+    if found != task.config_id():
         raise ValueError(
-            f"{path} holds a table of another configuration ({found}); this task is "
+            f"{path} holds a table of another configuration (config {found or 'none'}); this task is "
             f"{task.config_id()}. Write elsewhere (--out DIR) or move that file first."
         )
     check_scoring(task, path)
@@ -222,12 +228,16 @@ def _earlier_rows(task: DiffusionTask, path: Path) -> list[dict]:
     if not whole.all():
         warnings.warn(f"{path}: ignored {int((~whole).sum())} incomplete row(s) (a cut-short "
                       "write); those coalitions come from the cache or are retrained", stacklevel=3)
-    return frame[whole].to_dict("records")
+    # the rows that are whole must be sound: an infinite utility or a coalition given twice
+    # with two values would otherwise be copied into the new table (or settled by row order)
+    return CoalitionTable(frame[whole], task.players, task.utilities, source=path) if whole.any() else None
 
 
 def _write_table(task, rows, out_dir: Path, command: str, note: str) -> CoalitionTable:
-    """Write the table (and, for its complete seeds, the exact Shapley values), each file
-    replaced whole: a crash leaves the old file or the new one."""
+    """Write the table (and, for its complete seeds, the exact Shapley values), the files
+    replaced whole and together: a crash or a failed write leaves the old pair, and a
+    stale exact file (of an earlier, complete table) is removed only after the new table
+    is in place."""
     frame = pd.DataFrame(rows, columns=["coalition", "seed", *task.utilities, "seconds"])
     frame["coalition"] = frame["coalition"].astype(str).str.zfill(task.n_players)
     frame = frame.sort_values(["seed", "coalition"], kind="stable").reset_index(drop=True)
@@ -248,13 +258,14 @@ def _write_table(task, rows, out_dir: Path, command: str, note: str) -> Coalitio
         + f"# produced by: {command}  (commit {commit}, {platform.machine()}, "
         f"torch device {getattr(task, 'device', 'cpu')})\n"
     )
-    with atomic_write(out_dir / RETRAINING_CSV) as f:
-        f.write(header)
-        frame.to_csv(f, index=False, float_format="%.6g")
-    if table.complete_seeds():
-        with atomic_write(out_dir / EXACT_CSV) as f:
-            f.write(f"# Exact Shapley values of the retraining game, from {RETRAINING_CSV}.\n")
-            table.exact_frame().to_csv(f, index=False, float_format="%.6g")
-    else:
+    exact = table.exact_frame() if table.complete_seeds() else None
+    paths = [out_dir / RETRAINING_CSV] + ([out_dir / EXACT_CSV] if exact is not None else [])
+    with atomic_writes(paths) as files:  # the pair is replaced only once both are written
+        files[0].write(header)
+        frame.to_csv(files[0], index=False, float_format="%.6g")
+        if exact is not None:
+            files[1].write(f"# Exact Shapley values of the retraining game, from {RETRAINING_CSV}.\n")
+            exact.to_csv(files[1], index=False, float_format="%.6g")
+    if exact is None:
         (out_dir / EXACT_CSV).unlink(missing_ok=True)  # of an older table: never beside this one
     return table

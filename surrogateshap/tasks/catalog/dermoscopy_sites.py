@@ -49,8 +49,8 @@ class DermoscopySitesConfig(PaperT2IConfig):
     metadata: str = "metadata.csv"
     image_column: str = "image"
     site_column: str = "site"
-    sex_classifier: str = "sex_classifier.pt"
-    melanoma_classifier: str = "melanoma_classifier.pt"
+    sex_classifier: str = "sex_classifier.pt"  # TorchScript in data_dir; it runs code: a file you trust
+    melanoma_classifier: str = "melanoma_classifier.pt"  # likewise
     attribute_size: int | None = 224  # the classifiers' input size (None: as generated)
     planted: tuple[str, ...] = ()  # sites known to carry the correlation (precision@k)
     family: str = "sd"
@@ -87,7 +87,8 @@ class DermoscopySitesConfig(PaperT2IConfig):
         root = self.data_folder()
         out = [] if (root / self.metadata).exists() else [f"data_dir: the dermoscopy folder, {root / self.metadata} "
                                                           "not found"]
-        out += [f"{name} classifier: {path} not found (TorchScript, images -> logits)"
+        out += [f"{name} classifier: {path} not found (TorchScript, images -> logits; it runs code: "
+                "use only a file you trust)"
                 for name, path in self.classifier_files().items() if not Path(path).exists()]
         return out + self.missing_model_files()
 
@@ -129,6 +130,7 @@ class DermoscopySitesTask(DiffusionTask):
 
 def load_attribute_classifiers(config: DermoscopyConfig, device="cpu") -> dict:
     """The audit's attribute classifiers (TorchScript: image batch -> logits), read from
-    local files: {"sex": module, "melanoma": module}."""
+    local files: {"sex": module, "melanoma": module}. A TorchScript file runs code: use
+    only files you trust."""
     return {name: load_attribute_classifier(Path(config.data_dir) / file, name, device)
             for name, file in (("sex", config.sex_classifier), ("melanoma", config.melanoma_classifier))}

@@ -177,12 +177,17 @@ def build_index(root: str | os.PathLike | None = None, cache_dir: str | os.PathL
     t0 = time.perf_counter()
     creators: dict[Path, str | None] = {}
     rows = []
+    inside = root.resolve()
     for p in sorted((root / "png").rglob("*.png")):
         real = p.resolve()
         if not real.is_file():
             continue  # a dangling link
         svg = root / "svg" / p.relative_to(root / "png").with_suffix(".svg")
         svg_real = svg.resolve() if svg.exists() else None
+        for link, target in ((p, real), (svg, svg_real)):
+            if target is not None and not target.is_relative_to(inside):
+                raise DataMissingError(f"Openclipart file {link} links to {target}, outside {root}: refusing "
+                                       f"to read files outside the data folder; reinstall `{INSTALL_HINT}`")
         if svg_real is not None and svg_real not in creators:
             try:
                 creators[svg_real] = svg_creator(svg_real)

@@ -22,6 +22,7 @@ import gzip
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ __all__ = [
     "DataMissingError", "ImageDataset", "FASHION_MNIST_DIR", "FASHION_CLASSES", "ANIMAL_CLASSES",
     "CIFAR20_FINE", "CIFAR20_NAMES", "read_idx", "load_fashion_mnist", "load_animal_mnist",
     "load_cifar100_binary", "cifar100_path", "digits_dataset", "fashion_animal20_dataset",
-    "cifar20_dataset", "resize",
+    "cifar20_dataset", "resize", "require_file", "RefusedPickleError",
 ]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -49,7 +50,22 @@ CIFAR_RECORD = 2 + 3 * 32 * 32
 
 class DataMissingError(FileNotFoundError):
     """A task's data files are absent or unreadable; the message names the file and
-    what provides it."""
+    what provides it, or what is wrong with it."""
+
+
+class RefusedPickleError(pickle.UnpicklingError):
+    """A data file's pickle holds something other than numpy arrays (it could run code)."""
+
+
+def require_file(path: str | os.PathLike, what: str, provided_by: str) -> Path:
+    """``path`` when it is a regular file; else one :class:`DataMissingError` naming it,
+    ``what`` it is and what provides it (absent), or what stands in its place."""
+    path = Path(path)
+    if not path.exists():
+        raise DataMissingError(f"{what} {path} not found: {provided_by}")
+    if not path.is_file():
+        raise DataMissingError(f"{what} {path} is a folder or other non-file, not a file: {provided_by}")
+    return path
 
 
 @dataclass(frozen=True)
@@ -105,18 +121,24 @@ class ImageDataset:
 
 
 # --- raw readers ------------------------------------------------------------------
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+def _read_bytes(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, gunzipped when it ends in .gz; a cut-short or damaged file
+    raises one :class:`DataMissingError` naming it."""
+    try:
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (EOFError, zlib.error, OSError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataMissingError(f"{what} {path} cannot be read: damaged or cut short "
+                               f"({type(e).__name__}: {e}); reinstall it") from e
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (big-endian header: magic 0x0000 0x08 ndim, then ndim uint32 sizes)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataMissingError(f"{path} not found")
-    with _open(path) as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+    path = require_file(path, "IDX file", "expected an IDX file (e.g. of Fashion-MNIST)")
+    raw = _read_bytes(path, "IDX file")
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08 or len(raw) < 4 + 4 * raw[3]:
         raise DataMissingError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
@@ -130,12 +152,9 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of Fashion-MNIST."""
     root = Path(root) if root is not None else FASHION_MNIST_DIR
     prefix = {"train": "train", "test": "t10k"}[split]
-    files = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
-    for f in files:
-        if not f.exists():
-            raise DataMissingError(
-                f"Fashion-MNIST file {f} not found: install the Debian package "
-                "dataset-fashion-mnist (apt-get update && apt-get install -y dataset-fashion-mnist)")
+    files = [require_file(root / f"{prefix}-{kind}-ubyte.gz", "Fashion-MNIST file",
+                          "install the Debian package dataset-fashion-mnist (apt-get update && "
+                          "apt-get install -y dataset-fashion-mnist)") for kind in ("images-idx3", "labels-idx1")]
     x, y = read_idx(files[0]), read_idx(files[1])
     if len(x) != len(y):
         raise DataMissingError(f"{files[0]} and {files[1]} disagree on the number of items")
@@ -150,7 +169,7 @@ class _NumpyOnly(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self._OK:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+            raise RefusedPickleError(f"refusing to load {module}.{name} from a data file")
         if module.startswith("numpy.core") and int(np.__version__.split(".")[0]) >= 2:
             module = module.replace("numpy.core", "numpy._core")
         return super().find_class(module, name)
@@ -168,21 +187,43 @@ def animal_mnist_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal_MNIST"
 
 
+def _whole_numbers(a: np.ndarray, top: int, path: Path, what: str, dtype) -> np.ndarray:
+    """``a`` as ``dtype`` when every entry is a whole number in 0..top (a float copy of the
+    same pixels or labels is the same data); else one error naming the file: a cast would
+    wrap 256 to 0, and 0..1-scaled pixels would be read as black."""
+    if a.dtype.kind not in "iuf":
+        raise DataMissingError(f"Animal-MNIST file {path}: {what} of dtype {a.dtype}, not numbers")
+    ok = np.isfinite(a) & (a == np.round(a)) & (a >= 0) & (a <= top) if a.dtype.kind == "f" else (a >= 0) & (a <= top)
+    if not ok.all():
+        bad = a.reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]]
+        raise DataMissingError(f"Animal-MNIST file {path}: {what} must be whole numbers in 0..{top}, "
+                               f"found {bad!r} (dtype {a.dtype}); reinstall the PyPI package animal-mnist")
+    return a.astype(dtype, copy=False)
+
+
 def load_animal_mnist(root: str | os.PathLike | None = None):
     """(images uint8 (10000, 28, 28), labels int (10000,)) of Animal-MNIST."""
     root = Path(root) if root is not None else animal_mnist_dir()
-    arrays = []
+    arrays, paths = [], []
     for name in ("animal_data_version_3.gz", "animal_label_version_3.gz"):
-        path = root / name
-        if not path.exists():
-            raise DataMissingError(f"Animal-MNIST file {path} not found: reinstall the PyPI "
-                                   "package animal-mnist (pip install --no-deps animal-mnist)")
-        with gzip.open(path, "rb") as f:
-            arrays.append(np.asarray(_NumpyOnly(f).load()))
+        path = require_file(root / name, "Animal-MNIST file", "reinstall the PyPI package animal-mnist "
+                            "(pip install --no-deps animal-mnist)")
+        try:
+            with gzip.open(path, "rb") as f:
+                arrays.append(np.asarray(_NumpyOnly(f).load()))
+        except RefusedPickleError:
+            raise
+        except (EOFError, zlib.error, OSError, pickle.UnpicklingError, ValueError, TypeError,
+                AttributeError, IndexError) as e:
+            raise DataMissingError(f"Animal-MNIST file {path} is not a readable gzipped array, damaged "
+                                   f"or cut short ({type(e).__name__}: {e}): reinstall the PyPI package "
+                                   "animal-mnist") from e
+        paths.append(path)
     x, y = arrays
-    if x.shape[1:] != (28, 28) or len(x) != len(y):
+    if x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y):
         raise DataMissingError(f"{root}: unexpected arrays {x.shape}, {y.shape}")
-    return x.astype(np.uint8), y.astype(np.int64)
+    return (_whole_numbers(x, 255, paths[0], "pixels", np.uint8),
+            _whole_numbers(y, len(ANIMAL_CLASSES) - 1, paths[1], "labels", np.int64))
 
 
 def cifar100_path(data_dir: str | os.PathLike | None = None) -> Path:
@@ -197,10 +238,7 @@ def cifar100_path(data_dir: str | os.PathLike | None = None) -> Path:
 
 def load_cifar100_binary(path: str | os.PathLike):
     """(images uint8 (N, 3, 32, 32), coarse (N,), fine (N,)) of a CIFAR-100 binary file."""
-    path = Path(path)
-    if not path.exists():
-        raise DataMissingError(f"CIFAR-100 file {path} not found (expected the binary release, "
-                               "cifar-100-binary/train.bin)")
+    path = require_file(path, "CIFAR-100 file", "expected the binary release, cifar-100-binary/train.bin")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % CIFAR_RECORD:
         raise DataMissingError(
@@ -261,7 +299,15 @@ def fashion_animal20_dataset(per_class: int = 300, size: int = 16, fashion_root=
 def cifar20_dataset(data_dir=None, per_class: int | None = None, size: int = 32) -> ImageDataset:
     """CIFAR-20: the CIFAR-100 training images of the 20 fine labels in CIFAR20_FINE
     (500 each), players in that order, RGB resized to ``size``."""
-    x, _, fine = load_cifar100_binary(cifar100_path(data_dir))
+    path = cifar100_path(data_dir)
+    x, _, fine = load_cifar100_binary(path)
+    counts = np.bincount(fine, minlength=256)[list(CIFAR20_FINE)]
+    short = [f"{n} ({c})" for n, c in zip(CIFAR20_NAMES, counts) if c < (per_class or 1)]
+    if short and (per_class is not None or len(short) == len(CIFAR20_NAMES)):
+        raise DataMissingError(
+            f"CIFAR-100 file {path} lacks CIFAR-20 images: {len(short)} of the 20 classes have fewer "
+            f"than {per_class or 1} (fine labels {min(CIFAR20_FINE)}-{max(CIFAR20_FINE)}), e.g. "
+            f"{', '.join(short[:4])}: is it the CIFAR-100 binary release's train.bin?")
     idx = _first_per_class(fine, CIFAR20_FINE, per_class)
     remap = np.full(100, -1, dtype=np.int64)
     remap[list(CIFAR20_FINE)] = np.arange(20)

@@ -20,6 +20,7 @@ Report the mean and the 0.5 / 0.75 / 0.9 quantiles of the per-image scores
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -143,14 +144,25 @@ class AestheticHead:
     def from_file(cls, path) -> "AestheticHead":
         import torch
 
+        from surrogateshap.tasks.data.images import DataMissingError
+
         path = Path(path)
         if not path.exists():
             raise _missing(path, "aesthetic head", "LAION's aesthetic predictor weights "
                            "(sa_0_4_vit_l_14_linear.pth: Linear(768, 1) on CLIP ViT-L/14 embeddings)")
-        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, KeyError,
+                TypeError, AttributeError) as e:  # what torch raises for a folder, text, a cut-short file
+            said = (str(e).strip().splitlines() or [""])[0][:160]
+            raise DataMissingError(
+                f"aesthetic head {path} is not a weights file of linear layers ({type(e).__name__}: {said}); "
+                "expected LAION's sa_0_4_vit_l_14_linear.pth or the improved predictor's .pth") from e
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "AestheticHead":
+        if not isinstance(state, dict):
+            raise TypeError(f"not an aesthetic head state dict: a {type(state).__name__}")
         state = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in state.items()}
         if "weight" in state:
             return cls([(state["weight"], state.get("bias", np.zeros(len(state["weight"]))))])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -186,19 +185,23 @@ def _sex_melanoma_correlation(fs: FeatureSet) -> float:
 # --- attribute classifiers (the clinical audit's; user-supplied local files) --------
 def load_attribute_classifier(path, name: str, device="cpu"):
     """A TorchScript attribute classifier (image batch (N, 3, H, W) in [0, 1] -> logits,
-    (N,) / (N, 1) for one positive logit or (N, 2) with the positive class second)."""
+    (N,) / (N, 1) for one positive logit or (N, 2) with the positive class second).
+
+    Trusted files only: a TorchScript file is a program (``torch.jit.load`` reads it, and
+    scoring runs its code), unlike a state dict of weights, so load only classifiers you
+    made or got from a source you trust. The classifiers are the user's own networks of
+    any architecture, so there is no known model to read bare weights into."""
     import torch
 
-    from surrogateshap.tasks.data.images import DataMissingError
+    from surrogateshap.tasks.data.images import require_file
 
-    path = Path(path)
-    if not path.exists():
-        raise DataMissingError(f"the {name} classifier {path} not found (a TorchScript file: "
-                               "torch.jit.save of a model from image batches to logits)")
+    path = require_file(path, f"the {name} classifier", "a TorchScript file (torch.jit.save of a model "
+                        "from image batches to logits; it runs code: use only a file you trust)")
     try:
         return torch.jit.load(os.fspath(path), map_location=device).eval()
-    except RuntimeError as e:
-        raise ValueError(f"{path} is not a TorchScript model: {e}") from e
+    except (RuntimeError, ValueError) as e:
+        said = (str(e).strip().splitlines() or [""])[0][:160]
+        raise ValueError(f"the {name} classifier {path} is not a TorchScript model: {said}") from e
 
 
 def attribute_positive(logits, name: str = "attribute") -> np.ndarray:
