@@ -105,7 +105,7 @@ def test_fast_fid_on_a_real_bank(tmp_path):
     assert game.cache_id() == f"proxy:{task.config_id()}:neg_fid:bank:0"
     from surrogateshap.tasks.games import ProxyGame
 
-    approx = ProxyGame(task, "neg_fid", fid_rank=16)
+    approx = task.proxy_game("neg_fid", fid_rank=16)  # the task passes the mode on
     assert approx.cache_id() == game.cache_id() + ":fid_rank=16"
     exact_values, approx_values = game(masks[:40]), approx(masks[:40])
     assert not np.allclose(exact_values, approx_values)

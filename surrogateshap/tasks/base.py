@@ -418,10 +418,14 @@ class DiffusionTask:
         return RetrainingGame(self, utility, seed=seed, cache=cache, executor=executor, **kw)
 
     def proxy_game(self, utility: str, mode: str = "bank", seed: int = 0, executor=None,
-                   samples: int | None = None):
+                   samples: int | None = None, fid_rank: int | None = None,
+                   memory_budget: int | None = None):
+        """The proxy game; ``fid_rank`` (approximate FID, named in its identity) and
+        ``memory_budget`` (bytes per call) are :class:`~surrogateshap.tasks.games.ProxyGame`'s."""
         from surrogateshap.tasks.games import ProxyGame
 
-        return ProxyGame(self, utility, mode=mode, seed=seed, executor=executor, samples=samples)
+        return ProxyGame(self, utility, mode=mode, seed=seed, executor=executor, samples=samples,
+                         fid_rank=fid_rank, memory_budget=memory_budget)
 
     def check_utility(self, utility: str):
         if utility not in self.utilities:
