@@ -177,3 +177,31 @@ def test_an_attribute_classifier_that_is_not_a_file_is_named_and_said_to_run_cod
     (tmp_path / "melanoma.pt").write_text("not a model")
     with pytest.raises(ValueError, match=r"the melanoma classifier .*melanoma\.pt is not a TorchScript model"):
         load_attribute_classifier(tmp_path / "melanoma.pt", "melanoma")
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{\"png\": 3}", "\"index\"", "{not json"])
+def test_a_damaged_openclipart_index_cache_is_rebuilt_with_a_warning(tmp_path, text):
+    # a side file that is JSON but not the index (or not JSON) stopped every later run with a
+    # KeyError or a JSON trace naming no file; it is derived data, so it is rebuilt
+    from surrogateshap.tasks.data.clipart import build_index
+
+    root = tmp_path / "openclipart"
+    _png(root / "png" / "animals" / "cat.png")
+    (root / "svg" / "animals").mkdir(parents=True)
+    (root / "svg" / "animals" / "cat.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    first = build_index(root, cache_dir=tmp_path / "cache")
+    (cached,) = (tmp_path / "cache" / "clipart").glob("index-*.json")
+    cached.write_text(text)
+    with pytest.warns(UserWarning, match=r"index cache .*index-.*\.json is damaged"):
+        again = build_index(root, cache_dir=tmp_path / "cache")
+    assert again.png == first.png and again.creator == first.creator
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "\"settings\"", "{not json"])
+def test_a_damaged_sample_bank_header_is_named(tmp_path, text):
+    from surrogateshap.tasks.features.sample_bank import SampleBank
+
+    SampleBank(tmp_path / "bank", {"size": 8})
+    (tmp_path / "bank" / "bank.json").write_text(text)
+    with pytest.raises(ValueError, match=r"sample bank's header .*bank\.json is damaged: .*delete the folder"):
+        SampleBank(tmp_path / "bank", {"size": 8})

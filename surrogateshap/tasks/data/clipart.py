@@ -30,6 +30,7 @@ import json
 import os
 import re
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,9 +172,13 @@ def build_index(root: str | os.PathLike | None = None, cache_dir: str | os.PathL
     fp = _fingerprint(root)
     cache = Path(cache_dir) / "clipart" / f"index-v{_INDEX_VERSION}-{fp}.json" if cache_dir else None
     if cache is not None and cache.exists():
-        d = json.loads(cache.read_text())
-        return ClipartIndex(root, tuple(d["png"]), tuple(d["file"]), tuple(d["svg"]), tuple(d["creator"]),
-                            fp, float(d["seconds"]))
+        try:
+            d = json.loads(cache.read_text())
+            return ClipartIndex(root, tuple(d["png"]), tuple(d["file"]), tuple(d["svg"]), tuple(d["creator"]),
+                                fp, float(d["seconds"]))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:  # derived data: rebuilt
+            warnings.warn(f"the Openclipart index cache {cache} is damaged ({type(e).__name__}: {e}); "
+                          "indexing the install again", stacklevel=2)
     t0 = time.perf_counter()
     creators: dict[Path, str | None] = {}
     rows = []

@@ -95,6 +95,21 @@ class BankFeatures:
         return FeatureSet(feats, weights, info={"unit_counts": counts})
 
 
+def _read_header(path: Path) -> dict:
+    """The settings a bank was built with; a damaged header is named, not a KeyError or a
+    JSON trace in every later run (the chunks cannot be trusted without it)."""
+    try:
+        old = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        old, why = None, f"not JSON ({e})"
+    else:
+        why = f"a JSON {type(old).__name__}, not the object of settings a bank writes"
+    if not isinstance(old, dict):
+        raise ValueError(f"the sample bank's header {path} is damaged: {why}. Its features cannot be "
+                         f"matched to any settings: delete the folder {path.parent} to sample it again")
+    return old
+
+
 class SampleBank:
     """A resumable on-disk store of per-image features keyed by (unit, index)."""
 
@@ -104,7 +119,7 @@ class SampleBank:
         self.header = json.loads(json.dumps(header, sort_keys=True, default=str))
         path = self.root / "bank.json"
         if path.exists():
-            old = json.loads(path.read_text())
+            old = _read_header(path)
             if old != self.header:
                 diff = sorted(k for k in set(old) | set(self.header) if old.get(k) != self.header.get(k))
                 raise ValueError(f"the sample bank at {self.root} was built with other settings ({', '.join(diff)} "
