@@ -153,7 +153,13 @@ def _coalitions(args, task):
     if protocol_only and which != "protocol":
         raise UsageError(f"{' and '.join(protocol_only)} shape the protocol's coalitions; "
                          f"they do not apply to --coalitions {which}")
-    extra = read_coalitions(args.extra, n) if args.extra else np.zeros((0, n), bool)
+    def read(option, path):
+        try:
+            return read_coalitions(path, n)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{option} {path}: {e}") from None
+
+    extra = read("--extra", args.extra) if args.extra else np.zeros((0, n), bool)
     if which == "all":
         if n > 20:
             raise UsageError(f"--coalitions all: {task.name} has {n} players, 2**{n} retrainings; use "
@@ -163,10 +169,7 @@ def _coalitions(args, task):
         masks = ground_truth_coalitions(n, loo=not args.no_loo, first=args.first)
         note = protocol_note(loo=not args.no_loo, extra=bool(args.extra))
     else:
-        try:
-            masks, note = read_coalitions(which, n), f"coalitions listed in {Path(which).name}"
-        except (OSError, ValueError) as e:
-            raise UsageError(f"--coalitions {which}: {e}") from None
+        masks, note = read("--coalitions", which), f"coalitions listed in {Path(which).name}"
     masks = np.concatenate([masks, extra])
     return (masks if args.limit is None else masks[: args.limit]), note
 

@@ -74,6 +74,15 @@ def test_unknown_task_is_one_line_on_every_subcommand(no_work, capsys, command):
     assert rc == 2 and "\n" not in err and "unknown task 'nosuch'" in err, err
 
 
+@pytest.mark.parametrize("option", ["--extra", "--coalitions"])
+def test_a_coalitions_file_that_is_missing_or_malformed_is_one_line(no_work, capsys, option):
+    bad = no_work / "short.txt"
+    bad.write_text("0101\n")
+    for path, message in [(no_work / "absent.txt", "No such file"), (bad, "10-character bit strings")]:
+        rc, err = _cli(capsys, "build-table", option, str(path), "--out", str(no_work / "out"))
+        assert rc == 2 and "\n" not in err and f"{option} {path}: " in err and message in err, err
+
+
 @pytest.mark.parametrize("content", ["root:x:0:0:root:/root:/bin/bash\nbin:x:1:1\n", "", "{}"])
 def test_run_refuses_a_reference_that_is_not_a_table(no_work, capsys, content):
     bad = no_work / "not-a-table.csv"
