@@ -53,11 +53,12 @@ class BenchSession:
         self.update = bool(opt("--update-reference"))
         self.check_enabled = not self.update and not opt("--no-regression")
         self.reference = None
-        if self.check_enabled and self.reference_path.exists():
-            try:
-                self.reference = read_reference(self.reference_path)
+        if (self.check_enabled or self.update) and self.reference_path.exists():
+            try:  # --update-reference overwrites a reference, never another file
+                reference = read_reference(self.reference_path)
             except ValueError as e:
                 raise pytest.UsageError(f"--reference: {e}") from None
+            self.reference = reference if self.check_enabled else None
         elif ref and self.check_enabled:
             raise pytest.UsageError(f"--reference {ref}: no such file")
         self.records: dict[str, list[dict]] = defaultdict(list)

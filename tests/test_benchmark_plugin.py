@@ -200,15 +200,18 @@ def test_failed_cases_reach_the_json_and_the_report(pytester, plugin_name, tmp_p
     (["--task", "nosuch"], "--task nosuch: unknown; choose from unanimity10"),
     (["--reference", "/etc/passwd"], "--reference: /etc/passwd is not a regression reference"),
     (["--reference", "LIST"], "is not a regression reference: no 'cases' of figures"),
+    (["--reference", "LIST", "--update-reference"], "is not a regression reference"),  # not overwritten
 ])
 def test_a_bad_option_stops_the_run_before_collection(pytester, tmp_path, bad, named):
     # each of these used to select nothing (or crash) and leave a CI run green
     if "LIST" in bad:
         (tmp_path / "list.json").write_text("[1, 2]")
-        bad = ["--reference", str(tmp_path / "list.json")]
+        bad = [str(tmp_path / "list.json") if b == "LIST" else b for b in bad]
     res = pytester.runpytest_inprocess(BENCH, "--task", "unanimity10", "-p", "no:cacheprovider",
                                        "--benchmark-disable", *bad)
     assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()
     errors = [ln for ln in res.stderr.lines if ln.strip()]
     assert len(errors) == 1 and errors[0].startswith("ERROR: ") and named in errors[0], errors
     assert "collected" not in res.stdout.str()
+    if "--update-reference" in bad:
+        assert (tmp_path / "list.json").read_text() == "[1, 2]"
