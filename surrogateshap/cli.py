@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.benchmark import options
-from surrogateshap.benchmark.options import UsageError  # bad input: one line, exit status 2
 from surrogateshap.evaluation import ALPHAS
+
+UsageError = options.UsageError  # bad input: one line, exit status 2
 
 #: every numeric option of every subcommand (by its dest) and its least value; a tuple
 #: (least, strict) for a real number, which must also be finite. Checked by

@@ -76,6 +76,7 @@ def _import_the_stack_first():
 
     import surrogateshap.report  # noqa: F401
     import surrogateshap.benchmark  # noqa: F401
+    import surrogateshap.benchmark.options  # noqa: F401
     from surrogateshap import available_estimators
 
     available_estimators()  # imports the built-in estimators (xgboost, shap)
