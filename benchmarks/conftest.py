@@ -2,7 +2,9 @@
 
 Cases come from :func:`surrogateshap.benchmark.benchmark_cases` (every registered
 estimator x task x utility x game x budget x seed of the ``--scale`` preset, filtered
-by ``--task/--utility/--game/--estimator/--budget/--seeds``). Cases marked ``slow`` are
+by ``--task/--utility/--game/--estimator/--budget/--seeds``), through
+:func:`surrogateshap.benchmark.options.select_cases`: a bad option, or options that
+select no case, stop the run before collection with one line (exit 4). Cases marked ``slow`` are
 deselected unless ``--run-slow``, a ``-m`` expression, or an explicit ``--task`` or
 ``--budget`` asks for them; ``gpu`` cases are skipped without CUDA.
 
@@ -25,10 +27,10 @@ from pathlib import Path
 import pytest
 
 from surrogateshap.evaluation import check_regression
+from surrogateshap.benchmark import options
 from surrogateshap.benchmark import (
     BenchmarkCase,
     json_safe,
-    benchmark_cases,
     ceiling_figures,
     read_reference,
     reference_entries,
@@ -36,33 +38,6 @@ from surrogateshap.benchmark import (
 )
 
 ARGNAMES = ("task", "utility", "game", "estimator", "budget", "seed")
-
-
-def _names(values) -> list[str]:
-    """Comma lists, with commas inside a spec's parentheses kept: "a,b(x=1, y=2)"."""
-    out = []
-    for item in values:
-        depth, part = 0, ""
-        for ch in str(item):
-            depth += (ch in "([{") - (ch in ")]}")
-            if ch == "," and depth == 0:
-                out.append(part)
-                part = ""
-            else:
-                part += ch
-        out.append(part)
-    return [v.strip() for v in out if v.strip()]
-
-
-def _seeds(opt) -> list[int] | None:
-    if opt is None:
-        return None
-    parts = _names([opt])
-    try:
-        ints = [int(p) for p in parts]
-    except ValueError:
-        raise pytest.UsageError(f"--seeds takes a count N or a comma list of ints; got {opt!r}")
-    return list(range(ints[0])) if len(ints) == 1 else ints
 
 
 class BenchSession:
@@ -78,8 +53,12 @@ class BenchSession:
         self.update = bool(opt("--update-reference"))
         self.check_enabled = not self.update and not opt("--no-regression")
         self.reference = None
-        if self.check_enabled and self.reference_path.exists():
-            self.reference = read_reference(self.reference_path)
+        if (self.check_enabled or self.update) and self.reference_path.exists():
+            try:  # --update-reference overwrites a reference, never another file
+                reference = read_reference(self.reference_path)
+            except ValueError as e:
+                raise pytest.UsageError(f"--reference: {e}") from None
+            self.reference = reference if self.check_enabled else None
         elif ref and self.check_enabled:
             raise pytest.UsageError(f"--reference {ref}: no such file")
         self.records: dict[str, list[dict]] = defaultdict(list)
@@ -105,20 +84,13 @@ class BenchSession:
 
     def _select(self) -> list[BenchmarkCase]:
         opt = self.config.getoption
-        budgets = _names(opt("--budget"))
         try:
-            return benchmark_cases(
-                scale=self.scale,
-                tasks=_names(opt("--task")) or None,
-                utilities=_names(opt("--utility")) or None,
-                games=_names(opt("--game")) or None,
-                estimators=_names(opt("--estimator")) or None,
-                budgets=[int(b) for b in budgets] or None,
-                seeds=_seeds(opt("--seeds")),
-                no_retrain=bool(opt("--no-retrain")),
-            )
-        except (KeyError, ValueError) as e:
-            raise pytest.UsageError(str(e.args[0] if e.args else e))
+            return options.select_cases(
+                self.scale, tasks=opt("--task"), utilities=opt("--utility"), games=opt("--game"),
+                estimators=opt("--estimator"), budget=opt("--budget"), seed_option=opt("--seeds"),
+                no_retrain=bool(opt("--no-retrain")))
+        except options.UsageError as e:
+            raise pytest.UsageError(str(e)) from None
 
     def case(self, task, utility, game, estimator, budget, seed) -> BenchmarkCase:
         key = (task, utility, game, estimator, int(budget), int(seed))
@@ -193,8 +165,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
     config._surrogateshap_bench = bs = BenchSession(config)
     args = [str(a) for a in config.invocation_params.args]
-    if any("benchmarks" in a for a in args) or any(
-        _names(config.getoption(o)) for o in ("--task", "--estimator", "--budget")
+    if any("benchmarks" in a for a in args) or config.getoption("--seeds") is not None or any(
+        options.names(config.getoption(o)) for o in ("--task", "--utility", "--game", "--estimator", "--budget")
     ):
         bs.cases()  # bad names are a usage error now, not a collection error later
 
@@ -219,7 +191,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(config, items):
     opt = config.getoption
-    explicit = opt("--run-slow") or opt("-m") or _names(opt("--task")) or _names(opt("--budget"))
+    explicit = opt("--run-slow") or opt("-m") or options.names(opt("--task")) or options.names(opt("--budget"))
     keep, dropped = [], []
     for item in items:
         if "slow" in item.keywords and not explicit and "benchmarks" in item.nodeid.split("/")[0]:

@@ -29,7 +29,7 @@ def _posterior(logits):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="default")
     ap.add_argument("--guidance", type=float, nargs="*", default=[0.0, 1.0, 2.0, 3.0])
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",

@@ -7,7 +7,7 @@ Trains the full-data model (seed 0; one torch thread), samples ``n_samples`` ima
 each guidance weight and prints seconds and the task's utilities (FID = -neg_fid).
 """
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -15,19 +15,28 @@ import torch
 
 from surrogateshap.tasks.common import coalition_seed
 from surrogateshap.tasks.catalog.fashion_animal20 import FashionAnimal20Task
+from surrogateshap.tasks.models import FAMILIES
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("family", choices=FAMILIES.names(), help="model family")
+    ap.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                    help="config overrides; guidances=W,W (default 0,0.5,1,2) and channels=C,C take comma lists")
+    a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    fam, kw, guid = sys.argv[1], {}, [0.0, 0.5, 1.0, 2.0]
-    for a in sys.argv[2:]:
-        k, v = a.split("=")
+    fam, kw, guid = a.family, {}, [0.0, 0.5, 1.0, 2.0]
+    config = FashionAnimal20Task.config_cls()
+    for setting in a.settings:
+        k, eq, v = setting.partition("=")
+        if not eq or not (k in ("guidances", "channels") or hasattr(config, k)):
+            ap.error(f"{setting!r}: not KEY=VALUE with KEY guidances, channels or a config field")
         if k == "guidances":
             guid = [float(g) for g in v.split(",")]
         elif k == "channels":
             kw[k] = tuple(map(int, v.split(",")))
         else:
-            kw[k] = type(getattr(FashionAnimal20Task.config_cls(), k))(v)
+            kw[k] = type(getattr(config, k))(v)
     t = FashionAnimal20Task(scale="default", family=fam, models_per_batch=1, cache_dir="/tmp/fa_fid", **kw)
     full = np.ones((1, t.n_players), bool)
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from surrogateshap.tasks.catalog.fashion_animal20 import FashionAnimal20Task
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--families", nargs="+", default=["mlp", "unet"])
     a = ap.parse_args()

@@ -75,7 +75,7 @@ def spurious(cache):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("which", choices=["brands", "spurious"])
     ap.add_argument("--cache", default=None, help="task cache (default $SURROGATESHAP_CACHE)")
     a = ap.parse_args()

@@ -13,11 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from surrogateshap.benchmark import options
 from surrogateshap.evaluation import ALPHAS
 
+UsageError = options.UsageError  # bad input: one line, exit status 2
 
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, exit status 2."""
+#: every numeric option of every subcommand (by its dest) and its least value; a tuple
+#: (least, strict) for a real number, which must also be finite. Checked by
+#: :func:`_check_numbers` before any command runs.
+NUMERIC_OPTIONS = {
+    "budget": 1, "seed": 0, "seeds": 0, "first": 0, "limit": 0, "export_every": 1, "threads": 1,
+    "workers": 1, "retries": 0, "test_coalitions": 0, "cpus_per_job": (0.0, True),
+    "gpus_per_job": (0.0, False), "rtol": (0.0, False),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,34 +51,29 @@ def _writable(path, what: str):
         raise UsageError(str(e)) from None
 
 
-def _non_negative(values, flag: str):
-    bad = [v for v in values if v < 0]
-    if bad:
-        raise UsageError(f"{flag} must be >= 0; got {bad[0]}")
+def _check_numbers(args):
+    """Every numeric option in range (through the shared checks), or one UsageError."""
+    for dest, least in NUMERIC_OPTIONS.items():
+        value = getattr(args, dest, None)
+        flag = "--" + dest.replace("_", "-")
+        for v in value if isinstance(value, list) else [] if value is None else [value]:
+            if isinstance(least, tuple):
+                options.amount(flag, v, *least)
+            else:
+                options.count(flag, v, least)
 
 
 def _check_run(args, task):
-    from surrogateshap.registry import available_estimators, get_estimator, parse_spec
+    """Refuse bad input before training; returns the table named by ``--reference`` (None
+    without one): a file that is not a table of this task is an error, not a note."""
+    from surrogateshap.tasks.reference import load_reference
 
     if args.utility not in task.utilities:
         raise UsageError(f"task {task.name} has no utility {args.utility!r}; it offers "
                          f"{', '.join(task.utilities)}")
-    if args.budget <= 0:
-        raise UsageError(f"--budget must be a positive number of game evaluations; got {args.budget}")
-    _non_negative([args.seed], "--seed")
-    known = available_estimators()
-    for name in dict.fromkeys([args.estimator, *args.compare]):
-        try:
-            base = parse_spec(name)[0]
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if base not in known:
-            raise UsageError(f"unknown estimator {base!r}; known estimators: {', '.join(known)}")
-        try:
-            est = get_estimator(name)
-            est.validate()
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"estimator {name!r}: {e}") from None
+    named = {args.estimator: "--estimator", **{c: "--compare" for c in args.compare if c != args.estimator}}
+    for name, flag in named.items():
+        est = options.estimator(flag, name)
         if est.requires:
             raise UsageError(f"estimator {name!r} needs {list(est.requires)} beside the game, which "
                              "`run` does not provide; use it from Python or the benchmark suite")
@@ -78,9 +81,17 @@ def _check_run(args, task):
         if args.budget < need:
             raise UsageError(f"estimator {name!r} needs --budget >= {need} for {task.n_players} "
                              f"players; got {args.budget}")
-    if args.reference is not None and not Path(args.reference).is_file():
-        raise UsageError(f"--reference {args.reference}: no such file")
     _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
+    if args.reference is None:
+        return None
+    if not Path(args.reference).exists():
+        raise UsageError(f"--reference {args.reference}: no such file")
+    try:
+        return load_reference(task, args.reference)
+    except (OSError, KeyError, ValueError) as e:  # KeyError: a column the table lacks
+        why = f"no column {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+        raise UsageError(f"--reference {args.reference}: not a retraining table of task {task.name} "
+                         f"({why})") from None
 
 
 def _run(args) -> int:
@@ -91,14 +102,14 @@ def _run(args) -> int:
     from surrogateshap.tasks.reference import load_reference
 
     task = _task(args)
-    _check_run(args, task)
+    ref = _check_run(args, task)
     print(f"task {task.name} ({task.n_players} contributors, scale {args.scale}); "
           f"utility {args.utility}; cache {task.cache_dir}", flush=True)
-    try:
-        ref = load_reference(task, args.reference)
-    except (FileNotFoundError, ValueError) as e:
-        ref = None
-        print(f"(no ground truth: {e})")
+    if ref is None:  # the shipped table, where there is one
+        try:
+            ref = load_reference(task)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"(no ground truth: {e})")
     proxy = task.proxy_game(args.utility)
     proxy(np.ones((1, task.n_players), bool))  # trains the full model if not cached
     names = [args.estimator, *args.compare]
@@ -143,7 +154,13 @@ def _coalitions(args, task):
     if protocol_only and which != "protocol":
         raise UsageError(f"{' and '.join(protocol_only)} shape the protocol's coalitions; "
                          f"they do not apply to --coalitions {which}")
-    extra = read_coalitions(args.extra, n) if args.extra else np.zeros((0, n), bool)
+    def read(option, path):
+        try:
+            return read_coalitions(path, n)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{option} {path}: {e}") from None
+
+    extra = read("--extra", args.extra) if args.extra else np.zeros((0, n), bool)
     if which == "all":
         if n > 20:
             raise UsageError(f"--coalitions all: {task.name} has {n} players, 2**{n} retrainings; use "
@@ -153,10 +170,7 @@ def _coalitions(args, task):
         masks = ground_truth_coalitions(n, loo=not args.no_loo, first=args.first)
         note = protocol_note(loo=not args.no_loo, extra=bool(args.extra))
     else:
-        try:
-            masks, note = read_coalitions(which, n), f"coalitions listed in {Path(which).name}"
-        except (OSError, ValueError) as e:
-            raise UsageError(f"--coalitions {which}: {e}") from None
+        masks, note = read("--coalitions", which), f"coalitions listed in {Path(which).name}"
     masks = np.concatenate([masks, extra])
     return (masks if args.limit is None else masks[: args.limit]), note
 
@@ -172,13 +186,7 @@ def _build_table(args) -> int:
     from surrogateshap.tasks.reference import RETRAINING_CSV, _earlier_rows, build_table, reference_dir
 
     task = _task(args)
-    _non_negative(args.seeds, "--seeds")
-    if args.retries is not None and args.retries < 0:
-        raise UsageError(f"--retries must be >= 0; got {args.retries}")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be >= 1; got {args.workers}")
-    if args.threads < 1:
-        raise UsageError(f"--threads must be >= 1; got {args.threads}")
+    options.executor(args.executor)
     masks, note = _coalitions(args, task)
     out = Path(args.out) if args.out is not None else reference_dir(task.name)
     _writable(out, "output folder (--out)")
@@ -453,6 +461,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.argv = argv[1:]
     try:
+        _check_numbers(args)
         return args.fn(args)
     except UsageError as e:
         print(f"surrogateshap {args.cmd}: error: {e}", file=sys.stderr)

@@ -17,6 +17,12 @@ Figures are read from each benchmark's ``extra_info`` (written by
 raised are not benchmarks (pytest-benchmark writes only finished ones): the suite's
 plug-in lists them under the JSON's ``"failed_cases"`` key (case fields and ``error``)
 and the report shows them in a "Failed cases" table.
+
+The JSON is input, not markdown: every string taken from it is escaped (no HTML, link,
+image or emphasis from a name), a command or commit goes in a code span. A malformed
+case field (task, utility, game, estimator, budget, seed) or structure is one
+``ValueError`` naming it; a missing or malformed optional field is shown as "?" (date,
+commit, CPU) or "n/a" (a figure, the timing).
 """
 
 from __future__ import annotations
@@ -56,20 +62,58 @@ def read_benchmark_doc(json_path, require_cases: bool = False) -> dict:
                          "while writing it)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks", []), list):
         raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    _check_fields(path, doc)
     if require_cases and not _case_infos(doc) and not doc.get(FAILED_KEY):
         raise ValueError(f"{path} holds no surrogateshap benchmark cases")
     return doc
 
 
-def _case_infos(doc) -> list[dict]:
-    out = []
-    for b in doc.get("benchmarks", []):
-        info = dict(b.get("extra_info") or {})
+#: the fields every case must have, as JSON types; every other field is optional: a missing or
+#: malformed one is shown as "?" (descriptions: date, commit, CPU) or "n/a" (figures)
+CASE_FIELDS = {"task": str, "utility": str, "game": str, "estimator": str, "budget": int, "seed": int}
+
+
+def _check_fields(path, doc):
+    """One ValueError naming the first malformed structure or case field of ``doc``."""
+    failed = doc.get(FAILED_KEY) or []
+    if not isinstance(failed, list) or not all(isinstance(r, dict) for r in failed):
+        raise ValueError(f"{path}: {FAILED_KEY!r} is not a list of objects")
+    for i, b in enumerate(doc.get("benchmarks", [])):
+        if not isinstance(b, dict):
+            raise ValueError(f"{path}: benchmarks[{i}] is not an object")
+        for part in ("extra_info", "params"):
+            if b.get(part) is not None and not isinstance(b[part], dict):
+                raise ValueError(f"{path}: benchmarks[{i}].{part} is not an object")
+        info = _info(b)
         if "task" not in info:
-            info.update(b.get("params") or {})
-        if "task" in info:
-            out.append(info)
-    return out
+            continue  # not one of ours
+        for field, kind in CASE_FIELDS.items():
+            value = info.get(field)
+            ok = isinstance(value, kind) and not isinstance(value, bool) and value != ""
+            if kind is int and isinstance(value, float):
+                ok = value.is_integer()
+            if not ok:
+                raise ValueError(f"{path}: benchmarks[{i}]: field {field!r} must be "
+                                 f"{'a name' if kind is str else 'an integer'}; got {value!r}")
+
+
+def _obj(doc: dict, *keys) -> dict:
+    """A nested optional object of the JSON ({} where it is missing or not an object)."""
+    for k in keys:
+        doc = doc.get(k) if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _info(benchmark: dict) -> dict:
+    """A benchmark's case fields and figures (its ``extra_info``, else its ``params``)."""
+    info = dict(benchmark.get("extra_info") or {})
+    if "task" not in info:
+        info.update(benchmark.get("params") or {})
+    return info
+
+
+def _case_infos(doc) -> list[dict]:
+    return [info for info in map(_info, doc.get("benchmarks", [])) if "task" in info]
 
 
 def load_failed_cases(json_path) -> pd.DataFrame:
@@ -85,16 +129,13 @@ def load_benchmark_json(json_path) -> pd.DataFrame:
     doc = read_benchmark_doc(json_path)
     rows = []
     for b in doc.get("benchmarks", []):
-        info = dict(b.get("extra_info") or {})
-        if "task" not in info:
-            info.update(b.get("params") or {})
+        info = _info(b)
         if "task" not in info:
             continue  # not one of ours
         info.pop("estimator_extra", None)
         fails = info.pop("regression_failures", None)
         info["regression_failures"] = "; ".join(fails) if fails else ""
-        stats = b.get("stats") or {}
-        info["wall_seconds"] = stats.get("mean", float("nan"))
+        info["wall_seconds"] = _obj(b, "stats").get("mean", float("nan"))
         info["group"] = b.get("group")
         rows.append(info)
     df = pd.DataFrame(rows)
@@ -108,6 +149,12 @@ def load_benchmark_json(json_path) -> pd.DataFrame:
             df[c] = pd.to_numeric(df[c], errors="coerce")
     df["budget"] = df["budget"].astype(int)
     return df.sort_values(KEYS + ["seed"]).reset_index(drop=True)
+
+
+def _commit(doc) -> str:
+    """The run's commit, as markdown: its first 12 characters, and whether it was dirty."""
+    commit = _obj(doc, "commit_info")
+    return _code(str(commit.get("id", "?"))[:12]) + (" (dirty)" if commit.get("dirty") is True else "")
 
 
 def _alphas(df) -> list[str]:
@@ -135,6 +182,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _num(value, fmt: str) -> str:
+    """A figure of the table, or "n/a" where it is missing or not a finite number."""
+    return f"{value:{fmt}}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
 def _pm(mean, std, digits=1) -> str:
     if mean is None or not math.isfinite(mean):
         return "n/a"
@@ -143,19 +195,28 @@ def _pm(mean, std, digits=1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def md_escape(text) -> str:
-    """Text safe in markdown: ``&``, ``<``, ``>`` as entities, so a name such as
-    ``<script>`` or ``<lambda>`` is shown, not interpreted as HTML."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+_MD_ESCAPES = {**{c: "\\" + c for c in "\\`*_[]!|"}, "&": "&amp;", "<": "&lt;", ">": "&gt;",
+               "\n": " ", "\r": " "}
+
+
+def _md(text) -> str:
+    """Text from the benchmark JSON, shown as text in markdown: HTML (``<script>``), links,
+    images, emphasis, code and table cells (``|``) escaped, on one line."""
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _code(text) -> str:
+    """Text from the JSON in a code span (a command): nothing in it is markdown but a
+    backtick, which would end the span."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub markdown table of a DataFrame (cells escaped, index dropped)."""
-    cols = [md_escape(c) for c in df.columns]
+    """A GitHub markdown table of a DataFrame (every cell escaped, index dropped)."""
+    cols = [_md(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.astype(object).to_numpy().tolist():
-        lines.append("| " + " | ".join(md_escape(v).replace("|", "\\|").replace("\n", " ")
-                                       for v in row) + " |")
+        lines.append("| " + " | ".join(_md(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -172,16 +233,16 @@ def _group_table(s: pd.DataFrame, raw: pd.DataFrame, alphas) -> pd.DataFrame:
             row["rel. L2 (rescaled)"] = _pm(d.get("shapley_relative_l2_rescaled__mean"),
                                             d.get("shapley_relative_l2_rescaled__std"), 3)
             row["Spearman vs Shapley"] = _pm(d.get("shapley_spearman__mean"), None, 2)
-        row["evaluations"] = f"{d.get('n_evaluations__mean', float('nan')):.0f}"
-        row["cost"] = f"{d.get('cost__mean', float('nan')):.0f}"
-        row["seconds"] = f"{d.get('wall_seconds__mean', float('nan')):.3g}"
+        row["evaluations"] = _num(d.get("n_evaluations__mean"), ".0f")
+        row["cost"] = _num(d.get("cost__mean"), ".0f")
+        row["seconds"] = _num(d.get("wall_seconds__mean"), ".3g")
         row["seeds"] = str(int(d["n_seeds"]))
         if "n_failed" in d:
             row["regressed"] = str(int(d["n_failed"])) if d["n_failed"] else ""
         rows.append(row)
     ceil = {a: raw.get(f"ceiling_lds_{a}_mean") for a in alphas}
     if any(c is not None and c.notna().any() for c in ceil.values()):
-        row = {"estimator": "*exact values (ceiling)*", "budget": ""}
+        row = {"estimator": "exact values (ceiling)", "budget": ""}
         for a in alphas:
             c = ceil[a]
             row[f"LDS@{a}"] = _pm(float(c.dropna().iloc[0]) if c is not None and c.notna().any() else None, None)
@@ -319,18 +380,16 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
     estimators = sorted(df["estimator"].unique())
     style = _style(estimators)
 
-    commit = doc.get("commit_info", {})
-    cpu = (doc.get("machine_info", {}).get("cpu") or {})
-    scales = sorted(df["scale"].dropna().unique()) if "scale" in df else []
+    cpu = _obj(doc, "machine_info", "cpu")
+    scales = sorted({str(v) for v in df["scale"].dropna()}) if "scale" in df else []
     if not scales and not failed.empty:
         scales = sorted({str(r.get("scale")) for r in doc.get(FAILED_KEY, []) if r.get("scale")})
     lines = [
         "# Benchmark report",
         "",
-        f"Source: `{Path(json_path).name}` ({doc.get('datetime', '?')}), commit "
-        f"`{str(commit.get('id', '?'))[:12]}{' (dirty)' if commit.get('dirty') else ''}`, "
-        f"{md_escape(cpu.get('brand_raw', '?'))} x{cpu.get('count', '?')}; scale "
-        f"{md_escape(', '.join(scales) or '?')}; "
+        f"Source: {_code(Path(json_path).name)} ({_md(doc.get('datetime', '?'))}), commit "
+        f"{_commit(doc)}, {_md(cpu.get('brand_raw', '?'))} x{_md(cpu.get('count', '?'))}; scale "
+        f"{_md(', '.join(scales) or '?')}; "
         f"{len(df)} cases run, {df['estimator'].nunique()} estimators"
         + (f"; **{len(failed)} cases failed** (see Failed cases)." if len(failed) else "."),
         "",
@@ -352,8 +411,8 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
         if nfail:
             lines += ["Regressed cases:", ""]
             for r in df[df["regression"] == "fail"].itertuples():
-                case = md_escape(f"{r.task}/{r.utility}/{r.game}/{r.estimator}/{r.budget}")
-                lines.append(f"- {case} seed {r.seed}: {md_escape(r.regression_failures)}")
+                case = _md(f"{r.task}/{r.utility}/{r.game}/{r.estimator}/{r.budget}")
+                lines.append(f"- {case} seed {_md(r.seed)}: {_md(r.regression_failures)}")
             lines.append("")
     if len(failed):
         lines += ["## Failed cases", "",
@@ -362,12 +421,12 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
     for (task, util, game), sg in s.groupby(["task", "utility", "game"], sort=True):
         name = f"{task}/{util}/{game}"
         raw = df[(df.task == task) & (df.utility == util) & (df.game == game)]
-        lines += [f"## {md_escape(name)}", ""]
+        lines += [f"## {_md(name)}", ""]
         lines.append(markdown_table(_group_table(sg, raw, alphas)))
         lines.append("")
         if plots:
             for title, fname in _plot_group(name, sg, raw, alphas, fractions, style, out):
-                lines += [f"![{md_escape(name)}: {title}]({fname})", ""]
+                lines += [f"![{_md(name)}: {title}]({fname})", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
@@ -410,7 +469,7 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
     t["label"] = [_label(r) for r in t.to_dict("records")]
     alphas = _alphas(t)
     fractions = _fractions(t)
-    lines = [f"# {task}: estimators against its retrained ground truth", ""]
+    lines = [f"# {_md(task)}: estimators against its retrained ground truth", ""]
     if source:
         lines += [source, ""]
     lines += [INTERVAL + ". Retrainings: what the estimator paid in model trainings (the table "
@@ -436,20 +495,20 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
             cost = float(pd.to_numeric(c["cost"], errors="coerce").mean()) if "cost" in c else float("nan")
             row["retrainings"] = f"{cost:.0f}" if unit == "model trainings" else "0"
             row["cost"] = f"{cost:.4g} {unit}"
-            row["seconds"] = f"{pd.to_numeric(c['seconds'], errors='coerce').mean():.3g}" if "seconds" in c else ""
+            row["seconds"] = _num(pd.to_numeric(c["seconds"], errors="coerce").mean(), ".3g") if "seconds" in c else ""
             rows.append(row)
         ceil = {a: u.get(f"ceiling_additive_lds_{a}_mean") for a in alphas}
         if any(c is not None and c.notna().any() for c in ceil.values()):
-            row = {"estimator": "*additive fit on the table's other coalitions (least squares on their retrained utilities: a reference, not a bound)*"}
+            row = {"estimator": "additive fit on the table's other coalitions (least squares on their retrained utilities: a reference, not a bound)"}
             for a in alphas:
                 c = ceil[a]
                 row[f"LDS@{a}"] = _pm(float(c.dropna().iloc[0]) if c is not None and c.notna().any() else None, None)
             rows.append(row)
-        lines += [f"## {md_escape(util)}: LDS", "", markdown_table(pd.DataFrame(rows).fillna("")), ""]
+        lines += [f"## {_md(util)}: LDS", "", markdown_table(pd.DataFrame(rows).fillna("")), ""]
         prec = [c for c in u.columns if c.startswith("precision_at_") and u[c].notna().any()]
         if prec:
             p = u.groupby("label", sort=False)[prec].mean().reset_index().rename(columns={"label": "estimator"})
-            lines += [f"## {md_escape(util)}: precision@k at finding the planted players (mean over estimator seeds)",
+            lines += [f"## {_md(util)}: precision@k at finding the planted players (mean over estimator seeds)",
                       "", markdown_table(p.round(3)), ""]
         rem = []
         for label, c in u.groupby("label", sort=False):
@@ -462,7 +521,7 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
                             "top": f"{r[top]:.4g}", "bottom": f"{r[f'removal_{f}_bottom']:.4g}",
                             "random": _pm(r.get(f"removal_{f}_random_mean"), r.get(f"removal_{f}_random_std"), 3)})
         if rem:
-            lines += [f"## {md_escape(util)}: removal, v(N without the k removed) - v(N), seed mean of the "
+            lines += [f"## {_md(util)}: removal, v(N without the k removed) - v(N), seed mean of the "
                       "seeds holding every set of the k (a good ranking: top < random < bottom; random: "
                       "mean ± sd over the random sets, not the LDS interval)", "",
                       markdown_table(pd.DataFrame(rem)), ""]
@@ -474,7 +533,6 @@ def write_task_reports(json_path, out_dir="results", tasks=None) -> list[Path]:
     sampled (no exact values), or for ``tasks``; returns the paths."""
     doc = read_benchmark_doc(json_path, require_cases=True)
     df = load_benchmark_json(json_path)
-    commit = doc.get("commit_info", {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = tasks or sorted(t for t, g in df.groupby("task")
@@ -483,12 +541,12 @@ def write_task_reports(json_path, out_dir="results", tasks=None) -> list[Path]:
     for task in names:
         if not (df.task == task).any():
             raise ValueError(f"{json_path} holds no case of task {task!r}")
-        source = (f"Produced by `pytest benchmarks/ --task {task} --scale "
-                  f"{df[df.task == task]['scale'].iloc[0]} --benchmark-json {Path(json_path).name}` then "
-                  f"`surrogateshap report {Path(json_path).name} --task-reports {out_dir}` (commit "
-                  f"`{str(commit.get('id', '?'))[:12]}{' (dirty)' if commit.get('dirty') else ''}`, "
-                  f"{doc.get('datetime', '?')}).")
-        path = out / f"{task.replace('-', '_')}_report.md"
+        scale = df[df.task == task]["scale"].iloc[0] if "scale" in df else "?"
+        name = Path(json_path).name
+        run = _code(f"pytest benchmarks/ --task {task} --scale {scale} --benchmark-json {name}")
+        report = _code(f"surrogateshap report {name} --task-reports {out_dir}")
+        source = f"Produced by {run} then {report} (commit {_commit(doc)}, {_md(doc.get('datetime', '?'))})."
+        path = out / f"{_slug(task).replace('-', '_')}_report.md"  # a name from the JSON, not a path
         path.write_text(task_report(df, task, source))
         paths.append(path)
     return paths

@@ -76,6 +76,7 @@ def _import_the_stack_first():
 
     import surrogateshap.report  # noqa: F401
     import surrogateshap.benchmark  # noqa: F401
+    import surrogateshap.benchmark.options  # noqa: F401
     from surrogateshap import available_estimators
 
     available_estimators()  # imports the built-in estimators (xgboost, shap)
@@ -186,3 +187,32 @@ def test_failed_cases_reach_the_json_and_the_report(pytester, plugin_name, tmp_p
     text = write_report(out, tmp_path / "report", plots=False).read_text()
     assert "## Failed cases" in text and "6 cases failed" in text
     assert f"| unanimity10 | noisy | known | {plugin_name} | 64 | 2 | RuntimeError: &lt;boom&gt; at budget 64 |" in text
+
+
+@pytest.mark.parametrize("bad, named", [
+    (["--budget", "-5"], "--budget must be a positive integer; got '-5'"),
+    (["--budget", "32,x"], "--budget must be an integer; got 'x'"),
+    (["--utility", "nosuch"], "--utility nosuch: unknown; the selected tasks offer clean, noisy"),
+    (["--game", "nosuch"], "--game nosuch: unknown; the selected cases play known"),
+    (["--seeds="], "--seeds takes a count N >= 1 (seeds 0..N-1) or a comma list of seeds >= 0; got ''"),
+    (["--seeds", "0"], "--seeds takes a count N >= 1"),
+    (["--estimator", "nosuch"], "--estimator: unknown estimator 'nosuch'; known estimators:"),
+    (["--estimator", "kernelshap(nosuch=1)"], "--estimator: estimator 'kernelshap(nosuch=1)'"),
+    (["--task", "nosuch"], "--task nosuch: unknown; choose from unanimity10"),
+    (["--reference", "/etc/passwd"], "--reference: /etc/passwd is not a regression reference"),
+    (["--reference", "LIST"], "is not a regression reference: no 'cases' of figures"),
+    (["--reference", "LIST", "--update-reference"], "is not a regression reference"),  # not overwritten
+])
+def test_a_bad_option_stops_the_run_before_collection(pytester, tmp_path, bad, named):
+    # each of these used to select nothing (or crash) and leave a CI run green
+    if "LIST" in bad:
+        (tmp_path / "list.json").write_text("[1, 2]")
+        bad = [str(tmp_path / "list.json") if b == "LIST" else b for b in bad]
+    res = pytester.runpytest_inprocess(BENCH, "--task", "unanimity10", "-p", "no:cacheprovider",
+                                       "--benchmark-disable", *bad)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()
+    errors = [ln for ln in res.stderr.lines if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: ") and named in errors[0], errors
+    assert "collected" not in res.stdout.str()
+    if "--update-reference" in bad:
+        assert (tmp_path / "list.json").read_text() == "[1, 2]"

@@ -88,10 +88,22 @@ def write_reference(path, entries: dict, command: str, scale: str, root=None, no
 
 
 def read_reference(path) -> dict:
-    """A reference file; JSON nulls (nan when written) come back as nan."""
-    doc = json.loads(Path(path).read_text())
-    for entry in doc.get("cases", {}).values():
-        for fig in entry.get("figures", {}).values():
+    """A reference file; JSON nulls (nan when written) come back as nan. A file that is
+    not one (not JSON, no ``cases`` of figures) raises one ``ValueError`` naming it."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{path} is not a regression reference (a JSON file written by "
+                         f"--update-reference): {e}") from None
+    cases = doc.get("cases") if isinstance(doc, dict) else None
+    if not isinstance(cases, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("figures"), dict)
+            and all(isinstance(f, dict) for f in e["figures"].values()) for e in cases.values()):
+        raise ValueError(f"{path} is not a regression reference: no 'cases' of figures "
+                         "(write one with --update-reference)")
+    for entry in cases.values():
+        for fig in entry["figures"].values():
             for k in ("mean", "std", "tolerance"):
                 if fig.get(k) is None:
                     fig[k] = float("nan")
