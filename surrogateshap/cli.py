@@ -15,6 +15,7 @@ import numpy as np
 
 from surrogateshap.benchmark import options
 from surrogateshap.evaluation import ALPHAS
+from surrogateshap.execution import NodeLostError
 
 UsageError = options.UsageError  # bad input: one line, exit status 2
 
@@ -413,7 +414,8 @@ def main(argv=None) -> int:
                    help="then run the default benchmark selection (retraining what it lacks) and export "
                         "every cached coalition")
     b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
-    b.add_argument("--export-every", type=int, default=16, help="rewrite the table after this many coalitions")
+    b.add_argument("--export-every", type=int, default=16,
+                   help="rewrite the table after this many new retrainings per seed")
     b.add_argument("--threads", type=int, default=1, help="torch threads (1: rows reproducible anywhere)")
     b.add_argument("--executor", default="serial", choices=["serial", "processes", "ray"],
                    help="where trainings run; the cache is the same for all, so a run resumes on another")
@@ -466,6 +468,9 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"surrogateshap {args.cmd}: error: {e}", file=sys.stderr)
         return 2
+    except NodeLostError as e:  # the machine went, not a bug: what finished is stored
+        print(f"surrogateshap {args.cmd}: stopped: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -122,3 +122,19 @@ def test_the_checks_name_the_option_and_the_value():
         with pytest.raises(options.UsageError) as e:
             call()
         assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_lost_ray_node_is_one_line_not_a_traceback(monkeypatch, capsys, tmp_path):
+    # NodeLostError (the executor's machine went) reached the command line as a traceback
+    from surrogateshap import cli
+    from surrogateshap.execution import NodeLostError
+
+    def lost(args):
+        raise NodeLostError("the local Ray node died; finished coalitions are stored: run again to resume")
+
+    monkeypatch.setattr(cli, "_build_table", lost)
+    monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["build-table", "--task", "digits10", "--out", str(tmp_path / "t")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["surrogateshap build-table: stopped: the local Ray node died; finished coalitions are "
+                   "stored: run again to resume"]
