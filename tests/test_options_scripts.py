@@ -16,8 +16,6 @@ SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
 def test_help_prints_usage_and_does_no_work(script, tmp_path):
-    if script.name == "proxy_cost.py":
-        pytest.skip("fixed on h-proxy")
     cache = tmp_path / "cache"
     cache.mkdir()
     env = {**os.environ, "SURROGATESHAP_CACHE": str(cache), "PYTHONPATH": str(REPO)}
