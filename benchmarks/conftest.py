@@ -171,6 +171,20 @@ def pytest_configure(config):
         bs.cases()  # bad names are a usage error now, not a collection error later
 
 
+#: benchmarks of the library's own cost, not of an estimator: collected only when named
+#: (``pytest benchmarks/test_proxy_cost.py``), so ``pytest benchmarks/ --task T`` and the CI
+#: slice run the attribution cases alone
+OWN_COST = ("test_proxy_cost.py",)
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name in OWN_COST:
+        named = any(Path(str(a).split("::")[0]).name == collection_path.name
+                    for a in config.invocation_params.args)
+        return None if named else True
+    return None
+
+
 def pytest_generate_tests(metafunc):
     if not set(ARGNAMES) <= set(metafunc.fixturenames):
         return

@@ -5,7 +5,8 @@ eigensolve, the floor of an exact evaluation), ``today`` (FID as computed up to 
 d58ea49), ``exact`` (:class:`StatsBank`, the whitened basis), ``rank256`` (the
 approximate mode), ``naive`` (``scipy.linalg.sqrtm``). Synthetic statistics from
 ``scripts/proxy_cost.py``; the bank's one-off set-up is outside the timer. Per-coalition
-seconds and the ratio to one eigensolve go to ``extra_info``. d >= 1,024 is marked slow:
+seconds and the ratio to one eigensolve go to ``extra_info``. Collected only when this file
+is named (not by ``pytest benchmarks/``); d >= 1,024 is marked slow:
 
     pytest benchmarks/test_proxy_cost.py --run-slow --benchmark-json proxy.json
 """
