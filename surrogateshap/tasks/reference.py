@@ -184,11 +184,11 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     todo = {}
     for s, game in games.items():
         lacking = set(game.missing(masks))
-        held = np.array([coalition_key(m) not in lacking for m in masks], dtype=bool)
-        collect(s, masks[held], game.records(masks[held]))
-        todo[s] = masks[~held] if train else masks[:0]
+        have = np.array([k not in lacking for k in keys], dtype=bool)
+        collect(s, masks[have], game.records(masks[have]))
+        todo[s] = masks[~have] if train else masks[:0]
     table = _write_table(task, list(rows.values()), out_dir, command, note)
-    for i in range(0, max(len(t) for t in todo.values()), step):
+    for i in range(0, max((len(t) for t in todo.values()), default=0), step):
         for s, game in games.items():
             part = todo[s][i : i + step]
             if len(part):
