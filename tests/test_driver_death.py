@@ -29,7 +29,7 @@ from surrogateshap.tasks.reference import build_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_tasks import FakeConfig, FakeTask
-from test_execution import lines, ray_only, store_keys
+from test_execution import lines, ray_only, resume_trains_only_the_rest, store_keys
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -149,13 +149,7 @@ def _resumed_is_complete_and_bit_identical(tmp_path, task):
     done = store_keys(task)
     assert len(done) == len(set(done)) and len(done) < 15
     assert not RetrainingGame(task, "neg_fid", progress=False).failures()  # nothing marked failed
-    (tmp_path / "log" / "trained.log").unlink()
-    table = build_table(task, "all", [0], out_dir=tmp_path / "ref", progress=False)
-    trained = lines(tmp_path / "log" / "trained.log")
-    assert len(trained) == 15 - len(done) and set(trained).isdisjoint(done)
-    assert table.complete_seeds() == [0]
-    keys = store_keys(task)
-    assert len(keys) == len(set(keys)) == 15
+    resume_trains_only_the_rest(tmp_path, task)
     serial_task = FakeTask(FakeConfig(**{**CFG, "sleep": 0.0}), cache_dir=tmp_path / "serial")
     serial_table = build_table(serial_task, "all", [0], out_dir=tmp_path / "serial-ref", progress=False)
     cols = ["coalition", "seed", *task.utilities]
