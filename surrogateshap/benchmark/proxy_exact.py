@@ -116,6 +116,7 @@ def build_proxy_reference(task, path: str | os.PathLike, chunk: int = DEFAULT_CH
     from surrogateshap.provenance import git_commit
     from surrogateshap.tasks.reference import scoring_header
 
+    commit = git_commit(ignore=[path])  # the code that runs: taken before the minutes of enumeration
     values, sha, seconds = {}, {}, {}
     for u in task.utilities:
         table, seconds[u] = enumerate_proxy(task, u, chunk, progress)
@@ -132,7 +133,7 @@ def build_proxy_reference(task, path: str | os.PathLike, chunk: int = DEFAULT_CH
           for u in values),
         *(f"# seconds {u} {seconds[u]:.1f}: time to enumerate the table in the run that wrote this file\n"
           for u in values),
-        f"# made by {made_by or 'build_proxy_reference'} at commit {git_commit(ignore=[path])}\n",
+        f"# made by {made_by or 'build_proxy_reference'} at commit {commit}\n",
     ]
     frame = pd.DataFrame({"player": list(task.players), **{u: values[u] for u in values}})
     from surrogateshap._files import atomic_write
