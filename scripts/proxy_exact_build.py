@@ -42,20 +42,25 @@ def main(argv=None):
     if chunk < 1 or args.time < 0:
         p.error("--chunk must be positive and --time non-negative")
     task = get_task(args.task, scale=args.scale)
-    t0 = time.perf_counter()
-    task.bank()
-    print(f"{task.config_id()}: full model and bank ready in {time.perf_counter() - t0:.0f} s "
-          f"(trained now: {task.full_model_trained})", file=sys.stderr)
-    if args.time:
+    if args.time:  # on one thread, as the build runs (enumerate_proxy)
+        from threadpoolctl import threadpool_limits
+
+        from surrogateshap.tasks.features.nets import torch_threads
+
         masks = coalition_masks(0, min(args.time, 2**task.n_players), task.n_players)
-        for u in task.utilities:
-            game = task.proxy_game(u)
-            game(masks[:2])  # the game's one-off preparation
-            t = time.perf_counter()
-            game(masks)
-            ms = (time.perf_counter() - t) / len(masks) * 1e3
-            print(f"{u}: {ms:.4f} ms per coalition over {len(masks)}: 2^{task.n_players} would take "
-                  f"{ms * 2**task.n_players / 1e3:.0f} s")
+        with torch_threads(1), threadpool_limits(1, user_api="blas"):
+            t0 = time.perf_counter()
+            task.bank()
+            print(f"{task.config_id()}: full model and bank ready in {time.perf_counter() - t0:.0f} s "
+                  f"(full model trained now: {task.full_model_trained})")
+            for u in task.utilities:
+                game = task.proxy_game(u)
+                game(masks[:2])  # the game's one-off preparation
+                t = time.perf_counter()
+                game(masks)
+                ms = (time.perf_counter() - t) / len(masks) * 1e3
+                print(f"{u}: {ms:.4f} ms per coalition over {len(masks)}: 2^{task.n_players} would take "
+                      f"{ms * 2**task.n_players / 1e3:.0f} s")
         return
     out = Path(args.out) if args.out else reference_dir(args.task) / PROXY_EXACT_CSV
     command = "python scripts/proxy_exact_build.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from surrogateshap._files import atomic_write
 from surrogateshap.benchmark.tasks import BenchmarkTask, KnownGameTask, task_for_table
 from surrogateshap.enumeration import (
     DEFAULT_CHUNK,
@@ -94,15 +95,17 @@ def enumerate_proxy(task, utility: str, chunk: int = DEFAULT_CHUNK, progress: bo
     """(values, seconds): the task's proxy game on all 2**n coalitions, resumable under its
     cache (``<cache>/<config>/proxy-exact-<game hash>/``); seconds spent in this call.
 
-    The bank is built first; the coalitions are then evaluated on one BLAS thread: the
-    batched small eigensolves run 10-70x slower when threads fight over a shared machine's
-    cores, and one thread is what the shipped hashes were made with."""
+    Everything runs on one thread, torch and BLAS: the bank's samples (and the full model,
+    when it is trained here) round differently with the thread count, which changes the
+    table's hash, and the batched small eigensolves run 10-70x slower when threads fight
+    over a shared machine's cores. One thread is what the shipped hashes were made with."""
     from threadpoolctl import threadpool_limits
+
+    from surrogateshap.tasks.features.nets import torch_threads
 
     game = task.proxy_game(utility)
     t0 = time.perf_counter()
-    game(coalition_masks(0, 1, task.n_players))  # the bank (trained and sampled on first use)
-    with threadpool_limits(1, user_api="blas"):
+    with torch_threads(1), threadpool_limits(1, user_api="blas"):
         values = enumerate_game(game, task.cache.root / f"proxy-exact-{stable_hash(game.cache_id())}", chunk,
                                 progress=progress, label=f"{task.name} proxy/{utility}")
     return values, time.perf_counter() - t0
@@ -131,13 +134,12 @@ def build_proxy_reference(task, path: str | os.PathLike, chunk: int = DEFAULT_CH
         f"# chunk {chunk}: coalitions per batch evaluated (batches of other sizes may round differently)\n",
         *(f"# sha256 {u} {sha[u]}: the 2^{n} float64 utilities, little-endian, in coalition-index order\n"
           for u in values),
-        *(f"# seconds {u} {seconds[u]:.1f}: time to enumerate the table in the run that wrote this file\n"
+        *(f"# seconds {u} {seconds[u]:.1f}: time to enumerate the table in the run that wrote this file "
+          "(the first utility's includes sampling the bank, and training the full model where not cached)\n"
           for u in values),
         f"# made by {made_by or 'build_proxy_reference'} at commit {commit}\n",
     ]
     frame = pd.DataFrame({"player": list(task.players), **{u: values[u] for u in values}})
-    from surrogateshap._files import atomic_write
-
     with atomic_write(path) as f:
         f.write("".join(lines))
         frame.to_csv(f, index=False, float_format="%.17g")
