@@ -40,6 +40,7 @@ def main(argv=None):
         p.error("--seeds and --budgets must be positive")
     names = args.estimators.split(",") if args.estimators else [
         e for e in available_estimators() if get_estimator(e).index == "shapley"]
+    commit = git_commit()  # the code that runs, before minutes of cases
     bt = get_benchmark_task(args.task)
     reason = bt.unavailable()
     if reason:
@@ -59,7 +60,7 @@ def main(argv=None):
             (fig["relative_l2"], fig["spearman"], fig["seconds"]))
         print(f"[{i + 1}/{len(cases)}] {c.id}: relative L2 {fig['relative_l2']:.4f}", file=sys.stderr)
     ref = bt.reference
-    Path(args.out).write_text(report(bt, ref, rows, skipped, budgets, args, build, git_commit()))
+    Path(args.out).write_text(report(bt, ref, rows, skipped, budgets, args, build, commit))
     print(f"wrote {args.out}")
 
 
