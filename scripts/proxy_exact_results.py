@@ -76,14 +76,18 @@ def report(bt, ref, rows, skipped, budgets, args, build, commit) -> str:
            "SHA-256; the rebuilt table matched it). Each estimator plays that game (replayed from the table) "
            f"at each budget (evaluations), seeds 0..{args.seeds - 1}; figures are mean +- sd over seeds.\n"),
            "## Build\n",
-           "| utility | enumeration (s), reference build | table sha256 |", "|---|---|---|"]
-    out += [f"| {u} | {ref.seconds.get(u, float('nan')):.0f} | `{ref.sha256[u][:16]}...` |" for u in ref.utilities]
-    out += ["", f"This run: tables ready in {build:.0f} s (0 when read from the cache).\n",
+           ("The run that wrote the reference file (its `# seconds` header; the first utility's time includes "
+           "sampling the full model's bank, and the rest is serial, one thread, on a shared machine):\n"),
+           "| utility | enumeration (s) | ms per coalition | table sha256 |", "|---|---|---|---|"]
+    for u in ref.utilities:
+        sec = ref.seconds.get(u, float("nan"))
+        out.append(f"| {u} | {sec:.0f} | {sec / 2**n * 1e3:.4f} | `{ref.sha256[u][:16]}...` |")
+    out += ["", f"This run: tables ready in {build:.0f} s (read from the cache when already built).\n",
             "## Exact Shapley values\n", "| player | " + " | ".join(ref.utilities) + " |",
             "|---|" + "---|" * len(ref.utilities)]
     out += [f"| {p} | " + " | ".join(f"{ref.values[u][i]:.4g}" for u in ref.utilities) + " |"
             for i, p in enumerate(ref.players)]
-    winners = []
+    winners, wins = [], []
     for u in ref.utilities:
         out += ["", f"## {u}: relative L2 error (Spearman) against the exact values\n",
                 "| estimator | " + " | ".join(f"{b:,}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
@@ -101,8 +105,12 @@ def report(bt, ref, rows, skipped, budgets, args, build, commit) -> str:
                              f"({r[:, 1].mean():.3f})")
             out.append(f"| {e} | " + " | ".join(cells) + " |")
         win = {b: min(v)[1] for b, v in best.items()}
+        wins += list(win.values())
         winners.append(f"- {u}: " + ", ".join(f"{win[b]} at {b:,}" for b in budgets if b in win))
-    out += ["", "## Which estimator wins (lowest mean relative L2 error)\n", *winners]
+    tally = sorted({e: wins.count(e) for e in wins}.items(), key=lambda kv: -kv[1])
+    out += ["", "## Which estimator wins (lowest mean relative L2 error)\n", *winners, "",
+            f"Overall: {tally[0][0]} has the lowest error in {tally[0][1]} of {len(wins)} (utility, budget) "
+            "pairs" + "".join(f"; {e} in {k}" for e, k in tally[1:]) + "."]
     if skipped:
         out += ["", "Not run: " + "; ".join(f"{e} ({why})" for e, why in sorted(skipped.items()))]
     return "\n".join(out) + "\n"
