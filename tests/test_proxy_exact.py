@@ -9,8 +9,10 @@ import pytest
 from fake_tasks import FakeTask
 
 from surrogateshap.benchmark.proxy_exact import (
+    PROXY_EXACT_CSV,
     ProxyExactBenchmark,
     build_proxy_reference,
+    read_proxy_reference,
 )
 from surrogateshap.benchmark.tasks import (
     BENCHMARK_TASKS,
@@ -173,3 +175,15 @@ def test_without_a_reference_the_cases_are_skipped_naming_the_build(tmp_path):
     bt = ProxyExactBenchmark("fake-exec", reference_path=tmp_path / "none.csv", task=FakeTask(cache_dir=tmp_path))
     assert "scripts/proxy_exact_build.py --task fake-exec" in bt.unavailable()
     assert "fashion-animal20-proxy" in benchmark_task_names()
+
+
+def test_the_shipped_reference_names_the_task_and_a_preset_that_made_it():
+    from surrogateshap.tasks import get_task
+    from surrogateshap.tasks.reference import reference_dir
+
+    ref = read_proxy_reference(reference_dir("fashion-animal20") / PROXY_EXACT_CSV)
+    task = get_task("fashion-animal20", scale="default")
+    assert ref.players == task.players and ref.utilities == task.utilities
+    assert ref.config == task.config_id() and ref.chunk == 2**15
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in ref.sha256.values())
+    assert all(np.isfinite(v).all() and len(v) == 20 for v in ref.values.values())
