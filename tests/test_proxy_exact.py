@@ -156,6 +156,7 @@ def test_benchmark_task_scores_against_the_reference(fake_reference, monkeypatch
         assert exact["relative_l2"] < 1e-9 and exact["spearman"] > 0.999
         _, kernel = run_case(by["kernelshap", 8])
         assert np.isfinite(kernel["relative_l2"]) and "lds_0.5_mean" in kernel
+        assert get_benchmark_task("fake-exec-proxy").costs()["proxy_table_seconds"] >= 0
     finally:
         get_benchmark_task.cache_clear()
 

@@ -260,6 +260,10 @@ class ProxyExactBenchmark(BenchmarkTask):
                                                   proxy.cost_of(coalition_masks(2**n - 1, 2**n, n)))
         return self._games[utility]
 
+    def costs(self) -> dict:
+        """What this task paid: seconds to enumerate (or read) its tables, bank included."""
+        return {"proxy_table_seconds": round(sum(self.build_seconds.values()), 1)}
+
     def game_info(self, utility: str, game: str) -> dict:
         seconds = self._ref.seconds.get(utility) if self._ref else None
         return {} if not seconds else {"game_seconds_per_evaluation": seconds / 2**self.n_players}
