@@ -53,8 +53,10 @@ from surrogateshap.sampling import (
     border_sizes,
     distinct_subsets,
     draw_units,
+    mask_key,
     order_marginals,
     permutation_units,
+    random_subsets,
     water_fill,
 )
 
@@ -73,6 +75,48 @@ def svarm_size_weights(n: int, rule: str = "sqrt") -> np.ndarray:
     if rule == "kernel":
         return 1.0 / (s * (n - s))
     return np.ones(n - 1)
+
+
+def _fill_above(caps, shares, total: int, floors) -> np.ndarray:
+    """:func:`~surrogateshap.sampling.water_fill` with a floor per stratum (what an earlier
+    step already holds): strata the fill would leave below their floor keep the floor,
+    the rest share what is left."""
+    caps, shares, floors = np.asarray(caps), np.asarray(shares, dtype=float), np.asarray(floors, dtype=np.int64)
+    fixed = np.zeros(len(caps), dtype=bool)
+    while True:
+        counts = floors.copy()
+        free = ~fixed
+        room = max(int(total) - int(floors[fixed].sum()), 0)
+        counts[free] = water_fill(caps[free], shares[free], room) if free.any() else []
+        low = free & (counts < floors)
+        if not low.any():
+            return counts
+        fixed |= low
+
+
+def _more_subsets(n: int, k: int, count: int, held: set, rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct k-subsets of n players outside ``held`` (their mask keys),
+    uniformly without replacement; :func:`~surrogateshap.sampling.distinct_subsets`
+    (the same draws) when nothing is held."""
+    if not held:
+        return distinct_subsets(n, k, count, rng)
+    total = comb(n, k)
+    if total <= 4 * (count + len(held)):
+        allk = distinct_subsets(n, k, total, rng)  # every one, no draw
+        free = np.array([mask_key(z) not in held for z in allk])
+        pool = allk[free]
+        return pool[np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
+    out: list[np.ndarray] = []
+    seen = set(held)
+    while len(out) < count:
+        for row in random_subsets(n, np.full(2 * (count - len(out)), k), rng):
+            key = mask_key(row)
+            if key not in seen:
+                seen.add(key)
+                out.append(row)
+                if len(out) == count:
+                    break
+    return np.asarray(out, dtype=bool).reshape(-1, n)
 
 
 def _group_stats(Z: np.ndarray, y: np.ndarray):
@@ -103,32 +147,66 @@ class StratifiedSVARM(Estimator):
         return min(2, 2**n_players)
 
     def _estimate(self, game, budget, rng: np.random.Generator):
+        return self._refine(None, game, budget, rng)[1]
+
+    def _refine(self, state, game, budget, rng: np.random.Generator):
+        """Plan for ``budget`` in all (border sizes and per-size counts as one run at that
+        budget would), keeping what ``state`` holds: a size's count never falls below
+        what earlier steps drew (the water fill goes above those floors), enumerated
+        sizes are completed (their held coalitions are free), and the new draws of a
+        size exclude its held ones. So a refined estimate is the estimator applied to a
+        sample without replacement per size, like a one-shot run's, but its counts are
+        the one-shot plan's only where no floor binds, and its draws are others: it
+        equals a one-shot run in distribution, not value for value (from the first step,
+        which is a one-shot run)."""
         if not isinstance(self.efficient, (bool, np.bool_)):
             raise TypeError(f"efficient must be True or False, got {self.efficient!r}")
         n = game.n_players
         weights = svarm_size_weights(max(n, 2), self.size_weights)
-        v_empty, v_full = (float(x) for x in game(anchor_masks(n)))
-        total = v_full - v_empty
+        if state is None:
+            v_empty, v_full = (float(x) for x in game(anchor_masks(n)))
+            state = {"total": v_full - v_empty, "Z": np.zeros((0, n), dtype=bool), "y": np.zeros(0),
+                     "enum": ()}
+        total = state["total"]
         if n == 1:
-            return {"values": np.array([total]), "stderr": np.zeros(1), "exact": True}
-        enum, left = border_sizes(n, budget, weights, reserve=1)
+            return state, {"values": np.array([total]), "stderr": np.zeros(1), "exact": True}
+        Z0, y0 = state["Z"], state["y"]
+        k0 = Z0.sum(axis=1)
+        held = {s: int((k0 == s).sum()) for s in range(1, n)}
+        enum, _ = border_sizes(n, budget, weights, reserve=1)
+        enum = tuple(sorted(set(enum) | set(state["enum"])))
         rest = [s for s in range(1, n) if s not in enum]
-        counts = water_fill([comb(n, s) for s in rest], weights[np.array(rest, int) - 1], left) \
-            if rest else np.zeros(0, dtype=np.int64)
-        # one game call for everything: the enumerated sizes, then each sample
-        blocks = [border_masks(n, enum)] if enum else []
-        sizes = list(enum)
+        if 2 + sum(comb(n, s) for s in enum) + sum(held[s] for s in rest) > budget:
+            enum = state["enum"]  # what is held leaves no room to complete more sizes now
+            rest = [s for s in range(1, n) if s not in enum]
+        room = budget - 2 - sum(comb(n, s) for s in enum)  # for the sampled sizes, held included
+        counts = _fill_above([comb(n, s) for s in rest], weights[np.array(rest, int) - 1], room,
+                             [held[s] for s in rest]) if rest else np.zeros(0, dtype=np.int64)
+        # one game call for everything new: the enumerated sizes, then each size's draws
+        new_enum = [s for s in enum if s not in state["enum"]]
+        keep = ~np.isin(k0, new_enum)  # a newly enumerated size's held rows are re-listed whole
+        blocks = [Z0[keep]]
+        if new_enum:
+            blocks.append(border_masks(n, new_enum))
         for s, m in zip(rest, counts):
-            if m > 0:
-                blocks.append(distinct_subsets(n, s, int(m), rng))
-                sizes.append(s)
-        Z = np.concatenate(blocks) if blocks else np.zeros((0, n), dtype=bool)
-        y = game(Z) if len(Z) else np.zeros(0)
+            if m > held[s]:
+                seen = {mask_key(z) for z in Z0[k0 == s]}
+                blocks.append(_more_subsets(n, s, int(m) - held[s], seen, rng))
+        Z = np.concatenate(blocks)
+        fresh = Z[int(keep.sum()):]
+        y = np.concatenate([y0[keep], game(fresh) if len(fresh) else np.zeros(0)])
+        state.update(Z=Z, y=y, enum=enum)
+        return state, self._values(n, total, Z, y, enum, dict(zip(rest, (int(c) for c in counts))))
+
+    def _values(self, n, total, Z, y, enum, n_sampled):
+        """The SVARM estimate (and stderr) of the coalitions Z with utilities y; ``enum``
+        the sizes held whole, ``n_sampled`` the others' counts."""
+        rest = list(n_sampled)
+        counts = list(n_sampled.values())
         k = Z.sum(axis=1)
         d = np.zeros(n)
         var = np.zeros(n)
         unknown = np.zeros(n, dtype=bool)
-        n_sampled = dict(zip(rest, (int(c) for c in counts)))
         for s in range(1, n):
             rows = k == s
             if not rows.any():

@@ -376,16 +376,10 @@ class SurrogateSHAP(Estimator):
                 f"surrogate_fraction must be in (0, 1); got {self.surrogate_fraction!r}"
             )
 
-    def _estimate(self, game, budget, rng, **resources):
-        n = game.n_players
-        adj = self._adjuster()
-        fit_budget = budget
-        if adj is not None:
-            reserve = adj.min_budget(n)
-            fit_budget = min(max(int(round(self.surrogate_fraction * budget)), 3), budget - reserve)
-        masks, y, info, n_known = _sample_and_evaluate(
-            game, fit_budget, rng, self.paired, self.max_draws_factor, self.border
-        )
+    def _fit(self, masks, y, n_known: int, info: dict, rng):
+        """The surrogate of the rows (masks, y) (the first ``n_known`` evaluated whole),
+        its corrected values, ``extra`` and its surrogate game g."""
+        n = masks.shape[1]
         empty, full = _anchor_rows(masks)
         v0, v1 = float(y[empty][0]), float(y[full][0])
         params = dict(self.model_params or {})
@@ -432,6 +426,48 @@ class SurrogateSHAP(Estimator):
             "label_scale": scale,
             **info,
         }
+        return values, extra, g
+
+    def _refine(self, state, game, budget, rng):
+        """Draw more kernel rows until ``budget`` distinct coalitions in all (the rows
+        held are kept, repeats included) and refit on every row. The first step is a
+        one-shot run; later steps draw from where the last stopped, so a refined
+        estimate is the surrogate of all the rows its steps drew (a one-shot run of the
+        same rows would fit the same data), not of a one-shot run's rows: equal in
+        distribution, not value for value. Each step refits, so doubling steps cost
+        about twice the final fit."""
+        for name, v, plain in (("adjustment", self.adjustment, None), ("border", self.border, False),
+                               ("interactions", self.interactions, False)):
+            if v != plain:
+                raise ValueError(f"surrogateshap: until= needs {name}={plain!r} (got {v!r})")
+        n = game.n_players
+        if state is None:
+            masks, y, info, n_known = _sample_and_evaluate(game, budget, rng, self.paired,
+                                                           self.max_draws_factor)
+            state = {"masks": masks, "y": y, "info": info, "n_known": n_known}
+        elif game.n_evaluations < budget:
+            planner = BudgetPlanner(game, limit=budget)
+            draw = lambda k: sample_kernel_coalitions(n, k, rng, self.paired)  # noqa: E731
+            rows, n_draws = sample_distinct(planner, draw, n, max_draws=self.max_draws_factor * budget,
+                                            keep_repeats=True)
+            y = planner.evaluate(rows) if len(rows) else np.zeros(0)
+            state["masks"] = np.concatenate([state["masks"], rows])
+            state["y"] = np.concatenate([state["y"], y])
+            state["info"] = {**state["info"], "n_draws": state["info"]["n_draws"] + int(n_draws)}
+        values, extra, _ = self._fit(state["masks"], state["y"], state["n_known"], state["info"], rng)
+        return state, {"values": values, "extra": extra}
+
+    def _estimate(self, game, budget, rng, **resources):
+        n = game.n_players
+        adj = self._adjuster()
+        fit_budget = budget
+        if adj is not None:
+            reserve = adj.min_budget(n)
+            fit_budget = min(max(int(round(self.surrogate_fraction * budget)), 3), budget - reserve)
+        masks, y, info, n_known = _sample_and_evaluate(
+            game, fit_budget, rng, self.paired, self.max_draws_factor, self.border
+        )
+        values, extra, g = self._fit(masks, y, n_known, info, rng)
         out = {"values": values, "extra": extra}
         if adj is not None:
             rest = budget - game.n_evaluations
