@@ -93,7 +93,7 @@ class Until:
             raise ValueError("until needs a criterion: rel_stderr, top_k or seconds")
 
     @classmethod
-    def of(cls, until) -> "Until":
+    def of(cls, until) -> Until:
         """An :class:`Until`, or one made from a dict of its fields."""
         if isinstance(until, cls):
             return until

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 import baselines  # noqa: F401  (registers the estimators)
-from surrogateshap import AdditiveGame, FunctionGame, get_estimator, random_unanimity_game
-from surrogateshap.estimator import Until
+from surrogateshap import (
+    AdditiveGame,
+    FunctionGame,
+    Until,
+    get_estimator,
+    random_unanimity_game,
+)
 
 GAME = random_unanimity_game(30, seed=0, offset=1.0)
 #: never holds: the run goes to its budget

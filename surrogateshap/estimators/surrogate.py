@@ -447,7 +447,7 @@ class SurrogateSHAP(Estimator):
             state = {"masks": masks, "y": y, "info": info, "n_known": n_known}
         elif game.n_evaluations < budget:
             planner = BudgetPlanner(game, limit=budget)
-            draw = lambda k: sample_kernel_coalitions(n, k, rng, self.paired)  # noqa: E731
+            draw = lambda k: sample_kernel_coalitions(n, k, rng, self.paired)
             rows, n_draws = sample_distinct(planner, draw, n, max_draws=self.max_draws_factor * budget,
                                             keep_repeats=True)
             y = planner.evaluate(rows) if len(rows) else np.zeros(0)
