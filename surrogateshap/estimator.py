@@ -309,7 +309,7 @@ class Estimator(ABC):
             interactions=out.get("interactions"),
             exact=exact,
             extra=out.get("extra", {}),
-            stopped_by=None if until is None else (stopped or "budget"),
+            stopped_by=stopped or out.get("stopped_by") or (None if until is None else "budget"),
         )
 
     def _check_claims(self, out: dict, counted: BudgetedGame, game: Game) -> tuple[float, bool]:
@@ -335,7 +335,8 @@ class Estimator(ABC):
     @abstractmethod
     def _estimate(self, game: BudgetedGame, budget: int, rng: np.random.Generator, **resources):
         """Return an array of values, or a dict with "values" and optional "stderr",
-        "counts" (independent units per player), "interactions", "exact", "extra"."""
+        "counts" (independent units per player), "interactions", "exact", "extra",
+        "stopped_by" (an estimator that runs a refined estimate of its own)."""
 
     def get_params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

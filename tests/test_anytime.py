@@ -144,3 +144,37 @@ def test_until_is_refused_where_it_cannot_work():
         get_estimator("permutation").estimate(GAME, 300, until={"topk": 3})
     with pytest.raises(TypeError, match="until must be an Until or a dict"):
         get_estimator("permutation").estimate(GAME, 300, until=0.1)
+
+
+# --------------------------------------------------------------------------- auto and large n
+
+
+def test_auto_on_cheap_evaluations_refines_svarm_until_precise():
+    att = get_estimator("auto", cheap=True, rel_stderr=0.05).estimate(GAME, 200_000, seed=0)
+    assert att.extra["auto"]["chose"] == "stratified-svarm"
+    assert "cheap evaluations" in att.extra["auto"]["rule"]
+    assert att.stopped_by == "rel_stderr" and att.n_evaluations < 200_000
+    assert att.stderr.max() <= 0.05 * np.ptp(att.values)
+
+
+def test_auto_on_expensive_evaluations_spends_the_budget():
+    att = get_estimator("auto").estimate(GAME, 300, seed=0)
+    assert att.extra["auto"]["chose"] == "stratified-svarm"
+    assert "expensive evaluations" in att.extra["auto"]["rule"]
+    assert att.stopped_by is None and att.n_evaluations == 300
+
+
+def test_auto_refuses_bad_parameters():
+    with pytest.raises(TypeError, match="cheap must be True or False"):
+        get_estimator("auto", cheap="yes").estimate(GAME, 300)
+    with pytest.raises(ValueError, match="until rel_stderr must be a number > 0"):
+        get_estimator("auto", cheap=True, rel_stderr=0).estimate(GAME, 300)
+
+
+@pytest.mark.parametrize("n,params,expected", [(100, None, "large"), (30, None, {}), (100, {}, {})])
+def test_surrogateshap_trees_default_by_n(n, params, expected):
+    from surrogateshap.estimators.surrogate import LARGE_N_MODEL_PARAMS
+
+    game = AdditiveGame(np.linspace(0, 1, n))
+    att = get_estimator("surrogateshap", model_params=params).estimate(game, 3 * n, seed=0)
+    assert att.extra["model_params"] == (LARGE_N_MODEL_PARAMS if expected == "large" else expected)
