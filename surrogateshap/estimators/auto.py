@@ -6,8 +6,11 @@ The rules, each with the measurement behind it:
   refined until every standard error is at most ``rel_stderr`` of the values' range,
   or ``seconds`` pass, or the budget is spent (``estimate(until=...)``). On
   clipart-artists' proxy game it is the most accurate per evaluation and per second at
-  n = 30 and n = 258 of SVARM, SurrogateSHAP and antithetic permutations, and its
-  stderr tracks its rank error (results/players_scale_anytime.md);
+  n = 30 and n = 258 of SVARM, SurrogateSHAP and antithetic permutations, and every run
+  whose max stderr was within 5% of the value range ranked at Spearman >= 0.97 against
+  the reference, at both n (the default ``rel_stderr=0.05``); at n = 258 its stderr stays
+  unknown (a size's sample misses a player) below about 60,000 evaluations, so there the
+  30 s limit ends it, at about 0.97 (results/players_scale_anytime.md);
 - **expensive evaluations** (retraining: the budget is what one can afford): stratified
   SVARM at the whole budget, the best project estimator on the real retraining game
   with exact values (digits10, -FID and IS, at 64 and 256 retrainings:
@@ -35,7 +38,7 @@ class Auto(Estimator):
     cheap (a proxy game), ``rel_stderr`` and ``seconds``: the cheap rule's stopping
     criteria."""
 
-    def __init__(self, cheap: bool = False, rel_stderr: float = 0.02, seconds: float | None = 30.0):
+    def __init__(self, cheap: bool = False, rel_stderr: float = 0.05, seconds: float | None = 30.0):
         self.cheap = cheap
         self.rel_stderr = rel_stderr
         self.seconds = seconds
