@@ -125,6 +125,26 @@ def _score(att, ref_v, game, t0) -> dict:
             "stopped_by": att.stopped_by}
 
 
+def plot_anytime(df: pd.DataFrame, path: str) -> None:
+    """Spearman against evaluations, one panel per n, one line per estimator (seed means)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(df["n"].unique())
+    fig, axes = plt.subplots(1, len(ns), figsize=(5 * len(ns), 3.6), squeeze=False)
+    for ax, n in zip(axes[0], ns):
+        part = df[df["n"] == n].groupby(["estimator", "budget"], sort=False)[["evaluations", "spearman"]].mean()
+        for est, g in part.groupby(level=0, sort=False):
+            ax.plot(g["evaluations"], g["spearman"], "o" if len(g) == 1 else "o-", label=est)
+        ax.axhline(0.97, color="grey", lw=0.8, ls="--")
+        ax.set(xscale="log", xlabel="distinct evaluations", ylabel="Spearman vs reference", title=f"n = {n}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def anytime_study(a, task, proxy):
     rows, refs = [], []
     for n in a.n:
@@ -177,8 +197,10 @@ def anytime_study(a, task, proxy):
              "+ game) on one thread of a shared 2-core machine; rel_stderr: the estimate's max stderr "
              "over its value range.", "",
              "## The references", "", pd.DataFrame(refs).round(4).to_markdown(index=False), "",
-             "## Error and cost", "", agg.round(4).to_markdown(index=False), ""]
+             "## Error and cost", "", agg.round(4).to_markdown(index=False), "",
+             f"![Spearman against evaluations]({Path(a.out).name}.png)", ""]
     Path(f"{a.out}.md").write_text("\n".join(lines) + "\n")
+    plot_anytime(df, f"{a.out}.png")
     print(f"wrote {a.out}.md", flush=True)
 
 
