@@ -116,11 +116,11 @@ def test_an_unstable_top_k_runs_to_the_budget():
 
 def test_stops_before_a_step_that_would_overrun_the_time_limit():
     def slow(m):
-        time.sleep(0.02)  # per game call: a step costs at least one call
+        time.sleep(0.05)  # per game call: a step costs at least one call
         return GAME(m)
 
     game = FunctionGame(slow, 30, identity="slow")
-    att = get_estimator("stratified-svarm").estimate(game, 10**6, seed=0, until={"seconds": 0.15})
+    att = get_estimator("stratified-svarm").estimate(game, 10**6, seed=0, until={"seconds": 0.5})
     assert att.stopped_by == "seconds" and att.n_evaluations < 10**6
     assert len(att.extra["steps"]) >= 2
 
