@@ -105,6 +105,14 @@ def test_unbiasedness_check_rejects_the_regression_solver():
     assert np.abs(_z_scores(vals)).max() > 4.0
 
 
+def test_the_regression_solver_has_the_lower_error():
+    # the default: at every budget its error is below the unbiased solver's
+    for budget in (12, 40):
+        reg = np.mean([_rel(_run(budget, s).values) for s in range(12)])
+        unb = np.mean([_rel(_run(budget, s, solver="unbiased").values) for s in range(12)])
+        assert reg < unb
+
+
 def test_unbiased_stderr_matches_the_spread_over_seeds():
     atts = [_run(40, s, solver="unbiased") for s in range(150)]
     spread = np.array([a.values for a in atts]).std(axis=0, ddof=1)

@@ -45,31 +45,42 @@ sum_k W_k^2 sigma_k^2 / m_k at the allocation minimising it under the steps left
 (m_k proportional to W_k sigma_k / sqrt(cost of a unit on level k), nested), and
 keeps the subset and allocation with the least (a cheap game that does not track the
 target is dropped). The main stage draws fresh units on those levels until each
-level's steps are spent. The result is rho E_pilot + (1 - rho) E_main with rho the
-pilot's planned share of the steps, fixed before any game is played. ``stderr`` per
-player: the per-level variances of the residual means, combined with the same weights
-(the covariances between levels, which the regression makes small, are left out).
+level's steps are spent (repeated coalitions are free, so more units fit).
 
-Unbiasedness for the target's Shapley values (the retraining game when it is the target):
+Two solvers, i.e. two ways to turn a level's units into phi(r_k):
 
-- ``solver="unbiased"``: each unit's estimate is the Shapley kernel regression with the
-  exact E[z z^T] (Covert & Lee's unbiased KernelSHAP), unbiased for any game; E_main's
-  coefficients come from the pilot only and are fixed before its units are drawn; E_pilot
-  regresses the target on the exactly known free games only, with coefficients
-  cross-fitted (each unit's from the other units); the free games' values are exact and
-  rho is fixed. So both stages, and the result, are unbiased *given the numbers of
-  units*. What is not covered: the numbers of main-stage units depend on how many drawn
-  coalitions repeat (repeats are free, so more units fit), a stopping rule that depends on
-  the coalitions drawn, never on the utilities; the tests find its effect below the noise of
-  300 seeds. A cheap game that is not free and not enumerable (n > 12 at cost 0) is sampled
-  too and stays unbiased. Estimates of a cheap game never enter
-  without its own sampled correction, so a biased proxy cannot bias the result.
-- ``solver="regression"`` (the candidate of issue 31: Shapley-kernel regression on the
-  retrained coalitions with the cheaper games as prior mean): each level's residual is
-  fitted by KernelSHAP with the sampled E[z z^T] (Covert & Lee's constrained form) on that
-  level's coalitions. Lower variance at few units, but consistent only: KernelSHAP's
-  O(1 / units) bias stays in it.
-- At a budget of 2**n the target is enumerated (exact), as for every estimator.
+- ``solver="regression"`` (default; the candidate of issue 31: a Shapley-kernel
+  regression on the retrained coalitions whose prior mean is the cheaper games' values):
+  every unit of the level, pilot and main, in one KernelSHAP fit with the sampled
+  E[z z^T] (Covert & Lee's constrained form), the coefficients refitted on all of them.
+  It had the lower error on every known game and budget measured (tests, and
+  ``results/digits10_multifidelity.md``). **Not unbiased**: KernelSHAP's O(1 / units)
+  bias, in-sample coefficients and an allocation read off the same pilot units remain;
+  it is consistent (each level's fit converges to its residual's values).
+- ``solver="unbiased"``: each unit's estimate is the Shapley-kernel estimator with the
+  exact E[z z^T] (Covert & Lee's unbiased KernelSHAP) with an additive guess,
+  cross-fitted on the other units, taken out of the unit's score and put back in
+  expectation (unbiased for any guess fixed before the unit is drawn). The main stage's
+  coefficients come from the pilot only, fixed before its units are drawn; the pilot's
+  own estimate of the target regresses on the chosen cheaper levels' pilot units with
+  each unit's coefficients fitted on the other units, and its weight rho (the pilot's
+  planned share of the steps) is fixed before any game is played: the result is
+  rho E_pilot + (1 - rho) E_main, the cheaper levels entering with the matching mean
+  coefficients. Free games enter by their exact values. **Unbiased for the target's
+  Shapley values given the numbers of units**; what that leaves out: the number of
+  main-stage units depends on how many drawn coalitions repeat (a stopping rule that
+  depends on the coalitions drawn, never on the utilities), whose effect the tests do
+  not detect over 300 seeds (max |z| < 4 over the players). A free game with no closed
+  form above ``exact_max_players`` is sampled like a paid one and keeps this. It pays
+  for unbiasedness with variance: 1.5-4x the regression's error at few units.
+
+Either way a cheaper game's values never enter without a sampled correction from the
+level above, so a biased proxy does not bias the unbiased solver and does not stop the
+regression from converging. ``stderr`` per player: each level's standard error (the
+sandwich for a regression, the spread of the per-unit estimates otherwise), combined
+with the level weights (the covariances between levels, which the regression
+coefficients make small, are left out). At a budget of 2**n the target is enumerated
+(exact), as for every estimator.
 """
 
 from __future__ import annotations
@@ -323,9 +334,9 @@ class MultiFidelityShapley(Estimator):
 
     ``estimate(target_game, budget, seed, fidelities={...})``: ``budget`` is that many
     target evaluations' worth of training steps; see the module docstring for the
-    resource, the method, and where it is unbiased. Parameters: ``solver`` ("unbiased" or
-    "regression"), ``pilot_fraction`` (share of the steps the pilot plans to spend),
-    ``shrinkage`` (units' worth of weight on the plain-difference prior of the
+    resource, the method, and where it is unbiased. Parameters: ``solver`` ("regression",
+    consistent, or "unbiased"), ``pilot_fraction`` (share of the steps the pilot plans to
+    spend), ``shrinkage`` (units' worth of weight on the plain-difference prior of the
     coefficients), ``exact_max_players`` (a free game is enumerated up to this many
     players; sampled at no cost above), ``max_units`` (cap on units a free sampled level
     plays).
@@ -423,8 +434,8 @@ class MultiFidelityShapley(Estimator):
             if len(main[0].y) == start[0]:  # no main unit of the target fitted: the pilot is all
                 rho = 1.0
         if self.solver == "regression":
-            values, var, weights, W, rho = self._pooled(main, exact, ex_anchor, phi_e, solver)
-            return self._result(values, var, levels, main, start, exact, psi, psi_e, weights, W, rho,
+            values, var, weights, W = self._pooled(main, exact, ex_anchor, phi_e, solver)
+            return self._result(values, var, levels, main, start, exact, psi, psi_e, weights, W, None,
                                 pilot_units, dropped, total, predicted)
         # level 0 on the pilot: regressed on the chosen cheaper levels' pilot units
         cols = [psi[i] for i in chosen[1:]] + psi_e
@@ -472,12 +483,15 @@ class MultiFidelityShapley(Estimator):
             own += [(self._exact_on(g, Z), an) for (_, g, _, _), an in zip(exact, ex_anchor)]
             cols = [solver.per_unit(Z, yy, *an) for yy, an in own]
             X = np.stack(cols, axis=2) if cols else np.zeros((m, Z.shape[-1], 0))
-            a = _ridge(X, solver.per_unit(Z, y, *lv.anchors), self._prior(len(cols)), self.shrinkage)
+            psi_y = solver.per_unit(Z, y, *lv.anchors)
+            a = _ridge(X, psi_y, self._prior(len(cols)), self.shrinkage)
             e0, e1 = lv.anchors
             r = y.copy()
             for c, (yy, an) in zip(a, own):
                 r, e0, e1 = r - c * yy, e0 - c * an[0], e1 - c * an[1]
             est, se = solver.estimate(Z, r, e0, e1)
+            if np.isnan(se).any() and m >= 2:
+                se = np.sqrt((psi_y - X @ a).var(axis=0, ddof=1) / m)
             values = values + W[k] * est
             var = var + (W[k] * se) ** 2
             for j in range(k + 1, K):
@@ -485,7 +499,7 @@ class MultiFidelityShapley(Estimator):
             We += W[k] * a[K - k - 1:]
             weights.append(a)
         values = values + sum(w * p for w, p in zip(We, phi_e))
-        return values, var, weights, W, None
+        return values, var, weights, W
 
     def _result(self, values, var, levels, main, start, exact, psi, psi_e, weights, W, rho, pilot_units,
                 dropped, total, predicted):
