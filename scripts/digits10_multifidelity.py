@@ -22,7 +22,8 @@ relative L2 error against the exact values, mean +- sd over estimator seeds; "n/
 B is under the estimator's minimum. The text from "## Notes" on in ``--out`` is kept.
 
 Usage: SURROGATESHAP_CACHE=... nice python scripts/digits10_multifidelity.py
-       [--budgets 10 20 40] [--seeds 5] [--tabulate] [--out results/digits10_multifidelity.md]
+       [--budgets 10 20 40] [--seeds 5] [--utilities neg_fid inception_score coverage]
+       [--tabulate] [--out results/digits10_multifidelity.md]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-UTILITIES = ("neg_fid", "inception_score")
+UTILITIES = ("neg_fid", "inception_score", "coverage")
 FT_STEPS = 200
 NOTES = "## Notes"
 
@@ -65,6 +66,7 @@ def main(argv=None):
     p.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 40],
                    help="retrainings' worth of training steps")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--utilities", nargs="+", default=list(UTILITIES))
     p.add_argument("--tabulate", action="store_true", help="fine-tune every coalition first (resumable)")
     p.add_argument("--out", default="results/digits10_multifidelity.md")
     args = p.parse_args(argv)
@@ -83,16 +85,16 @@ def main(argv=None):
     table, task = bt.table, bt.task
     steps = int(task.config.steps)
     masks = all_coalitions(table.n_players)
-    fts = {u: FineTuningGame(task, u, seed=0, sparsity=0.5, steps=FT_STEPS, progress=False) for u in UTILITIES}
+    fts = {u: FineTuningGame(task, u, seed=0, sparsity=0.5, steps=FT_STEPS, progress=False) for u in args.utilities}
     t0 = time.perf_counter()
     if args.tabulate:
         sizes = masks.sum(1)
         order = np.argsort(np.minimum(sizes, table.n_players - sizes), kind="stable")  # kernel's likeliest first
         for i in range(0, len(order), 32):
-            fts[UTILITIES[0]](masks[order[i:i + 32]])
+            fts[args.utilities[0]](masks[order[i:i + 32]])
     tabulate_s = time.perf_counter() - t0
     rows, splits, floors = [], [], []
-    for u in UTILITIES:
+    for u in args.utilities:
         truth = shapley_from_table(table.game(u)(masks), table.n_players)
         games = {"retraining": table.game(u, seed=0), "ft": fts[u], "proxy": bt.proxy(u)}
         floors.append((u, "exact values of the seed-0 retraining game",
@@ -135,7 +137,7 @@ def main(argv=None):
                                        "levels": "+".join(att.extra.get("levels", ["(exact)"]))})
                 print(f"{u} {label} B={b}: {np.mean([r['rel_l2'] for r in rows[-args.seeds:]]):.3f}", flush=True)
     write(args, pd.DataFrame(rows), pd.DataFrame(splits), floors, steps, tabulate_s,
-          {u: fts[u].n_trained for u in UTILITIES})
+          {u: fts[u].n_trained for u in args.utilities})
 
 
 def _cell(x: pd.Series) -> str:
@@ -149,14 +151,14 @@ def write(args, df, splits, floors, steps, tabulate_s, tuned):
         kept = out.read_text()[out.read_text().index(NOTES):]
     lines = ["# Multi-fidelity Shapley on digits10: error against the exact retraining values", "",
              (f"Produced by `nice python scripts/digits10_multifidelity.py --budgets {' '.join(map(str, args.budgets))} "
-             f"--seeds {args.seeds}` (fine-tuned this run: {sum(tuned.values())}; tabulation {tabulate_s:.0f} s). "
+             f"--seeds {args.seeds} --utilities {' '.join(args.utilities)}` (fine-tuned this run: {sum(tuned.values())}; tabulation {tabulate_s:.0f} s). "
              f"Budget B = B retrainings' worth of training steps (B x {steps}); every row at B paid at most "
              "that (column `steps`, the mean actually paid). Relative L2 error against the exact Shapley "
              "values of the retraining game (mean of the table's 3 seeds), mean ± sd over "
              f"{args.seeds} estimator seeds."), ""]
     lines += ["## Floors (no sampling error)", "", "| utility | values | rel L2 |", "|---|---|---|"]
     lines += [f"| {u} | {what} | {v:.3f} |" for u, what, v in floors]
-    for u in UTILITIES:
+    for u in args.utilities:
         d = df[df.utility == u]
         lines += ["", f"## {u}", "", "| method | " + " | ".join(f"B = {b}" for b in args.budgets) + " | steps at B = "
                   f"{args.budgets[-1]} | seconds |", "|---" * (len(args.budgets) + 3) + "|"]

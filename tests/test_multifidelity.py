@@ -22,6 +22,7 @@ from surrogateshap import (
     random_unanimity_game,
 )
 from surrogateshap.estimators.multifidelity import UNIT, kernel_moment
+from surrogateshap.games import NoisyGame
 
 N = 8
 TARGET = random_unanimity_game(N, n_terms=20, seed=0)
@@ -111,6 +112,22 @@ def test_the_regression_solver_has_the_lower_error():
         reg = np.mean([_rel(_run(budget, s).values) for s in range(12)])
         unb = np.mean([_rel(_run(budget, s, solver="unbiased").values) for s in range(12)])
         assert reg < unb
+
+
+def test_no_error_peak_where_the_fit_has_as_many_coalitions_as_players():
+    # a target with retraining noise: least squares on about n coalitions interpolates the
+    # noise (the error rose from B = 10 to B = 20 before the cross-validated ridge)
+    base = random_unanimity_game(10, n_terms=30, seed=3)
+    d = random_unanimity_game(10, n_terms=10, seed=4)
+    proxy = UnanimityGame(10, base.terms + d.terms, list(base.coefficients) + list(0.1 * d.coefficients))
+    truth = base.exact_values()
+
+    def error(budget):
+        return np.mean([np.linalg.norm(get_estimator("multifidelity").estimate(
+            NoisyGame(base, 0.3, seed=s), budget, seed=s, fidelities={"target": 1, "proxy": (proxy, 0)}).values
+            - truth) for s in range(30)])
+
+    assert error(20) < error(10)
 
 
 def test_unbiased_stderr_matches_the_spread_over_seeds():

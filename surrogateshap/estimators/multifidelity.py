@@ -213,6 +213,7 @@ class _Solver:
         _, Hinv = constrained_solve(A, np.zeros(n), 0.0)
         P = np.eye(n) - 1.0 / n
         self.A, self.M = A, P @ Hinv @ P
+        self.chosen_rows: list[float] = []  # the regression's ridge, per level fitted
 
     def _regression(self, Z, y, e, f, prior_rows: int = 0):
         """KernelSHAP on the units; ``prior_rows`` rows' worth of the exact moment blended
@@ -222,6 +223,27 @@ class _Solver:
         b = _unit_scores(Z, y, e).sum(axis=0) * Z.shape[1] / (len(Zf) + prior_rows)
         return constrained_solve(A, b + prior_rows * self.A.sum(axis=1) * (f - e) / self.n / (len(Zf) + prior_rows),
                                  f - e)
+
+    def _cv_prior_rows(self, Z, y, e, f) -> float:
+        """The ridge of the regression, by cross-validation over units: of 0 and n/4 ..
+        4n rows' worth of the exact moment (which pulls toward the equal split of the
+        game's total), the one whose fits on the other folds predict the held-out
+        coalitions best. A fit on about as many coalitions as players (the least-squares
+        interpolation peak) gets a ridge; a well-determined one keeps none."""
+        u = len(Z)
+        if u < 2:
+            return float(self.n)
+        folds = np.arange(u) % min(u, self.FOLDS)
+        best, best_err = 0.0, math.inf
+        for rows in (0.0, self.n / 4, self.n / 2, float(self.n), 2.0 * self.n, 4.0 * self.n):
+            err = 0.0
+            for k in range(folds.max() + 1):
+                out = folds == k
+                phi = self._regression(Z[~out], y[~out], e, f, prior_rows=rows)[0]
+                err += float(np.sum((y[out] - e - Z[out].astype(float) @ phi) ** 2))
+            if err < best_err * (1 - 1e-9):
+                best, best_err = rows, err
+        return best
 
     def per_unit(self, Z, y, e, f) -> np.ndarray:
         """(U, n) per-unit estimates, each unbiased (cross-fitted additive guess)."""
@@ -243,7 +265,9 @@ class _Solver:
             psi = self.per_unit(Z, y, e, f)
             se = psi.std(axis=0, ddof=1) / np.sqrt(u) if u >= 2 else np.full(self.n, np.nan)
             return psi.mean(axis=0), se
-        phi, Hinv = self._regression(Z, y, e, f)
+        rows = self._cv_prior_rows(Z, y, e, f)
+        self.chosen_rows.append(rows)
+        phi, Hinv = self._regression(Z, y, e, f, prior_rows=rows)
         g = (Z.astype(float) * (y - e - Z.astype(float) @ phi)[:, :, None]).mean(axis=1)
         return phi, sandwich_stderr(Hinv @ (np.eye(self.n) - 1.0 / self.n), g)
 
@@ -435,8 +459,10 @@ class MultiFidelityShapley(Estimator):
                 rho = 1.0
         if self.solver == "regression":
             values, var, weights, W = self._pooled(main, exact, ex_anchor, phi_e, solver)
-            return self._result(values, var, levels, main, start, exact, psi, psi_e, weights, W, None,
-                                pilot_units, dropped, total, predicted)
+            out = self._result(values, var, levels, main, start, exact, psi, psi_e, weights, W, None,
+                               pilot_units, dropped, total, predicted)
+            out["extra"]["ridge_rows"] = solver.chosen_rows
+            return out
         # level 0 on the pilot: regressed on the chosen cheaper levels' pilot units
         cols = [psi[i] for i in chosen[1:]] + psi_e
         r_pilot, se_pilot, a_pilot = self._pilot_residual(psi[0], cols)
