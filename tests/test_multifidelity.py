@@ -150,6 +150,11 @@ def test_reported_cost_equals_the_steps_paid(solver):
         split = att.extra["split"]
         assert split["target"]["steps"] == target.paid and split["finetune"]["steps"] == ft.paid
         assert att.n_evaluations <= budget
+    # a fine-tuning game too dear for the pilot at this budget is dropped, its anchors still paid
+    target.paid, dear = 0.0, Paid(FT, 900)
+    att = get_estimator("multifidelity", solver=solver).estimate(target, 6, seed=1, fidelities={"finetune": dear})
+    assert att.extra["dropped"] == ["finetune"] and dear.paid == 900
+    assert att.cost == target.paid + dear.paid
 
 
 def test_the_split_follows_the_measured_fidelity():

@@ -443,7 +443,7 @@ class MultiFidelityShapley(Estimator):
             if pilot_units * per_unit <= total - spent or len(used) == 1:
                 break
             used = used[:1] + used[2:]
-        dropped = [lv.name for lv in levels if lv not in used]
+        dropped = [lv for lv in levels if lv not in used]  # their anchors are paid: still counted
         levels = used
         planned_pilot = spent + pilot_units * sum(lv.unit_steps for lv in levels)
         Zp = kernel_units(n, pilot_units, rng)
@@ -537,17 +537,18 @@ class MultiFidelityShapley(Estimator):
 
     def _result(self, values, var, levels, main, start, exact, psi, psi_e, weights, W, rho, pilot_units,
                 dropped, total, predicted):
-        split = {lv.name: {"evaluations": len(lv.seen), "steps": lv.steps, "units": len(lv.y)} for lv in levels}
+        paid = levels + dropped
+        split = {lv.name: {"evaluations": len(lv.seen), "steps": lv.steps, "units": len(lv.y)} for lv in paid}
         for name, g, _, how in exact:
             split[name] = {"evaluations": int(g.n_evaluations), "steps": 0.0, "exact": how}
         corr = {lv.name: _correlation(psi[0], p) for lv, p in zip(levels[1:], psi[1:])}
         corr.update({name: _correlation(psi[0], p) for (name, *_), p in zip(exact, psi_e)})
         extra = {"solver": self.solver, "budget_steps": total, "split": split, "pilot_units": pilot_units,
-                 "pilot_weight": rho, "dropped": dropped, "correlation": corr,
+                 "pilot_weight": rho, "dropped": [lv.name for lv in dropped], "correlation": corr,
                  "levels": [lv.name for lv in main], "main_units": [len(lv.y) - s for lv, s in zip(main, start)],
                  "coefficients": [[float(x) for x in w] for w in weights], "level_weights": [float(w) for w in W],
                  "predicted_variance": predicted}
-        return {"values": values, "stderr": np.sqrt(var), "cost": float(sum(lv.steps for lv in levels)),
+        return {"values": values, "stderr": np.sqrt(var), "cost": float(sum(lv.steps for lv in paid)),
                 "cost_unit": UNIT, "extra": extra}
 
     @staticmethod
