@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from surrogateshap.tasks.features import statistics
-from surrogateshap.tasks.features.stats_store import ArrayStore
 
 ROOT = Path(__file__).resolve().parents[1]
 UTILITIES = ("neg_fid", "inception_score", "coverage")
@@ -53,16 +52,15 @@ def built(tmp_path_factory):
     calls = _counting(task)
     values = _values(task)
     assert len(calls) == 1
-    return cache, values, task.scorer.bank_store()
+    return cache, values, task
 
 
 def test_a_fresh_task_maps_the_stored_bank_instead_of_sampling(built):
-    cache, values, store = built
+    cache, values, _ = built
     fresh = _task(cache)
     fresh.sample = _refuse_sampling
     bank = fresh.bank()
     assert isinstance(bank._stats[0].second, np.memmap)  # mapped from the cache, not read into memory
-    assert store.root.parent == cache / fresh.config_id()
     for u, v in _values(fresh).items():
         np.testing.assert_array_equal(v, values[u])
 
@@ -131,7 +129,9 @@ def _header_garbage(root):
 def test_a_damaged_or_mismatched_bank_is_named_and_sampled_again(built, tmp_path, damage, match):
     import shutil
 
-    cache, values, store = built
+    cache, values, task = built
+    store = task.scorer.bank_store()
+    assert store.root.parent == cache / task.config_id()
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
     damage(copy / store.root.relative_to(cache))
@@ -148,6 +148,8 @@ def test_a_damaged_or_mismatched_bank_is_named_and_sampled_again(built, tmp_path
 
 
 def test_an_interrupted_write_leaves_no_store(tmp_path):
+    from surrogateshap.tasks.features.stats_store import ArrayStore
+
     store = ArrayStore(tmp_path / "s", {"a": 1})
     with pytest.raises(KeyboardInterrupt), store.writing() as w:
         w.put("x", np.arange(3.0))
@@ -171,6 +173,8 @@ def _some_stats():
 
 
 def test_statistics_round_trip_through_a_store(tmp_path):
+    from surrogateshap.tasks.features.stats_store import ArrayStore
+
     stats = _some_stats()
     store = ArrayStore(tmp_path / "s", {"k": 1})
     with store.writing() as w:

@@ -146,20 +146,30 @@ def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
     )
 
 
-def write_stats(writer, stats: list[LabelStats]) -> None:
-    """Per-unit statistics into an :class:`~.stats_store.ArrayStore`'s writer, stacked;
-    the (L, d, d) second moments row by row, so they are never all in memory at once."""
-    keys = _score_keys(stats)
-    second = writer.array("second", (len(stats),) + np.shape(stats[0].second))
+def write_stats(writer, stats, n: int | None = None) -> None:
+    """Per-unit statistics into an :class:`~.stats_store.ArrayStore`'s writer, stacked.
+    ``stats`` may be an iterator of ``n`` units: the (n, d, d) second moments are written
+    unit by unit, so they are never all in memory at once."""
+    if n is None:
+        stats = list(stats)
+        n = len(stats)
+    rows: dict[str, list] = {"mean": [], "pbar": [], "neg_entropy": [], "modes": [], "count": [], "scores": []}
+    second = keys = None
     for u, s in enumerate(stats):
+        if second is None:
+            keys = sorted(s.scores)
+            second = writer.array("second", (n,) + np.shape(s.second))
+        if sorted(s.scores) != keys or u >= n:
+            raise ValueError(f"need {n} units' statistics with the same scores; unit {u} has {sorted(s.scores)}")
         second[u] = s.second
-    writer.put("mean", np.stack([s.mean for s in stats]))
-    writer.put("pbar", np.stack([s.pbar for s in stats]))
-    writer.put("neg_entropy", np.array([s.neg_entropy for s in stats], dtype=np.float64))
-    writer.put("modes", np.stack([s.modes for s in stats]))
-    writer.put("count", np.array([s.count for s in stats], dtype=np.int64))
+        for k in ("mean", "pbar", "neg_entropy", "modes", "count"):
+            rows[k].append(getattr(s, k))
+        rows["scores"].append([s.scores[k] for k in keys])
+    if len(rows["mean"]) != n or n == 0:
+        raise ValueError(f"need {n} units' statistics (at least one), got {len(rows['mean'])}")
+    for k, v in rows.items():
+        writer.put(k, np.array(v, dtype=np.int64 if k == "count" else np.float64))
     writer.put("score_names", np.array(keys, dtype=str))
-    writer.put("scores", np.array([[s.scores[k] for k in keys] for s in stats], dtype=np.float64))
 
 
 class StoredStats(list):
