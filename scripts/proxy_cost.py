@@ -87,8 +87,8 @@ def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, store=Non
     from surrogateshap.tasks.features.statistics import read_stats, write_stats
     from surrogateshap.tasks.features.stats_store import ArrayStore
 
-    root = ArrayStore(Path(store) / f"synthetic-n{n}-d{d}", {"n": n, "d": d, "per_unit": per_unit, "seed": seed})
-    parts = {"units": root.child("units", {}), "real": root.child("real", {})}
+    root, key = Path(store) / f"synthetic-n{n}-d{d}", {"n": n, "d": d, "per_unit": per_unit, "seed": seed}
+    parts = {p: ArrayStore(root / p, {"part": p, **key}) for p in ("units", "real")}
     if any(read_stats(p) is None for p in parts.values()):
         with parts["units"].writing() as w:
             write_stats(w, units, n)

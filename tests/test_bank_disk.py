@@ -185,3 +185,22 @@ def test_statistics_round_trip_through_a_store(tmp_path):
         for f in ("mean", "second", "pbar", "modes"):
             np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
         assert (a.neg_entropy, a.count, a.scores) == (b.neg_entropy, b.count, b.scores)
+
+
+def test_a_rebuilt_bank_gets_new_whitened_arrays(tmp_path):
+    # the whitened arrays are derived from the bank's contents: rebuilt with other values,
+    # the old ones must not be served
+    from surrogateshap.tasks.features.stats_store import ArrayStore
+
+    stats, real = _some_stats(), _some_stats()[0]
+    store = ArrayStore(tmp_path / "s", {"k": 1})
+    w = np.full((1, 3), 1 / 3)
+    values = []
+    for scale in (1.0, 2.0):
+        for s in stats:
+            s.second = s.second * scale
+        with store.writing() as writer:
+            statistics.write_stats(writer, stats)
+        values.append(statistics.StatsBank(statistics.read_stats(store), real).utility("neg_fid", w))
+        np.testing.assert_allclose(values[-1], statistics.StatsBank(stats, real).utility("neg_fid", w), rtol=1e-12)
+    assert values[0] != values[1]

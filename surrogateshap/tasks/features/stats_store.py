@@ -112,14 +112,19 @@ class ArrayStore:
     def __init__(self, root: str | os.PathLike, identity: dict):
         self.root = Path(root)
         self.identity = json.loads(json.dumps(identity, sort_keys=True, default=str))
+        #: a digest of the files' digests, once read
+        self.contents: str | None = None
 
     def __repr__(self):
         return f"ArrayStore({str(self.root)!r})"
 
     def child(self, name: str, identity: dict) -> ArrayStore:
-        """The store of arrays derived from this one's with settings ``identity``: a
-        folder inside this one, keyed by both identities."""
-        identity = {**identity, "of": self.identity}
+        """The store of arrays derived from this one's (as last read) with settings
+        ``identity``: a folder inside this one, keyed by both identities and this one's
+        contents, so a rebuilt parent never serves the old derived arrays."""
+        if self.contents is None:
+            raise ValueError(f"{self}: read the store before deriving from it")
+        identity = {**identity, "of": self.identity, "contents": self.contents}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return ArrayStore(self.root / f"{name}-{key}", identity)
 
@@ -173,6 +178,7 @@ class ArrayStore:
                 raise _Refused(f"{file.name} holds {a.dtype.str} {a.shape}, not the header's "
                                f"{meta['dtype']} {tuple(meta['shape'])}")
             out[name] = a
+        self.contents = hashlib.sha256(json.dumps(header["arrays"], sort_keys=True).encode()).hexdigest()[:16]
         return out
 
 
