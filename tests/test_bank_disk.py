@@ -162,6 +162,8 @@ def test_an_interrupted_write_leaves_no_store(tmp_path):
     assert isinstance(got["x"], np.memmap) and got["x"].tolist() == [0, 1, 2]
     with pytest.warns(RuntimeWarning, match=r"other settings \(a differ\)"):
         assert ArrayStore(tmp_path / "s", {"a": 2}).read() is None
+    with pytest.warns(RuntimeWarning, match="they lack the arrays y; they will be built again"):
+        assert store.read(need=("x", "y")) is None  # a store of an older layout
 
 
 def _some_stats():

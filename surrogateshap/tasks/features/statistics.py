@@ -172,6 +172,9 @@ def write_stats(writer, stats, n: int | None = None) -> None:
     writer.put("score_names", np.array(keys, dtype=str))
 
 
+_STORED_FIELDS = ("second", "mean", "pbar", "neg_entropy", "modes", "count", "scores", "score_names")
+
+
 class StoredStats(list):
     """Per-unit :class:`LabelStats` read from an :class:`~.stats_store.ArrayStore`, their
     second moments memory-mapped. Pickled, it is the store's folder and identity, so a
@@ -189,7 +192,7 @@ class StoredStats(list):
 def read_stats(store, required: bool = False) -> StoredStats | None:
     """The statistics in ``store`` (None when it holds none, or refused them with a
     warning); ``required``: a clear error instead of None (the store was read before)."""
-    a = store.read()
+    a = store.read(need=_STORED_FIELDS)
     if a is None:
         if required:
             raise ValueError(f"the per-unit statistics at {store.root} are gone or damaged since they were "
@@ -286,6 +289,8 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     return float(((np.asarray(mu1) - mu2) ** 2).sum() + np.trace(cov1) + basis.trace_r - 2 * tr)
 
 
+_WHITENED_FIELDS = ("top", "rest", "rotated", "vec", "scale", "trace_r", "traces")
+
 #: the default memory budget (bytes) of one utility call's working arrays: a larger batch
 #: of coalitions is split into calls that fit; the whitened per-unit second moments are
 #: memory-mapped from a temporary file when they do not fit it either
@@ -360,7 +365,7 @@ class StatsBank:
                 real = self.real
                 store = store.child("whitened", {"fid_rank": self.fid_rank, "real": array_digest(
                     real.mean, real.second, np.array([real.count], dtype=np.float64))})
-            a = None if store is None else store.read()
+            a = None if store is None else store.read(need=_WHITENED_FIELDS)
             if a is None:
                 with contextlib.nullcontext() if store is None else store.writing() as writer:
                     a = self._whiten(writer)  # the writer's arrays: its files once committed
@@ -368,7 +373,7 @@ class StatsBank:
             self._whitened[self.fid_rank] = (basis, a["top"], a["rest"], a["rotated"], a["traces"])
         return self._whitened[self.fid_rank]
 
-    def _whiten(self, writer=None) -> dict:
+    def _whiten(self, writer=None) -> dict:  # its keys: _WHITENED_FIELDS
         """The arrays of :meth:`whitened`, into ``writer`` (a store's) when given."""
         basis = WhitenedBasis(_unbiased_cov(self.real.second, self.real.mean, self.real.count), self.fid_rank)
         L, d = self.mean.shape
@@ -383,7 +388,7 @@ class StatsBank:
                "scale": basis.scale, "trace_r": np.array(basis.trace_r),
                "traces": np.array([np.trace(s.second) for s in self._stats])}
         if writer is not None:
-            for k in ("rotated", "vec", "scale", "trace_r", "traces"):
+            for k in _WHITENED_FIELDS[2:]:
                 writer.put(k, out[k])
         return out
 

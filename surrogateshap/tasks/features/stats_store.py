@@ -141,14 +141,19 @@ class ArrayStore:
             w._discard()
             raise
 
-    def read(self) -> dict[str, np.ndarray] | None:
+    def read(self, need=()) -> dict[str, np.ndarray] | None:
         """name -> array (memory-mapped, read-only), or None when the folder holds no
-        store, or one that fails its checks (named in a warning: rebuild it)."""
+        store, or one that fails its checks or lacks an array named in ``need`` (named
+        in a warning: rebuild it)."""
         path = self.root / "header.json"
         if not path.exists():
             return None
         try:
-            return self._read(path)
+            out = self._read(path)
+            missing = sorted(set(need) - set(out))
+            if missing:
+                raise _Refused(f"they lack the arrays {', '.join(missing)}")
+            return out
         except _Refused as e:
             warnings.warn(f"the stored arrays at {self.root} are refused: {e}; they will be built again",
                           RuntimeWarning, stacklevel=3)
