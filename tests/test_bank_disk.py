@@ -206,3 +206,15 @@ def test_a_rebuilt_bank_gets_new_whitened_arrays(tmp_path):
         values.append(statistics.StatsBank(statistics.read_stats(store), real).utility("neg_fid", w))
         np.testing.assert_allclose(values[-1], statistics.StatsBank(stats, real).utility("neg_fid", w), rtol=1e-12)
     assert values[0] != values[1]
+
+
+def test_a_store_is_readable_by_others_as_the_umask_allows(tmp_path):
+    from surrogateshap.tasks.features.stats_store import ArrayStore
+
+    old = os.umask(0o022)
+    try:
+        with ArrayStore(tmp_path / "s", {"a": 1}).writing() as w:
+            w.put("x", np.arange(3.0))
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "s").iterdir()} == {"0o644"}

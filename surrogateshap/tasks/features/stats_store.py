@@ -81,11 +81,14 @@ class Writer:
         self.array(name, value.shape, value.dtype)[...] = value
 
     def _commit(self, identity: dict) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
         arrays = {}
         for name, (tmp, mm) in self._tmp.items():
             mm.flush()
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache from others
             arrays[name] = {"shape": list(mm.shape), "dtype": mm.dtype.str, "bytes": os.path.getsize(tmp),
                             "digest": _file_digest(Path(tmp))}
         self._tmp = {n: (t, None) for n, (t, _) in self._tmp.items()}
@@ -97,6 +100,7 @@ class Writer:
             json.dump(header, f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, self.root / "header.json")
         fsync_dir(self.root)
 
