@@ -90,3 +90,22 @@ def test_proxy_fid_cost(d, n, way, script, benchmark, request):
         benchmark.pedantic(fn, rounds=1 if d >= 1024 else 3, iterations=1)
     per = benchmark.stats.stats.min / len(w)
     benchmark.extra_info.update({"d": d, "n": n, "way": way, "coalitions": len(w), "seconds_per_coalition": per})
+
+
+@pytest.mark.benchmark(group="coalition keys")
+@pytest.mark.parametrize("n", [20, 258])
+@pytest.mark.parametrize("way", ["per_mask", "vectorised"])
+def test_coalition_key_cost(n, way, benchmark):
+    """Keys per second of 10,000 random coalitions: built per mask and per player (the
+    loop the games ran up to this case's commit) or by
+    :func:`~surrogateshap.game.coalition_keys` over the batch."""
+    from surrogateshap.game import coalition_keys
+
+    masks = np.random.default_rng(0).random((10_000, n)) < 0.5
+    if way == "per_mask":
+        fn = lambda: ["".join("1" if b else "0" for b in m) for m in masks]
+    else:
+        fn = lambda: coalition_keys(masks)
+    keys = benchmark.pedantic(fn, rounds=3, iterations=1)
+    assert len(keys) == len(masks)
+    benchmark.extra_info.update({"n": n, "way": way, "keys_per_second": len(masks) / benchmark.stats.stats.min})

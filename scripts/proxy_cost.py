@@ -3,6 +3,7 @@
     python scripts/proxy_cost.py                      # the table of results/proxy_paper_scale.md
     python scripts/proxy_cost.py --dims 64,256 --players 20
     python scripts/proxy_cost.py --accuracy 1000 --accuracy-dim 1024   # fid_rank vs exact
+    python scripts/proxy_cost.py --accuracy 400 --accuracy-dim 2048 --store /tmp/banks   # memory-mapped
     python scripts/proxy_cost.py --peak 1024          # peak memory of calls, budget-split
     python scripts/proxy_cost.py --regenerate         # digits10: statistics vs re-generation
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
@@ -69,15 +71,30 @@ def _stats(feats: np.ndarray) -> LabelStats:
                       neg_entropy=0.0, modes=np.ones(1), count=len(feats))
 
 
-def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, **kw) -> StatsBank:
+def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, store=None, **kw) -> StatsBank:
     """n units of ``per_unit`` samples each and a real set of 2d + 1000, features with
-    variance ~ 1/k along dimension k (a power-law spectrum, as Inception features have)."""
+    variance ~ 1/k along dimension k (a power-law spectrum, as Inception features have).
+    ``store``: a folder where the statistics are written once, unit by unit, and read back
+    memory-mapped (as a task's bank is; the whitened arrays are kept there too), so
+    n = 258, d = 2,048 needs no 8 GiB in memory."""
     rng = np.random.default_rng(seed)
     scale = 1 / np.sqrt(np.arange(1, d + 1))
-    stats = [_stats(rng.normal(size=(per_unit, d)) * scale * np.exp(0.3 * rng.normal(size=d))
-                    + 0.5 * scale * rng.normal(size=d)) for _ in range(n)]
-    real = _stats(rng.normal(size=(2 * d + 1000, d)) * scale)
-    return StatsBank(stats, real, **kw)
+    units = (_stats(rng.normal(size=(per_unit, d)) * scale * np.exp(0.3 * rng.normal(size=d))
+                    + 0.5 * scale * rng.normal(size=d)) for _ in range(n))
+    if store is None:
+        stats = list(units)
+        return StatsBank(stats, _stats(rng.normal(size=(2 * d + 1000, d)) * scale), **kw)
+    from surrogateshap.tasks.features.statistics import read_stats, write_stats
+    from surrogateshap.tasks.features.stats_store import ArrayStore
+
+    root, key = Path(store) / f"synthetic-n{n}-d{d}", {"n": n, "d": d, "per_unit": per_unit, "seed": seed}
+    parts = {p: ArrayStore(root / p, {"part": p, **key}) for p in ("units", "real")}
+    if any(read_stats(p) is None for p in parts.values()):
+        with parts["units"].writing() as w:
+            write_stats(w, units, n)
+        with parts["real"].writing() as w:
+            write_stats(w, [_stats(rng.normal(size=(2 * d + 1000, d)) * scale)])
+    return StatsBank(read_stats(parts["units"], True), read_stats(parts["real"], True)[0], **kw)
 
 
 def random_weights(n: int, m: int, rng) -> np.ndarray:
@@ -88,10 +105,15 @@ def random_weights(n: int, m: int, rng) -> np.ndarray:
     return masks / masks.sum(1, keepdims=True)
 
 
+#: the timer of the tables: wall-clock seconds, or with ``--clock cpu`` the process's CPU
+#: seconds (on a loaded shared machine: what the one thread spent, not what it waited)
+clock = time.perf_counter
+
+
 def _per_call(fn, w) -> float:
-    t0 = time.perf_counter()
+    t0 = clock()
     fn(w)
-    return (time.perf_counter() - t0) / len(w)
+    return (clock() - t0) / len(w)
 
 
 def timing_table(dims, players, rank, coalitions, naive: bool) -> list[dict]:
@@ -109,17 +131,17 @@ def timing_table(dims, players, rank, coalitions, naive: bool) -> list[dict]:
             if naive:
                 row["naive ms"] = _best(lambda x: naive_neg_fid(bank, x), w[: max(1, m // 4)], 1)
             del bank.second  # today's stack of raw second moments, not used by the new way
-            t0 = time.perf_counter()
+            t0 = clock()
             bank.whitened()
-            row["exact set-up s"] = time.perf_counter() - t0
+            row["exact set-up s"] = clock() - t0
             eig = _best(lambda x: np.linalg.eigvalsh(a), w)
             row["exact ms"] = _best(lambda x: bank.utility("neg_fid", x), w)
             row["eigvalsh ms"] = min(eig, _best(lambda x: np.linalg.eigvalsh(a), w))
             if rank and rank < d:
                 approx = StatsBank(bank._stats, bank.real, fid_rank=rank)
-                t0 = time.perf_counter()
+                t0 = clock()
                 approx.whitened()
-                row[f"rank {rank} set-up s"] = time.perf_counter() - t0
+                row[f"rank {rank} set-up s"] = clock() - t0
                 row[f"rank {rank} ms"] = _best(lambda x: approx.utility("neg_fid", x), w)
                 del approx
             row["exact / eigvalsh"] = row["exact ms"] / row["eigvalsh ms"]
@@ -135,9 +157,9 @@ def _best(fn, w, repeats: int = 2) -> float:
     return 1e3 * min(_per_call(fn, w) for _ in range(repeats))
 
 
-def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None) -> dict:
+def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None, store=None) -> dict:
     """The approximate mode against exact FID over m random coalitions (of the synthetic
-    n x d bank, or of ``task``'s proxy bank)."""
+    n x d bank, kept in ``store`` if given, or of ``task``'s proxy bank)."""
     from scipy.stats import spearmanr
 
     if task:
@@ -146,21 +168,25 @@ def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None) -> dict
         exact = get_task(task).bank()
         n, d = exact.mean.shape
     else:
-        exact = synthetic_bank(n, d)
+        exact = synthetic_bank(n, d, store=store)
     approx = StatsBank(exact._stats, exact.real, fid_rank=rank)
     w = random_weights(n, m, np.random.default_rng(3))
-    approx.whitened()  # the one-off set-ups, outside the timers
-    exact.whitened()
-    t0 = time.perf_counter()
+    setup = {}
+    for name, bank in (("approx", approx), ("exact", exact)):  # the one-off set-ups, outside the timers
+        t0 = clock()
+        bank.whitened()
+        setup[f"{name} set-up s"] = clock() - t0
+        print(setup, flush=True)
+    t0 = clock()
     a = -approx.utility("neg_fid", w)
-    t_approx = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_approx = clock() - t0
+    t0 = clock()
     e = -exact.utility("neg_fid", w)
-    t_exact = time.perf_counter() - t0
+    t_exact = clock() - t0
     rel = np.abs(a - e) / np.abs(e)
     return {"bank": task or "synthetic", "n": n, "d": d, "rank": rank, "coalitions": m, "spearman": float(spearmanr(a, e)[0]),
             "median rel. error": float(np.median(rel)), "max rel. error": float(rel.max()),
-            "exact ms": 1e3 * t_exact / m, "approx ms": 1e3 * t_approx / m}
+            "exact ms": 1e3 * t_exact / m, "approx ms": 1e3 * t_approx / m, "speed-up": t_exact / t_approx, **setup}
 
 
 def peak_memory(d: int, n: int, budget: int, counts=()) -> list[dict]:
@@ -236,12 +262,16 @@ def main(argv=None):
     p.add_argument("--coalitions", type=int, default=0, help="coalitions per point (0: by d)")
     p.add_argument("--rank", type=int, default=256, help="the approximate mode's fid_rank (0: none)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time by the wall clock or by the process's CPU time (one thread on a loaded machine)")
     p.add_argument("--no-naive", action="store_true", help="leave out the scipy sqrtm reference")
     p.add_argument("--accuracy", type=int, default=0, metavar="M",
                    help="compare fid_rank with exact over M random coalitions instead of timing")
     p.add_argument("--accuracy-dim", type=int, default=1024)
     p.add_argument("--accuracy-players", type=int, default=258)
     p.add_argument("--accuracy-task", default=None, help="a task whose proxy bank --accuracy uses instead")
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="--accuracy: keep the synthetic bank (and its whitened arrays) in DIR, memory-mapped")
     p.add_argument("--peak", type=int, default=0, metavar="D",
                    help="measure peak memory of budget-split calls at dimension D instead of timing")
     p.add_argument("--budget-mib", type=int, default=256, help="the memory budget of --peak")
@@ -250,6 +280,8 @@ def main(argv=None):
                    help="coalitions per call of --peak (default: 1, 2, 4 budget-split steps)")
     p.add_argument("--regenerate", action="store_true", help="digits10: statistics vs re-generation")
     args = p.parse_args(argv)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     from threadpoolctl import threadpool_limits
 
@@ -257,7 +289,8 @@ def main(argv=None):
         if args.regenerate:
             return regeneration()
         if args.accuracy:
-            print(accuracy(args.accuracy_players, args.accuracy_dim, args.rank, args.accuracy, args.accuracy_task))
+            print(accuracy(args.accuracy_players, args.accuracy_dim, args.rank, args.accuracy, args.accuracy_task,
+                           args.store))
             return
         if args.peak:
             import pandas as pd

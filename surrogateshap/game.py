@@ -35,6 +35,7 @@ __all__ = [
     "as_masks",
     "player_names",
     "coalition_key",
+    "coalition_keys",
     "key_to_mask",
     "all_coalitions",
 ]
@@ -106,6 +107,16 @@ def coalition_key(mask: np.ndarray) -> str:
     bytes at once: a character at a time, keys were most of an estimator's own time at
     n = 258)."""
     return (np.asarray(mask, dtype=bool).reshape(-1).view(np.uint8) + 48).tobytes().decode("ascii")
+
+
+def coalition_keys(masks: np.ndarray) -> list[str]:
+    """:func:`coalition_key` of each row of (m, n) ``masks``, built at once: one ASCII
+    string of every row's '0'/'1' bytes, sliced (a per-row Python loop over players cost
+    about 11 µs a key at n = 258, 25-35x this)."""
+    masks = np.ascontiguousarray(masks, dtype=bool)
+    n = masks.shape[-1]
+    text = (masks.view(np.uint8) + ord("0")).tobytes().decode("ascii")
+    return [text[i : i + n] for i in range(0, len(text), n)] if n else [""] * len(masks)
 
 
 def key_to_mask(key: str) -> np.ndarray:
@@ -427,7 +438,7 @@ class CachedGame(Game):
         return float(v)
 
     def _evaluate(self, masks):
-        keys = [coalition_key(m) for m in masks]
+        keys = coalition_keys(masks)
         self.n_queries += len(keys)
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
         if missing and self.store is None:
@@ -537,7 +548,7 @@ class BudgetedGame(Game):
         return None if self.budget is None else self.budget - self._charged
 
     def _evaluate(self, masks):
-        keys = [coalition_key(m) for m in masks]
+        keys = coalition_keys(masks)
         missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
         if missing:
             miss = np.stack([key_to_mask(k) for k in missing])

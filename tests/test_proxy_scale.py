@@ -194,3 +194,17 @@ def test_a_call_stays_within_its_memory_budget():
     small, unsplit = peaks
     assert peaks[small] <= small + 8 * 4 * len(w)  # the budget, and the call's (m,) outputs
     assert peaks[unsplit] > 10 * small  # what an unsplit call of 300 takes
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 64, 258])
+def test_coalition_keys_equal_the_per_mask_key(n):
+    from surrogateshap.game import coalition_key, coalition_keys, key_to_mask
+
+    rng = np.random.default_rng(n)
+    masks = rng.random((300, n)) < rng.random((300, 1))  # sparse to dense rows
+    masks[0], masks[-1] = False, True
+    spec = ["".join("1" if b else "0" for b in m) for m in masks]  # the key's definition
+    assert coalition_keys(masks) == spec == [coalition_key(m) for m in masks]
+    assert coalition_keys(masks[:, ::-1].astype(int)) == [k[::-1] for k in spec]  # a strided int view
+    assert np.array_equal(np.stack([key_to_mask(k) for k in coalition_keys(masks)]), masks)
+    assert coalition_keys(masks[:0]) == []

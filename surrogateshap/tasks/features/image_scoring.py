@@ -17,8 +17,10 @@ import numpy as np
 
 from surrogateshap.tasks.features.statistics import (
     LabelStats,
+    read_stats,
     stats_from_features,
     utility_from_stats,
+    write_stats,
 )
 
 __all__ = ["StatsScorer", "BANK_SEED"]
@@ -85,7 +87,10 @@ class StatsScorer:
 
     @cached_property
     def real(self) -> LabelStats:
-        return self.stats(self.task.dataset.images, self.task.item_unit)
+        """The real data's statistics, computed once and kept in the task's cache (every
+        process then whitens FID by the very same covariance)."""
+        ds = self.task.dataset
+        return self._stored("real", lambda: [self.stats(ds.images, self.task.item_unit)])[0]
 
     def real_stats(self) -> LabelStats:
         return self.real
@@ -94,13 +99,45 @@ class StatsScorer:
         real = self.task.real_stats()  # a task may give its own reference statistics
         return {u: utility_from_stats(u, stats, real) for u in self.task.utilities}
 
+    def bank_store(self):
+        """Where the bank's per-unit statistics live (:meth:`store`)."""
+        return self.store("bank")
+
+    def store(self, what: str):
+        """The task-cache folder of statistics ``what`` ("bank", "real"), keyed by the
+        configuration and the scoring networks (and the bank's seed and size)."""
+        from surrogateshap.game import stable_hash
+        from surrogateshap.tasks.features.stats_store import ArrayStore
+
+        task = self.task
+        identity = {"statistics": what, "task": task.config_id(), "scoring": task.scoring_id()}
+        if what == "bank":
+            identity.update(seed=BANK_SEED, per_label=int(task.config.bank_per_label), units=task.n_units)
+        return ArrayStore(task.cache.root / f"{what}-stats-{stable_hash(identity)}", identity)
+
+    def _stored(self, what: str, make):
+        """The statistics in :meth:`store` (``what``), made by ``make()`` and stored first
+        when it holds none."""
+        store = self.store(what)
+        stats = read_stats(store)
+        if stats is None:
+            with store.writing() as writer:
+                write_stats(writer, make())
+            stats = read_stats(store, required=True)
+        return stats
+
     def bank_stats(self) -> list[LabelStats]:
-        """Per unit, the statistics of ``bank_per_label`` samples of the full model."""
+        """Per unit, the statistics of ``bank_per_label`` samples of the full model:
+        sampled once and kept in the task's cache (:meth:`store`); every later process
+        and task object maps them from there
+        (:class:`~surrogateshap.tasks.features.statistics.StoredStats`)."""
         if not hasattr(self, "_bank"):
-            task = self.task
-            B = task.config.bank_per_label
-            labels = np.repeat(np.arange(task.n_units), B)
-            imgs = task.sample(task.full_model, labels[None], seed=BANK_SEED)[0]
-            self._bank = [self.stats(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B])
-                          for i in range(task.n_units)]
+            self._bank = self._stored("bank", self._sample_bank)
         return self._bank
+
+    def _sample_bank(self) -> list[LabelStats]:
+        task = self.task
+        B = task.config.bank_per_label
+        labels = np.repeat(np.arange(task.n_units), B)
+        imgs = task.sample(task.full_model, labels[None], seed=BANK_SEED)[0]
+        return [self.stats(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B]) for i in range(task.n_units)]

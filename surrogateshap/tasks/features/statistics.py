@@ -12,19 +12,25 @@ Pooled-image versions use torchmetrics, to check the statistics against.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from surrogateshap.tasks.features.stats_store import array_digest
+
 __all__ = [
     "LabelStats",
     "StatsBank",
+    "StoredStats",
     "WhitenedBasis",
     "MEMORY_BUDGET",
     "check_bank_options",
     "stats_from_features",
+    "write_stats",
+    "read_stats",
     "mix_stats",
     "frechet_distance",
     "UTILITIES",
@@ -140,6 +146,66 @@ def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
     )
 
 
+def write_stats(writer, stats, n: int | None = None) -> None:
+    """Per-unit statistics into an :class:`~.stats_store.ArrayStore`'s writer, stacked.
+    ``stats`` may be an iterator of ``n`` units: the (n, d, d) second moments are written
+    unit by unit, so they are never all in memory at once."""
+    if n is None:
+        stats = list(stats)
+        n = len(stats)
+    rows: dict[str, list] = {"mean": [], "pbar": [], "neg_entropy": [], "modes": [], "count": [], "scores": []}
+    second = keys = None
+    for u, s in enumerate(stats):
+        if second is None:
+            keys = sorted(s.scores)
+            second = writer.array("second", (n,) + np.shape(s.second))
+        if sorted(s.scores) != keys or u >= n:
+            raise ValueError(f"need {n} units' statistics with the same scores; unit {u} has {sorted(s.scores)}")
+        second[u] = s.second
+        for k in ("mean", "pbar", "neg_entropy", "modes", "count"):
+            rows[k].append(getattr(s, k))
+        rows["scores"].append([s.scores[k] for k in keys])
+    if len(rows["mean"]) != n or n == 0:
+        raise ValueError(f"need {n} units' statistics (at least one), got {len(rows['mean'])}")
+    for k, v in rows.items():
+        writer.put(k, np.array(v, dtype=np.int64 if k == "count" else np.float64))
+    writer.put("score_names", np.array(keys, dtype=str))
+
+
+_STORED_FIELDS = ("second", "mean", "pbar", "neg_entropy", "modes", "count", "scores", "score_names")
+
+
+class StoredStats(list):
+    """Per-unit :class:`LabelStats` read from an :class:`~.stats_store.ArrayStore`, their
+    second moments memory-mapped. Pickled, it is the store's folder and identity, so a
+    worker maps the same files rather than receiving copies; a :class:`StatsBank` of
+    them keeps its whitened arrays in that store too (built once, not per process)."""
+
+    def __init__(self, stats, store):
+        super().__init__(stats)
+        self.store = store
+
+    def __reduce__(self):
+        return read_stats, (self.store, True)
+
+
+def read_stats(store, required: bool = False) -> StoredStats | None:
+    """The statistics in ``store`` (None when it holds none, or refused them with a
+    warning); ``required``: a clear error instead of None (the store was read before)."""
+    a = store.read(need=_STORED_FIELDS)
+    if a is None:
+        if required:
+            raise ValueError(f"the per-unit statistics at {store.root} are gone or damaged since they were "
+                             "read: build the task's bank again (task.bank())")
+        return None
+    names = [str(k) for k in a["score_names"]]
+    stats = [LabelStats(mean=a["mean"][u], second=a["second"][u], pbar=a["pbar"][u],
+                        neg_entropy=float(a["neg_entropy"][u]), modes=a["modes"][u], count=int(a["count"][u]),
+                        scores={k: float(v) for k, v in zip(names, a["scores"][u])})
+             for u in range(len(a["mean"]))]
+    return StoredStats(stats, store)
+
+
 def _unbiased_cov(second, mean, count):
     cov = second - mean[..., :, None] * mean[..., None, :]
     count = np.asarray(count, dtype=float)[..., None, None]
@@ -166,15 +232,23 @@ class WhitenedBasis:
     """
 
     def __init__(self, cov_r: np.ndarray, rank: int | None = None):
-        d = len(cov_r)
-        if rank is not None and not 1 <= int(rank) <= d:
-            raise ValueError(f"fid_rank must be between 1 and the feature dimension {d}, got {rank}")
         lam, vec = np.linalg.eigh((cov_r + cov_r.T) / 2)
         order = np.argsort(lam)[::-1]  # largest first, so a rank keeps the top directions
+        self._set(vec[:, order], np.sqrt(np.clip(lam[order], 0, None)), float(np.trace(cov_r)), rank)
+
+    def _set(self, vec, scale, trace_r, rank):
+        d = len(scale)
+        if rank is not None and not 1 <= int(rank) <= d:
+            raise ValueError(f"fid_rank must be between 1 and the feature dimension {d}, got {rank}")
         self.r = d if rank is None else int(rank)
-        self.scale = np.sqrt(np.clip(lam[order], 0, None))
-        self.vec = vec[:, order]
-        self.trace_r = float(np.trace(cov_r))
+        self.vec, self.scale, self.trace_r = vec, scale, float(trace_r)
+
+    @classmethod
+    def restore(cls, vec, scale, trace_r, rank=None) -> WhitenedBasis:
+        """The basis from its stored arrays (no eigensolve)."""
+        basis = cls.__new__(cls)
+        basis._set(vec, scale, trace_r, rank)
+        return basis
 
     def rotate(self, v: np.ndarray) -> np.ndarray:
         """(..., d) vectors in the scaled basis: R v."""
@@ -215,6 +289,8 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     return float(((np.asarray(mu1) - mu2) ** 2).sum() + np.trace(cov1) + basis.trace_r - 2 * tr)
 
 
+_WHITENED_FIELDS = ("top", "rest", "rotated", "vec", "scale", "trace_r", "traces")
+
 #: the default memory budget (bytes) of one utility call's working arrays: a larger batch
 #: of coalitions is split into calls that fit; the whitened per-unit second moments are
 #: memory-mapped from a temporary file when they do not fit it either
@@ -251,7 +327,7 @@ class StatsBank:
         if not stats:
             raise ValueError("need at least one unit's statistics")
         check_bank_options(fid_rank, memory_budget)
-        self._stats = list(stats)
+        self._stats = stats if isinstance(stats, StoredStats) else list(stats)  # a store pickles small
         self.mean = np.stack([s.mean for s in stats])
         self.pbar = np.stack([s.pbar for s in stats])
         self.neg_entropy = np.array([s.neg_entropy for s in stats])
@@ -280,17 +356,41 @@ class StatsBank:
     def whitened(self):
         """FID's per-unit arrays in the real covariance's scaled basis, built once per
         ``fid_rank``: (basis, (L, packed) rotated second moments on the kept directions,
-        (L, d - r) their diagonal on the rest, (L, d) rotated means, (L,) traces)."""
+        (L, d - r) their diagonal on the rest, (L, d) rotated means, (L,) traces).
+        Statistics read from a store (:class:`StoredStats`) keep them there, keyed by the
+        real statistics and ``fid_rank``: built by the first process, mapped by the rest."""
         if self.fid_rank not in self._whitened:
-            basis = WhitenedBasis(_unbiased_cov(self.real.second, self.real.mean, self.real.count), self.fid_rank)
-            L = len(self._stats)
-            top = self._array((L, basis.packed))
-            rest = np.empty((L, self.mean.shape[1] - basis.r))
-            for u, s in enumerate(self._stats):
-                top[u], rest[u] = basis.rotate_second(np.asarray(s.second, dtype=np.float64))
-            traces = np.array([np.trace(s.second) for s in self._stats])
-            self._whitened[self.fid_rank] = (basis, top, rest, basis.rotate(self.mean), traces)
+            store = getattr(self._stats, "store", None)
+            if store is not None:
+                real = self.real
+                store = store.child("whitened", {"fid_rank": self.fid_rank, "real": array_digest(
+                    real.mean, real.second, np.array([real.count], dtype=np.float64))})
+            a = None if store is None else store.read(need=_WHITENED_FIELDS)
+            if a is None:
+                with contextlib.nullcontext() if store is None else store.writing() as writer:
+                    a = self._whiten(writer)  # the writer's arrays: its files once committed
+            basis = WhitenedBasis.restore(a["vec"], a["scale"], float(a["trace_r"]), self.fid_rank)
+            self._whitened[self.fid_rank] = (basis, a["top"], a["rest"], a["rotated"], a["traces"])
         return self._whitened[self.fid_rank]
+
+    def _whiten(self, writer=None) -> dict:  # its keys: _WHITENED_FIELDS
+        """The arrays of :meth:`whitened`, into ``writer`` (a store's) when given."""
+        basis = WhitenedBasis(_unbiased_cov(self.real.second, self.real.mean, self.real.count), self.fid_rank)
+        L, d = self.mean.shape
+
+        def new(name, shape):
+            return self._array(shape) if writer is None else writer.array(name, shape)
+
+        top, rest = new("top", (L, basis.packed)), new("rest", (L, d - basis.r))
+        for u, s in enumerate(self._stats):
+            top[u], rest[u] = basis.rotate_second(np.asarray(s.second, dtype=np.float64))
+        out = {"top": top, "rest": rest, "rotated": basis.rotate(self.mean), "vec": basis.vec,
+               "scale": basis.scale, "trace_r": np.array(basis.trace_r),
+               "traces": np.array([np.trace(s.second) for s in self._stats])}
+        if writer is not None:
+            for k in _WHITENED_FIELDS[2:]:
+                writer.put(k, out[k])
+        return out
 
     def _array(self, shape) -> np.ndarray:
         """A float64 array in memory, or memory-mapped from an unlinked temporary file
