@@ -72,7 +72,7 @@ def _cli(capsys, *argv):
 
 
 # --- the command line: run, build-table, resume on another executor -----------------------
-def test_run_and_build_table_on_a_folder_with_bad_files(tiny, capsys):
+def test_run_and_build_table_on_a_folder_with_bad_files(tiny, capsys, monkeypatch):
     data = digits_folder(tiny / "digits")
     rc, out, err = _cli(capsys, "run", "--task", "imagefolder", "--data", str(data), "--scale", "ci",
                         "--budget", "8", "--compare")
@@ -97,7 +97,7 @@ def test_run_and_build_table_on_a_folder_with_bad_files(tiny, capsys):
         assert f"{v:9.3f}" in next(line for line in out.splitlines() if line.startswith(player))
 
     # a small table, cut short, then resumed on worker processes: every coalition, once
-    table_dir = tiny / "table"
+    table_dir = tiny / "imagefolder"
     rc, out, err = _cli(capsys, "build-table", "--task", "imagefolder", "--data", str(data), "--scale", "ci",
                         "--seeds", "0", "--out", str(table_dir), "--limit", "4")
     assert rc == 0, err
@@ -119,6 +119,27 @@ def test_run_and_build_table_on_a_folder_with_bad_files(tiny, capsys):
     for u in task.utilities:
         total = exact.loc[(exact.utility == u) & (exact.seed.astype(str) == "0"), list(task.players)].to_numpy().sum()
         assert total == pytest.approx(rows.loc["111", u] - rows.loc["000", u], rel=1e-5, abs=1e-4)
+
+    # the benchmark runs on it like any task with a table: replayed, nothing trained
+    from surrogateshap.benchmark import get_benchmark_task, options, run_case
+
+    monkeypatch.setenv("SURROGATESHAP_IMAGEFOLDER", str(data))
+    monkeypatch.setenv("SURROGATESHAP_DATASETS", str(tiny))
+    get_benchmark_task.cache_clear()
+    try:
+        assert get_benchmark_task("imagefolder", "ci").unavailable() is None
+        cases = options.select_cases("ci", tasks=["imagefolder"], utilities=["neg_fid"],
+                                     estimators=["surrogateshap", "permutation"], budget=["6"], seed_option="1")
+        assert {c.game for c in cases} == {"retraining", "proxy"}
+        for case in cases:
+            att, figures = run_case(case)
+            assert np.isfinite(figures["relative_l2"])
+        bt = get_benchmark_task("imagefolder", "ci", cases[0].retrain)
+        exact_fid = exact.loc[(exact.utility == "neg_fid") & (exact.seed.astype(str) == "mean"), list(task.players)]
+        np.testing.assert_allclose(bt.truth("neg_fid").exact, exact_fid.to_numpy()[0], rtol=1e-4)
+        assert bt.costs()["coalition_models_trained"] == 0
+    finally:
+        get_benchmark_task.cache_clear()
 
 
 # --- what a user gets wrong: one error naming it, before training ------------------------
@@ -160,8 +181,9 @@ def test_a_config_that_does_not_fit_the_folder_is_refused_when_made(tiny, overri
 def test_refuse_bad_files_names_them(tiny):
     data = digits_folder(tiny / "d")
     task = get_task("imagefolder", scale="ci", data_dir=str(data), bad_files="refuse")
-    with pytest.raises(DataMissingError, match=r"zero/truncated\.png: truncated image"):
+    with pytest.raises(DataMissingError, match=r"refused \(bad_files='refuse'\): cannot read 2 of 38") as e:
         task.dataset
+    assert "zero/truncated.png: truncated image" in str(e.value)
 
 
 @pytest.mark.parametrize("argv, said", [

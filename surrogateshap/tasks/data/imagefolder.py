@@ -248,11 +248,11 @@ def read_images(listing: FolderListing, size: int, channels: int | None = None):
     return out, np.asarray(kept, dtype=np.int64), bad
 
 
-def skipped_report(root, skipped, total: int, show: int = 10) -> str:
-    """One paragraph naming the skipped files and why (the first ``show`` of them)."""
+def skipped_report(root, skipped, total: int, show: int = 10, what: str = "skipped") -> str:
+    """One paragraph naming the files left out and why (the first ``show`` of them)."""
     lines = [f"  {p}: {why}" for p, why in skipped[:show]]
     more = [f"  ... and {len(skipped) - show} more"] if len(skipped) > show else []
-    return "\n".join([f"image folder {root}: skipped {len(skipped)} of {total} file(s):", *lines, *more])
+    return "\n".join([f"image folder {root}: {what} {len(skipped)} of {total} file(s):", *lines, *more])
 
 
 def imagefolder_dataset(listing: FolderListing, size: int, channels: int | None = None, min_images: int = 1,
@@ -266,8 +266,8 @@ def imagefolder_dataset(listing: FolderListing, size: int, channels: int | None 
     skipped = sorted([*listing.skipped, *bad])
     total = len(listing.items) + len(listing.skipped)
     if bad and bad_files == "refuse":
-        raise DataMissingError(skipped_report(listing.root, bad, len(listing.items)).replace(
-            "skipped", "refusing: bad_files='refuse' and", 1))
+        raise DataMissingError(skipped_report(listing.root, bad, len(listing.items),
+                                              what="refused (bad_files='refuse'): cannot read"))
     if skipped:
         print(skipped_report(listing.root, skipped, total), file=sys.stderr, flush=True)
     contributors = np.array([listing.items[i].contributor for i in kept], dtype=np.int64)
