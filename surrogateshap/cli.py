@@ -37,10 +37,23 @@ class _Parser(argparse.ArgumentParser):
 def _task(args):
     from surrogateshap.tasks import get_task
 
+    kwargs = {}
+    if getattr(args, "data", None) is not None:
+        kwargs["data_dir"] = options.data_folder("--data", args.data, args.task)
     try:
-        return get_task(args.task, scale=args.scale)
+        return get_task(args.task, scale=args.scale, **kwargs)
     except KeyError as e:
         raise UsageError(e.args[0] if e.args else str(e)) from None
+    except (ValueError, FileNotFoundError) as e:  # a config that does not fit its data
+        raise UsageError(f"task {args.task}: {e}") from None
+
+
+def _check_data(task):
+    """The task's data loads (a folder's bad files are listed as they are skipped), or one
+    error saying what is missing or wrong: before anything is trained."""
+    reason = task.data_missing()
+    if reason:
+        raise UsageError(reason)
 
 
 def _writable(path, what: str):
@@ -69,6 +82,7 @@ def _check_run(args, task):
     without one): a file that is not a table of this task is an error, not a note."""
     from surrogateshap.tasks.reference import load_reference
 
+    _check_data(task)
     if args.utility not in task.utilities:
         raise UsageError(f"task {task.name} has no utility {args.utility!r}; it offers "
                          f"{', '.join(task.utilities)}")
@@ -112,6 +126,9 @@ def _run(args) -> int:
         except (FileNotFoundError, ValueError) as e:
             print(f"(no ground truth: {e})")
     proxy = task.proxy_game(args.utility)
+    if not task.cache.full_model_path(getattr(task.family, "model_file", "full_model.pt")).exists():
+        print(f"training the full model on {len(task.item_contributor)} items, then its sample bank "
+              "(once: both are cached)", flush=True)
     proxy(np.ones((1, task.n_players), bool))  # trains the full model if not cached
     names = [args.estimator, *args.compare]
     results = {name: get_estimator(name).estimate(proxy, args.budget, seed=args.seed) for name in names}
@@ -188,6 +205,7 @@ def _build_table(args) -> int:
 
     task = _task(args)
     options.executor(args.executor)
+    _check_data(task)
     masks, note = _coalitions(args, task)
     out = Path(args.out) if args.out is not None else reference_dir(task.name)
     _writable(out, "output folder (--out)")
@@ -450,6 +468,9 @@ def main(argv=None) -> int:
     tc.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     tc.add_argument("--update-card", action="store_true", help="write the counts into the dataset card")
     tc.set_defaults(fn=_table_counts)
+    for command in (r, b, sn, vt, tc):
+        command.add_argument("--data", default=None, metavar="DIR",
+                             help="the task's data folder (imagefolder: your images, by contributor)")
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")
     rep.add_argument("--out", default="results/report")

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 __all__ = ["UsageError", "names", "count", "amount", "choices", "budgets", "seeds", "estimator", "executor",
-           "select_cases"]
+           "data_folder", "select_cases"]
 
 
 class UsageError(ValueError):
@@ -124,6 +124,25 @@ def executor(name: str) -> str:
     if name == "ray" and _missing("ray"):
         raise UsageError("--executor ray needs Ray, which is not installed: pip install -e '.[ray]'")
     return name
+
+
+def data_folder(option: str, value, task: str) -> str:
+    """A folder of data for a task whose config reads one (a ``data_dir`` field)."""
+    import dataclasses
+    from pathlib import Path
+
+    from surrogateshap.tasks.registry import TASKS
+
+    try:
+        config_cls = getattr(TASKS.get(task), "config_cls", None)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    if config_cls is not None and "data_dir" not in {f.name for f in dataclasses.fields(config_cls)}:
+        raise UsageError(f"{option}: task {task} reads no data folder (its data ships with a package)")
+    path = Path(str(value)).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"{option} {value}: " + ("not a folder" if path.exists() else "no such folder"))
+    return str(path)
 
 
 def _missing(module: str) -> bool:

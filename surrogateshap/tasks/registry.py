@@ -18,7 +18,8 @@ _BUILTIN = {"digits10": ("surrogateshap.tasks.catalog.digits10:Digits10Task", Fa
             "clipart-artists": ("surrogateshap.tasks.catalog.clipart_artists:ClipartArtistsTask", True),
             "artbench": ("surrogateshap.tasks.catalog.artbench:ArtBenchTask", False),
             "fashion-product": ("surrogateshap.tasks.catalog.fashion_product:FashionProductTask", False),
-            "dermoscopy-sites": ("surrogateshap.tasks.catalog.dermoscopy_sites:DermoscopySitesTask", False)}
+            "dermoscopy-sites": ("surrogateshap.tasks.catalog.dermoscopy_sites:DermoscopySitesTask", False),
+            "imagefolder": ("surrogateshap.tasks.catalog.imagefolder:ImageFolderTask", False)}
 TASKS = Registry("task", "tasks", {name: target for name, (target, _) in _BUILTIN.items()})
 _BENCHMARK: list[str] = [name for name, (_, bench) in _BUILTIN.items() if bench]
 

@@ -1,0 +1,290 @@
+"""A folder of images as a task's data: contributors from sub-folders or a CSV, no code.
+
+Two layouts, as in torchvision's ``ImageFolder`` and Hugging Face ``datasets``'
+``imagefolder``:
+
+- **sub-folders**: ``DIR/<contributor>/**/<image>``; every image under a top-level
+  folder belongs to that contributor (files directly in ``DIR`` belong to none and are
+  listed as skipped);
+- **a CSV** (``DIR/metadata.csv`` by default, found automatically, or any file named by
+  ``mapping``): one row per image with the columns ``file_name`` (relative to ``DIR``)
+  and ``contributor``, and optionally ``label``, the unit the model is conditioned on
+  (default: the contributor). Other columns (a caption, ...) are read by no image family
+  and ignored.
+
+Contributors and labels are sorted by name (``ImageFolder``'s order) and the items by
+contributor, then path. Files and folders whose name starts with a dot are ignored.
+Images are decoded with Pillow, transparent ones composited on white, centre-cropped to
+a square and resized (antialiased bilinear, :func:`~surrogateshap.tasks.data.images.resize`)
+to ``size``; ``channels`` None picks 1 when every image is grayscale, else 3.
+
+The folder's identity (:attr:`FolderListing.identity`) is a hash of every candidate
+image's path and bytes, who owns it and its label: a changed folder is a new
+configuration, never a stale cache, and a copy on another machine is the same one.
+Unreadable, truncated and non-image files are listed with the reason and skipped (or
+refused); a contributor left with too few images is named.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from surrogateshap.tasks.data.images import DataMissingError, ImageDataset, resize
+
+__all__ = ["IMAGE_SUFFIXES", "METADATA_CSV", "FolderItem", "FolderListing", "scan_folder", "read_images",
+           "imagefolder_dataset", "skipped_report", "check_counts"]
+
+#: what is decoded as an image (by suffix, case-insensitive); other files are listed as skipped
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: the CSV found in the folder when no mapping is named (Hugging Face imagefolder's name)
+METADATA_CSV = "metadata.csv"
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+#: folders with more files than this show a progress bar while hashed and decoded
+PROGRESS_FROM = 500
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    path: str  # relative to the folder, '/'-separated
+    contributor: int
+    label: int
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """What a folder holds, before any image is decoded."""
+
+    root: Path
+    source: str  # "sub-folders" or the CSV's path
+    players: tuple[str, ...]
+    units: tuple[str, ...]
+    items: tuple[FolderItem, ...]  # the candidate images, in item order
+    skipped: tuple[tuple[str, str], ...]  # (path, why) of files that are not candidates
+    identity: str
+
+    def counts(self) -> np.ndarray:
+        return np.bincount([it.contributor for it in self.items], minlength=len(self.players))
+
+
+def _files(root: Path) -> list[str]:
+    """Every file under ``root`` (relative, '/'-separated, sorted), hidden ones left out."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
+        out += [str(rel / f) if str(rel) != "." else f for f in filenames if not f.startswith(".")]
+    return sorted(out)
+
+
+def _is_image(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _progress(items, what: str, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=what, total=total, unit="file", file=sys.stderr, disable=total < PROGRESS_FROM)
+
+
+def _read_csv(root: Path, csv_path: Path, files: set[str]):
+    """(path, contributor, label) rows of a mapping CSV and the files it names that are
+    absent; a malformed CSV is one error naming its line."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            need = [c for c in ("file_name", "contributor") if c not in columns]
+            if need:
+                raise DataMissingError(f"mapping {csv_path}: no column {', '.join(need)} (it has "
+                                       f"{', '.join(columns) or 'none'}; needs file_name, contributor, "
+                                       "optionally label)")
+            has_label = "label" in columns
+            rows, absent, seen = [], [], {}
+            for line, row in enumerate(reader, start=2):
+                name = (row.get("file_name") or "").strip()
+                who = (row.get("contributor") or "").strip()
+                label = (row.get("label") or "").strip() if has_label else who
+                if not name or not who or not label:
+                    empty = "file_name" if not name else "contributor" if not who else "label"
+                    raise DataMissingError(f"mapping {csv_path} line {line}: empty {empty}")
+                rel = PurePosixPath(name.replace("\\", "/"))
+                if rel.is_absolute() or ".." in rel.parts:
+                    raise DataMissingError(f"mapping {csv_path} line {line}: file_name {name!r} is not a "
+                                           f"path inside {root}")
+                rel = str(rel)
+                if rel in seen:
+                    raise DataMissingError(f"mapping {csv_path} line {line}: {rel} is named again "
+                                           f"(first on line {seen[rel]})")
+                seen[rel] = line
+                if rel not in files:
+                    absent.append((rel, f"named on {csv_path.name} line {line}, not found"))
+                elif not _is_image(rel):
+                    absent.append((rel, f"not an image file (suffix {PurePosixPath(rel).suffix or 'none'})"))
+                else:
+                    rows.append((rel, who, label))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataMissingError(f"mapping {csv_path} cannot be read as a CSV ({type(e).__name__}: {e})") from e
+    return rows, absent
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def scan_folder(data_dir, mapping: str = "auto") -> FolderListing:
+    """List a folder's contributors, labels and candidate images, and hash its content.
+
+    ``mapping``: "auto" (``DIR/metadata.csv`` when present, else sub-folders),
+    "sub-folders", or the path of a CSV (relative to ``DIR`` or absolute)."""
+    if data_dir is None:
+        raise DataMissingError("imagefolder needs a folder of images: pass --data DIR (command line), "
+                               "data_dir= (Python), or set SURROGATESHAP_IMAGEFOLDER")
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataMissingError(f"image folder {root} " + ("is not a folder" if root.exists() else "not found"))
+    files = _files(root)
+    csv_path = None
+    if mapping not in ("auto", "sub-folders"):
+        csv_path = Path(mapping) if Path(mapping).is_absolute() else root / mapping
+        if not csv_path.is_file():
+            raise DataMissingError(f"mapping {csv_path} not found (mapping= names a CSV with the columns "
+                                   "file_name, contributor and optionally label)")
+    elif mapping == "auto" and (root / METADATA_CSV).is_file():
+        csv_path = root / METADATA_CSV
+    skipped: list[tuple[str, str]] = []
+    if csv_path is not None:
+        own = csv_path.resolve().relative_to(root.resolve()).as_posix() \
+            if csv_path.resolve().is_relative_to(root.resolve()) else None
+        rows, skipped = _read_csv(root, csv_path, set(files))
+        named = {r[0] for r in rows} | {p for p, _ in skipped}
+        skipped += [(f, f"not named in {csv_path.name}") for f in files if f not in named and f != own]
+        source = str(csv_path)
+    else:
+        rows = []
+        for f in files:
+            parts = PurePosixPath(f).parts
+            if len(parts) == 1:
+                skipped.append((f, "not in a contributor's sub-folder"))
+            elif not _is_image(f):
+                skipped.append((f, f"not an image file (suffix {PurePosixPath(f).suffix or 'none'})"))
+            else:
+                rows.append((f, parts[0], parts[0]))
+        source = "sub-folders"
+    players = tuple(sorted({r[1] for r in rows}))
+    units = tuple(sorted({r[2] for r in rows}))
+    if not players:
+        raise DataMissingError(f"image folder {root}: no image found in {source} "
+                               f"({len(files)} file(s), {len(skipped)} skipped; images end in "
+                               f"{', '.join(IMAGE_SUFFIXES)})")
+    pi, ui = {p: i for i, p in enumerate(players)}, {u: i for i, u in enumerate(units)}
+    items = tuple(sorted((FolderItem(p, pi[c], ui[lab]) for p, c, lab in rows),
+                         key=lambda it: (it.contributor, it.path)))
+    h = hashlib.sha1()
+    for it in _progress(items, f"hashing {root}", len(items)):
+        h.update(f"{it.path}\0{players[it.contributor]}\0{units[it.label]}\0"
+                 f"{_file_digest(root / it.path)}\n".encode())
+    return FolderListing(root, source, players, units, items, tuple(sorted(skipped)), h.hexdigest()[:16])
+
+
+def _square(a: np.ndarray) -> np.ndarray:
+    """The centred square crop of an (H, W, C) array."""
+    h, w = a.shape[:2]
+    s = min(h, w)
+    return a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+
+
+def _decode(path: Path):
+    """(uint8 (H, W, 3) or (H, W, 1) array, grayscale?) of one image; raises what Pillow
+    raises for an unreadable or truncated file."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # a truncated file raises here, not at open
+        gray = im.mode in GRAY_MODES
+        if "A" in im.getbands() or "transparency" in im.info:
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        a = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
+    return (a[..., None] if a.ndim == 2 else a), gray
+
+
+def read_images(listing: FolderListing, size: int, channels: int | None = None):
+    """Decode the listing's images: (float32 (N, C, size, size) in [-1, 1] of the images
+    that decode, their item indices, (path, why) of those that do not)."""
+    from PIL import Image
+
+    arrays, kept, bad, grays = [], [], [], []
+    for i, it in enumerate(_progress(listing.items, f"reading {listing.root}", len(listing.items))):
+        try:
+            a, gray = _decode(listing.root / it.path)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            why = "truncated" if "truncated" in str(e) else "unreadable"
+            bad.append((it.path, f"{why} image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"))
+            continue
+        arrays.append(_square(a))
+        kept.append(i)
+        grays.append(gray)
+    c = channels if channels is not None else (1 if all(grays) else 3)
+    out = np.zeros((len(arrays), c, size, size), np.float32)
+    shapes: dict = {}
+    for j, a in enumerate(arrays):
+        if a.shape[2] != c:  # gray to colour: repeat; colour to gray: ITU-R 601 luma, as Pillow's "L"
+            a = np.repeat(a, 3, axis=2) if c == 3 else np.round(a @ np.array([0.299, 0.587, 0.114]))[..., None]
+        shapes.setdefault(a.shape, []).append((j, a))
+    for group in shapes.values():  # one antialiased resize per input shape
+        idx = [j for j, _ in group]
+        out[idx] = resize(np.stack([a for _, a in group]).transpose(0, 3, 1, 2), size)
+    return out, np.asarray(kept, dtype=np.int64), bad
+
+
+def skipped_report(root, skipped, total: int, show: int = 10, what: str = "skipped") -> str:
+    """One paragraph naming the files left out and why (the first ``show`` of them)."""
+    lines = [f"  {p}: {why}" for p, why in skipped[:show]]
+    more = [f"  ... and {len(skipped) - show} more"] if len(skipped) > show else []
+    return "\n".join([f"image folder {root}: {what} {len(skipped)} of {total} file(s):", *lines, *more])
+
+
+def imagefolder_dataset(listing: FolderListing, size: int, channels: int | None = None, min_images: int = 1,
+                        bad_files: str = "skip", name: str = "imagefolder"):
+    """The folder's :class:`ImageDataset` and the (path, why) of every file left out.
+
+    Bad files (``bad_files="skip"``) are left out and reported on stderr; ``"refuse"``
+    raises one :class:`DataMissingError` naming them. A contributor left with fewer than
+    ``min_images`` images is an error naming it."""
+    images, kept, bad = read_images(listing, size, channels)
+    skipped = sorted([*listing.skipped, *bad])
+    total = len(listing.items) + len(listing.skipped)
+    if bad and bad_files == "refuse":
+        raise DataMissingError(skipped_report(listing.root, bad, len(listing.items),
+                                              what="refused (bad_files='refuse'): cannot read"))
+    if skipped:
+        print(skipped_report(listing.root, skipped, total), file=sys.stderr, flush=True)
+    contributors = np.array([listing.items[i].contributor for i in kept], dtype=np.int64)
+    labels = np.array([listing.items[i].label for i in kept], dtype=np.int64)
+    check_counts(listing, np.bincount(contributors, minlength=len(listing.players)), min_images,
+                 "after skipping unreadable files")
+    same = listing.units == listing.players and np.array_equal(labels, contributors)
+    return ImageDataset(name, images, labels, listing.players, units=None if same else listing.units,
+                        contributors=None if same else contributors), skipped
+
+
+def check_counts(listing: FolderListing, counts, min_images: int, when: str = "") -> None:
+    """Every contributor holds at least ``min_images`` images, or one error naming those
+    that do not."""
+    short = [(p, int(c)) for p, c in zip(listing.players, counts) if c < min_images]
+    if short:
+        shown = ", ".join(f"{p!r} ({c})" for p, c in short[:10]) + (" ..." if len(short) > 10 else "")
+        raise DataMissingError(
+            f"image folder {listing.root}: {len(short)} contributor(s) have fewer than min_images={min_images} "
+            f"images{' ' + when if when else ''}: {shown}. Add images, move those out, or lower min_images")
