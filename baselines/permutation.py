@@ -74,26 +74,51 @@ class _PermutationBase(Estimator):
         _check_max_permutations(self.max_permutations)
 
     def _estimate(self, game, budget, rng: np.random.Generator):
+        return self._refine(None, game, budget, rng)[1]
+
+    def _refine(self, state, game, budget, rng: np.random.Generator):
+        """Draw orders until ``budget`` evaluations in all. Orders are drawn in batches
+        and the ones a step could not afford wait in ``state`` for the next, so the
+        orders used are always the same prefix of one stream: a refined estimate
+        equals, value for value, one run at its final budget and seed."""
         n = game.n_players
         per = 2 if self._antithetic else 1
+        if state is None:
+            state = {"queue": np.zeros((0, per * (n + 1), n), dtype=bool), "marginals": [], "units": 0}
         max_units = (
             (self.max_permutations if self.max_permutations is not None else 10 * budget)
             // per
         )
-        max_units = max(int(max_units), 1)
-        # repeated prefixes are free, so the cost per unit falls as orders accumulate
-        masks, v = draw_units(
-            BudgetPlanner(game),
-            lambda k: permutation_units(n, k, rng, self._antithetic),
-            max_units,
-            per * max(n - 1, 1),
-        )
-        values, stderr = _summarise(order_marginals(masks, v))
-        return {
+        left = max(int(max_units), 1) - state["units"]
+        queue = state["queue"]
+        used = 0
+
+        def make(k):  # the next k units of the stream, drawing what the queue lacks
+            nonlocal queue, used
+            if len(queue) < used + k:
+                queue = np.concatenate([queue, permutation_units(n, used + k - len(queue), rng,
+                                                                 self._antithetic)])
+            used += k
+            return queue[used - k : used]
+
+        if left > 0 and (state["units"] == 0 or BudgetPlanner(game, limit=budget).left > 0):
+            try:
+                # repeated prefixes are free, so the cost per unit falls as orders accumulate
+                masks, v = draw_units(BudgetPlanner(game, limit=budget), make, left,
+                                      per * max(n - 1, 1))
+            except ValueError:
+                if not state["units"]:
+                    raise
+                masks, v = queue[:0], np.zeros((0, queue.shape[1]))  # no unit fits this step
+            state["marginals"].append(order_marginals(masks, v))
+            state["units"] += len(masks)
+            state["queue"] = queue[len(masks):]
+        values, stderr = _summarise(np.concatenate(state["marginals"]))
+        return state, {
             "values": values,
             "stderr": stderr,
-            "counts": len(masks),
-            "extra": {"n_permutations": len(masks) * per},
+            "counts": state["units"],
+            "extra": {"n_permutations": state["units"] * per},
         }
 
 

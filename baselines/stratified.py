@@ -47,14 +47,20 @@ import numpy as np
 from surrogateshap.estimator import Estimator
 from surrogateshap.registry import register
 from surrogateshap.sampling import (
+    BudgetPlanner,
     anchor_masks,
     border_masks,
     border_sizes,
     distinct_subsets,
+    draw_units,
+    mask_key,
+    order_marginals,
+    permutation_units,
+    random_subsets,
     water_fill,
 )
 
-__all__ = ["StratifiedSVARM", "svarm_size_weights"]
+__all__ = ["StratifiedReference", "StratifiedSVARM", "stratified_reference", "svarm_size_weights"]
 
 SIZE_WEIGHTS = ("sqrt", "kernel", "uniform")
 
@@ -69,6 +75,48 @@ def svarm_size_weights(n: int, rule: str = "sqrt") -> np.ndarray:
     if rule == "kernel":
         return 1.0 / (s * (n - s))
     return np.ones(n - 1)
+
+
+def _fill_above(caps, shares, total: int, floors) -> np.ndarray:
+    """:func:`~surrogateshap.sampling.water_fill` with a floor per stratum (what an earlier
+    step already holds): strata the fill would leave below their floor keep the floor,
+    the rest share what is left."""
+    caps, shares, floors = np.asarray(caps), np.asarray(shares, dtype=float), np.asarray(floors, dtype=np.int64)
+    fixed = np.zeros(len(caps), dtype=bool)
+    while True:
+        counts = floors.copy()
+        free = ~fixed
+        room = max(int(total) - int(floors[fixed].sum()), 0)
+        counts[free] = water_fill(caps[free], shares[free], room) if free.any() else []
+        low = free & (counts < floors)
+        if not low.any():
+            return counts
+        fixed |= low
+
+
+def _more_subsets(n: int, k: int, count: int, held: set, rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct k-subsets of n players outside ``held`` (their mask keys),
+    uniformly without replacement; :func:`~surrogateshap.sampling.distinct_subsets`
+    (the same draws) when nothing is held."""
+    if not held:
+        return distinct_subsets(n, k, count, rng)
+    total = comb(n, k)
+    if total <= 4 * (count + len(held)):
+        allk = distinct_subsets(n, k, total, rng)  # every one, no draw
+        free = np.array([mask_key(z) not in held for z in allk])
+        pool = allk[free]
+        return pool[np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
+    out: list[np.ndarray] = []
+    seen = set(held)
+    while len(out) < count:
+        for row in random_subsets(n, np.full(2 * (count - len(out)), k), rng):
+            key = mask_key(row)
+            if key not in seen:
+                seen.add(key)
+                out.append(row)
+                if len(out) == count:
+                    break
+    return np.asarray(out, dtype=bool).reshape(-1, n)
 
 
 def _group_stats(Z: np.ndarray, y: np.ndarray):
@@ -99,32 +147,66 @@ class StratifiedSVARM(Estimator):
         return min(2, 2**n_players)
 
     def _estimate(self, game, budget, rng: np.random.Generator):
+        return self._refine(None, game, budget, rng)[1]
+
+    def _refine(self, state, game, budget, rng: np.random.Generator):
+        """Plan for ``budget`` in all (border sizes and per-size counts as one run at that
+        budget would), keeping what ``state`` holds: a size's count never falls below
+        what earlier steps drew (the water fill goes above those floors), enumerated
+        sizes are completed (their held coalitions are free), and the new draws of a
+        size exclude its held ones. So a refined estimate is the estimator applied to a
+        sample without replacement per size, like a one-shot run's, but its counts are
+        the one-shot plan's only where no floor binds, and its draws are others: it
+        equals a one-shot run in distribution, not value for value (from the first step,
+        which is a one-shot run)."""
         if not isinstance(self.efficient, (bool, np.bool_)):
             raise TypeError(f"efficient must be True or False, got {self.efficient!r}")
         n = game.n_players
         weights = svarm_size_weights(max(n, 2), self.size_weights)
-        v_empty, v_full = (float(x) for x in game(anchor_masks(n)))
-        total = v_full - v_empty
+        if state is None:
+            v_empty, v_full = (float(x) for x in game(anchor_masks(n)))
+            state = {"total": v_full - v_empty, "Z": np.zeros((0, n), dtype=bool), "y": np.zeros(0),
+                     "enum": ()}
+        total = state["total"]
         if n == 1:
-            return {"values": np.array([total]), "stderr": np.zeros(1), "exact": True}
-        enum, left = border_sizes(n, budget, weights, reserve=1)
+            return state, {"values": np.array([total]), "stderr": np.zeros(1), "exact": True}
+        Z0, y0 = state["Z"], state["y"]
+        k0 = Z0.sum(axis=1)
+        held = {s: int((k0 == s).sum()) for s in range(1, n)}
+        enum, _ = border_sizes(n, budget, weights, reserve=1)
+        enum = tuple(sorted(set(enum) | set(state["enum"])))
         rest = [s for s in range(1, n) if s not in enum]
-        counts = water_fill([comb(n, s) for s in rest], weights[np.array(rest, int) - 1], left) \
-            if rest else np.zeros(0, dtype=np.int64)
-        # one game call for everything: the enumerated sizes, then each sample
-        blocks = [border_masks(n, enum)] if enum else []
-        sizes = list(enum)
+        if 2 + sum(comb(n, s) for s in enum) + sum(held[s] for s in rest) > budget:
+            enum = state["enum"]  # what is held leaves no room to complete more sizes now
+            rest = [s for s in range(1, n) if s not in enum]
+        room = budget - 2 - sum(comb(n, s) for s in enum)  # for the sampled sizes, held included
+        counts = _fill_above([comb(n, s) for s in rest], weights[np.array(rest, int) - 1], room,
+                             [held[s] for s in rest]) if rest else np.zeros(0, dtype=np.int64)
+        # one game call for everything new: the enumerated sizes, then each size's draws
+        new_enum = [s for s in enum if s not in state["enum"]]
+        keep = ~np.isin(k0, new_enum)  # a newly enumerated size's held rows are re-listed whole
+        blocks = [Z0[keep]]
+        if new_enum:
+            blocks.append(border_masks(n, new_enum))
         for s, m in zip(rest, counts):
-            if m > 0:
-                blocks.append(distinct_subsets(n, s, int(m), rng))
-                sizes.append(s)
-        Z = np.concatenate(blocks) if blocks else np.zeros((0, n), dtype=bool)
-        y = game(Z) if len(Z) else np.zeros(0)
+            if m > held[s]:
+                seen = {mask_key(z) for z in Z0[k0 == s]}
+                blocks.append(_more_subsets(n, s, int(m) - held[s], seen, rng))
+        Z = np.concatenate(blocks)
+        fresh = Z[int(keep.sum()):]
+        y = np.concatenate([y0[keep], game(fresh) if len(fresh) else np.zeros(0)])
+        state.update(Z=Z, y=y, enum=enum)
+        return state, self._values(n, total, Z, y, enum, dict(zip(rest, (int(c) for c in counts))))
+
+    def _values(self, n, total, Z, y, enum, n_sampled):
+        """The SVARM estimate (and stderr) of the coalitions Z with utilities y; ``enum``
+        the sizes held whole, ``n_sampled`` the others' counts."""
+        rest = list(n_sampled)
+        counts = list(n_sampled.values())
         k = Z.sum(axis=1)
         d = np.zeros(n)
         var = np.zeros(n)
         unknown = np.zeros(n, dtype=bool)
-        n_sampled = dict(zip(rest, (int(c) for c in counts)))
         for s in range(1, n):
             rows = k == s
             if not rows.any():
@@ -163,3 +245,116 @@ class StratifiedSVARM(Estimator):
                 "samples_per_size": {int(s): int(c) for s, c in zip(rest, counts)},
             },
         }
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def _border_positions(n: int, border: int) -> list[int]:
+    """The positions (0-based: how many players precede) whose expected marginal the
+    border sizes give exactly: the first and the last ``border`` ones."""
+    return sorted(set(range(min(border, n))) | set(range(max(n - border, 0), n)))
+
+
+class StratifiedReference(Estimator):
+    """A reference for games too large to enumerate: exact border strata, antithetic
+    permutations in the middle.
+
+    phi_i = (1/n) sum_{p=0}^{n-1} E[v(S + i) - v(S)] over S uniform among the p-subsets
+    of the others (p: i's position in a random order). For the first and last
+    ``border`` positions that expectation is a difference of two means over whole
+    sizes (the size-(p+1) coalitions holding i, the size-p ones without it), so
+    evaluating every coalition of sizes 1..border and n-border..n-1 gives them
+    exactly. These are the marginals that dominate games like the proxy game (a
+    player's first steps are worth 100x its value), and the variance they would add.
+    The mean marginal over the n - 2 border middle positions is estimated from
+    antithetic order pairs: in a uniform order a player stands at a uniform position,
+    so the pairs that place it in the middle (an order and its reverse both do, or
+    neither) give it unbiased samples of that mean. Its standard error is the pairs'
+    spread; a player no pair placed in the middle gets 0 there and a NaN stderr.
+    The values are not projected onto efficiency (the estimate stays unbiased);
+    ``extra["efficiency_gap"]`` says how far off the sum is.
+
+    ``border``: positions computed exactly at each end (cost 2 sum_{s<=border} C(n, s));
+    ``permutations``: at most that many orders (pairs count two; None: as many as
+    the budget pays for, each costing the n - 2 border - 1 middle prefixes).
+    """
+
+    name = "stratified-reference"
+
+    def __init__(self, border: int = 2, permutations: int | None = None):
+        self.border = border
+        self.permutations = permutations
+
+    def validate(self):
+        b = self.border
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise ValueError(f"border must be an integer >= 1; got {b!r}")
+        p = self.permutations
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 2):
+            raise ValueError(f"permutations must be an integer >= 2 (one antithetic pair) or None; got {p!r}")
+
+    def _sizes(self, n: int) -> list[int]:
+        return [s for s in range(1, n) if s <= self.border or s >= n - self.border]
+
+    def min_budget(self, n_players: int) -> int:
+        n = n_players
+        middle = n - len(_border_positions(n, self.border))
+        need = 2 + sum(comb(n, s) for s in self._sizes(n)) + (2 * (middle - 1) if middle else 0)
+        return min(need, 2**n) if n <= 62 else need
+
+    def budget_for(self, n_players: int, permutations: int) -> int:
+        """The budget that pays for the border and ``permutations`` orders' middle
+        prefixes (an upper bound: repeated prefixes are free)."""
+        n = n_players
+        middle = n - len(_border_positions(n, self.border))
+        need = 2 + sum(comb(n, s) for s in self._sizes(n)) + permutations * max(middle - 1, 0)
+        return min(need, 2**n) if n <= 62 else need
+
+    def _estimate(self, game, budget, rng: np.random.Generator):
+        n = game.n_players
+        Z = np.concatenate([anchor_masks(n), border_masks(n, self._sizes(n))])
+        y = game(Z)
+        k = Z.sum(axis=1)
+        exact_part = np.zeros(n)
+        positions = _border_positions(n, self.border)
+        for p in positions:  # mean of v over size p+1 holding i, minus over size p without i
+            _, m_in, _ = _group_stats(Z[k == p + 1], y[k == p + 1])
+            _, m_out, _ = _group_stats(~Z[k == p], y[k == p])
+            exact_part += m_in - m_out
+        middle = n - len(positions)
+        total = float(y[k == n][0] - y[k == 0][0])
+        if middle == 0:  # every size was evaluated: exact
+            return {"values": exact_part / n, "stderr": np.zeros(n), "exact": True,
+                    "extra": {"border_sizes": self._sizes(n), "n_permutations": 0}}
+        max_units = (self.permutations if self.permutations is not None else 10 * budget) // 2
+        masks, v = draw_units(BudgetPlanner(game), lambda m: permutation_units(n, m, rng, True),
+                              max(int(max_units), 1), 2 * (middle - 1))
+        unit = order_marginals(masks, v)  # (U, n): each pair's mean marginal
+        pos = n - masks[:, : n + 1].sum(axis=1)  # (U, n): positions in the pair's first order
+        inside = (pos >= self.border) & (pos < n - self.border)
+        cnt = inside.sum(axis=0)
+        s1 = np.where(inside, unit, 0.0).sum(axis=0)
+        s2 = np.where(inside, unit**2, 0.0).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(cnt > 0, s1 / np.maximum(cnt, 1), 0.0)
+            var = np.where(cnt > 1, (s2 - cnt * mean**2) / np.maximum(cnt - 1, 1), np.nan)
+        values = (exact_part + middle * mean) / n
+        stderr = middle * np.sqrt(np.clip(var, 0.0, None) / np.maximum(cnt, 1)) / n
+        return {
+            "values": values,
+            "stderr": stderr,
+            "counts": cnt,
+            "extra": {"border_sizes": self._sizes(n), "n_permutations": 2 * len(masks),
+                      "efficiency_gap": total - float(values.sum())},
+        }
+
+
+def stratified_reference(game, permutations: int = 300, border: int = 2, seed: int | None = 0):
+    """Reference Shapley values of ``game`` (an :class:`~surrogateshap.attribution.Attribution`
+    with per-player stderr): :class:`StratifiedReference` with ``border`` exact positions at
+    each end and ``permutations`` antithetic orders for the middle; exact where that
+    budget reaches 2**n."""
+    est = StratifiedReference(border=border, permutations=permutations)
+    est.validate()
+    return est.estimate(game, est.budget_for(game.n_players, permutations), seed=seed)

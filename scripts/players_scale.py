@@ -10,18 +10,32 @@ proportion to their image counts, at least one each, items dealt at random under
 to its images: exactly the proxy game of a task whose contributors are not its units
 (the fashion-brands seam). n = 30 is the task's own proxy game.
 
-Per n, the reference is antithetic permutation sampling with ``--ref-permutations``
-permutations (its standard error is reported). Per (n, budget, setting, seed):
+Per n, the reference is :func:`baselines.stratified.stratified_reference`: every coalition
+of the first and last ``--ref-border`` sizes (so the first and last positions' marginals,
+which dominate this game, are exact) plus ``--ref-permutations`` antithetic orders for
+the middle (its standard error is reported). Per (n, budget, setting, seed):
 relative L2 error and Spearman against the reference, and seconds split into game
 evaluations and SurrogateSHAP's own work (XGBoost fit + interventional TreeSHAP).
 Settings: the published defaults (900 trees, depth 5), paired (antithetic) coalition
 sampling, and a cheaper surrogate (300 trees, learning rate 0.15); beside them permutation
 sampling and KernelSHAP at the same budget, for scale. Writes --out.md/.csv.
+
+``--anytime`` runs the study of issue 34 instead (results/players_scale_anytime.md):
+
+    OMP_NUM_THREADS=1 python scripts/players_scale.py --anytime --n 30 258
+
+per n, two stratified references (seeds 12345 and 54321; their agreement is the
+reference's own noise; estimators are scored against their mean), then every
+``--estimators`` spec at every ``--budgets`` (per n: ``--budgets-30``, ``--budgets-258``,
+else the defaults below) and seed, and every ``--until`` run (an estimator spec with its
+stopping rule, at the largest budget): Spearman and relative L2 against the reference,
+distinct evaluations, seconds in all and in the game, the estimate's max relative stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 from pathlib import Path
 
@@ -29,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from baselines.stratified import stratified_reference
 from surrogateshap import get_estimator
 from surrogateshap.game import Game
 from surrogateshap.tasks import get_task
@@ -93,28 +108,169 @@ class ShardedProxyGame(Game):
         return out
 
 
+#: the anytime study's estimators, budgets per n and stopping-rule runs
+ANYTIME_ESTIMATORS = ("stratified-svarm", "surrogateshap", "permutation-antithetic")
+ANYTIME_BUDGETS = {30: (300, 1000, 3000, 10000), 258: (1000, 3000, 10000, 30000, 60000)}
+ANYTIME_UNTIL = ("auto(cheap=True)",)
+
+
+def _score(att, ref_v, game, t0) -> dict:
+    v = np.asarray(att.values)
+    se = att.stderr
+    return {"spearman": float(spearmanr(v, ref_v).statistic),
+            "rel_l2": float(np.linalg.norm(v - ref_v) / np.linalg.norm(ref_v)),
+            "evaluations": att.n_evaluations, "seconds": time.perf_counter() - t0,
+            "game_seconds": game.seconds,
+            "rel_stderr": float(np.max(se) / np.ptp(v)) if se is not None and np.isfinite(se).all() else np.nan,
+            "stopped_by": att.stopped_by}
+
+
+def plot_anytime(df: pd.DataFrame, path: str) -> None:
+    """Spearman against evaluations, one panel per n, one line per estimator (seed means)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(df["n"].unique())
+    fig, axes = plt.subplots(1, len(ns), figsize=(5 * len(ns), 3.6), squeeze=False)
+    for ax, n in zip(axes[0], ns):
+        part = df[df["n"] == n].groupby(["estimator", "budget"], sort=False)[["evaluations", "spearman"]].mean()
+        for est, g in part.groupby(level=0, sort=False):
+            ax.plot(g["evaluations"], g["spearman"], "o" if len(g) == 1 else "o-", label=est)
+        ax.axhline(0.97, color="grey", lw=0.8, ls="--")
+        ax.set(xscale="log", xlabel="distinct evaluations", ylabel="Spearman vs reference", title=f"n = {n}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def anytime_study(a, task, proxy):
+    rows, refs = [], []
+    for n in a.n:
+        counts = task.unit_counts() if n == task.n_players else shard_counts(task.unit_counts(), n)
+        game = ShardedProxyGame(proxy, counts)
+        pair = []
+        for seed in (12345, 54321):
+            t0 = time.perf_counter()
+            kept = Path(a.ref_cache or "", f"ref-n{n}-b{a.ref_border}-p{a.ref_permutations}-s{seed}.pkl")
+            if a.ref_cache and kept.exists():
+                pair.append(pickle.loads(kept.read_bytes()))
+            else:
+                pair.append(stratified_reference(game, a.ref_permutations, a.ref_border, seed=seed))
+                if a.ref_cache:
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    kept.write_bytes(pickle.dumps(pair[-1]))
+            refs.append({"n": n, "seed": seed, "evaluations": pair[-1].n_evaluations,
+                         "seconds": round(time.perf_counter() - t0, 1),
+                         "rel. stderr (L2)": float(np.linalg.norm(pair[-1].stderr) / np.linalg.norm(pair[-1].values))})
+            print(refs[-1], flush=True)
+        va, vb = (np.asarray(r.values) for r in pair)
+        refs[-1].update({"A vs B spearman": float(spearmanr(va, vb).statistic),
+                         "A vs B rel. L2": float(np.linalg.norm(va - vb) / np.linalg.norm((va + vb) / 2))})
+        ref_v = (va + vb) / 2
+        if a.permutation_border and n > 10:
+            table = permutation_border_study(game, ref_v)
+            print(table.round(3).to_markdown(index=False), flush=True)
+            continue
+        budgets = getattr(a, f"budgets_{n}", None) or ANYTIME_BUDGETS.get(n, a.budgets)
+        plan = [(spec, b, None) for spec in a.estimators for b in budgets]
+        plan += [(spec, max(budgets) * 4, "until") for spec in a.until]
+        for spec, budget, kind in plan:
+            for s in a.seeds:
+                game.seconds = 0.0
+                t0 = time.perf_counter()
+                att = get_estimator(spec).estimate(game, budget, seed=s)
+                rows.append({"n": n, "estimator": spec, "budget": budget, "seed": s,
+                             "chosen": att.extra.get("auto", {}).get("chose", ""),
+                             **_score(att, ref_v, game, t0)})
+                print(rows[-1], flush=True)
+    if a.permutation_border:
+        return
+    df = pd.DataFrame(rows)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(f"{a.out}.csv", index=False)
+    agg = df.groupby(["n", "estimator", "budget"], sort=False).agg(
+        evaluations=("evaluations", "mean"), spearman=("spearman", "mean"), spearman_min=("spearman", "min"),
+        rel_l2=("rel_l2", "mean"), rel_stderr=("rel_stderr", "mean"), seconds=("seconds", "mean"),
+        game_seconds=("game_seconds", "mean")).reset_index()
+    lines = ["# Players scale, anytime: error against budget and time at n = 30 and n = 258", "",
+             f"`OMP_NUM_THREADS=1 python scripts/players_scale.py {' '.join(a.argv)}`", "",
+             f"clipart-artists' proxy game, utility `{a.utility}` (n > 30: artists split into shards). "
+             "Reference: the mean of two stratified references (border "
+             f"{a.ref_border}, {a.ref_permutations} antithetic permutations each, seeds 12345 and 54321). "
+             f"Mean (and min Spearman) over seeds {' '.join(map(str, a.seeds))}; seconds in all (estimator "
+             "+ game) on one thread of a shared 2-core machine; rel_stderr: the estimate's max stderr "
+             "over its value range.", "",
+             "## The references", "", pd.DataFrame(refs).round(4).to_markdown(index=False), "",
+             "## Error and cost", "", agg.round(4).to_markdown(index=False), "",
+             f"![Spearman against evaluations]({Path(a.out).name}.png)", ""]
+    Path(f"{a.out}.md").write_text("\n".join(lines) + "\n")
+    plot_anytime(df, f"{a.out}.png")
+    print(f"wrote {a.out}.md", flush=True)
+
+
+def permutation_border_study(game, truth, pairs: int = 116, seed: int = 7) -> pd.DataFrame:
+    """Why antithetic permutations rank worse with more orders: Spearman against ``truth``
+    of the first k pairs' estimate, with and without the border positions (the first and
+    last two), and the share of players that drew a border position."""
+    from surrogateshap.sampling import order_marginals, permutation_units
+
+    n = game.n_players
+    masks = permutation_units(n, pairs, np.random.default_rng(seed), True)
+    v = game(masks.reshape(-1, n)).reshape(pairs, -1)
+    unit, pos = order_marginals(masks, v), n - masks[:, : n + 1].sum(axis=1)
+    border = (pos < 2) | (pos >= n - 2)
+    rows = []
+    for k in sorted({1, 2, 4, 8, 16, 32, 64, pairs}):
+        inside = ~border[:k]
+        middle = np.where(inside, unit[:k], 0.0).sum(0) / np.maximum(inside.sum(0), 1)
+        rows.append({"pairs": k, "evaluations": 2 * k * (n - 1) + 2,
+                     "spearman, all positions": spearmanr(unit[:k].mean(0), truth).statistic,
+                     "spearman, middle positions only": spearmanr(middle, truth).statistic,
+                     "players with a border draw": border[:k].any(0).mean()})
+    steps = np.diff(v[:, : n + 1], axis=1)
+    print(f"v(empty) {v[0, 0]:.1f}; mean marginal at positions 0..3 {steps[:, :4].mean(0).round(1)} "
+          f"(sd at 0: {steps[:, 0].std():.1f}); middle {steps[:, 10:-10].mean():.3f}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, nargs="+", default=[30, 100, 258])
     p.add_argument("--budgets", type=int, nargs="+", default=[300, 800])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--utility", default="neg_fid")
-    p.add_argument("--ref-permutations", type=int, default=1000)
+    p.add_argument("--ref-permutations", type=int, default=300)
+    p.add_argument("--ref-border", type=int, default=2)
     p.add_argument("--scale", default="default")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="results/clipart_artists_players_scale")
+    p.add_argument("--out", default=None, help="default results/clipart_artists_players_scale, "
+                   "with --anytime results/players_scale_anytime")
+    p.add_argument("--anytime", action="store_true", help="the anytime study (see the docstring)")
+    p.add_argument("--estimators", nargs="+", default=list(ANYTIME_ESTIMATORS))
+    p.add_argument("--until", nargs="*", default=list(ANYTIME_UNTIL))
+    p.add_argument("--budgets-30", type=int, nargs="+", default=None)
+    p.add_argument("--budgets-258", type=int, nargs="+", default=None)
+    p.add_argument("--ref-cache", default=None, help="a folder keeping the references between runs")
+    p.add_argument("--permutation-border", action="store_true",
+                   help="with --anytime: only print why permutation sampling ranks worse with more orders")
     a = p.parse_args(argv)
+    a.argv = list(argv or [])
+    a.out = a.out or ("results/players_scale_anytime" if a.anytime else "results/clipart_artists_players_scale")
     import torch
 
     torch.set_num_threads(a.threads)
     task = get_task("clipart-artists", scale=a.scale)
     proxy = task.proxy_game(a.utility)
+    if a.anytime:
+        return anytime_study(a, task, proxy)
     rows, refs = [], []
     for n in a.n:
         counts = task.unit_counts() if n == task.n_players else shard_counts(task.unit_counts(), n)
         game = ShardedProxyGame(proxy, counts)
         t0 = time.perf_counter()
-        ref = get_estimator("permutation-antithetic").estimate(game, a.ref_permutations * n, seed=12345)
+        ref = stratified_reference(game, a.ref_permutations, a.ref_border, seed=12345)
         ref_v, ref_se = np.asarray(ref.values), np.asarray(ref.stderr)
         refs.append({"n": n, "items per contributor": f"{counts.sum(1).min()}-{counts.sum(1).max()}",
                      "reference evaluations": ref.n_evaluations,
@@ -147,7 +303,7 @@ def main(argv=None):
     lines = ["# clipart-artists: SurrogateSHAP's cost and error against the number of players", "",
              f"`python scripts/players_scale.py {' '.join(argv or [])}`".replace(" `", "`"), "",
              f"Utility `{a.utility}` of the proxy game; n > 30 splits each artist into shards "
-             "(see the script's docstring). Error against antithetic permutation sampling "
+             "(see the script's docstring). Error against the stratified reference "
              "(rel_l2_net: less the reference's own relative standard error, in quadrature); "
              f"mean (sd) over seeds {' '.join(map(str, a.seeds))}. Seconds on one thread of this "
              "machine: estimator = everything but the game (for SurrogateSHAP, XGBoost fit + TreeSHAP).", "",

@@ -5,7 +5,7 @@ returns an :class:`Attribution`; metrics compare attributions with ground truth.
 """
 
 from surrogateshap.attribution import Attribution
-from surrogateshap.estimator import Estimator
+from surrogateshap.estimator import Estimator, Until
 from surrogateshap.exact import exact_shapley, shapley_from_table
 from surrogateshap.game import (
     BudgetedGame,
@@ -30,7 +30,7 @@ from surrogateshap.store import CoalitionStore, CorruptStoreError
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attribution", "Estimator", "Game", "FunctionGame", "CachedGame", "BudgetedGame",
+    "Attribution", "Estimator", "Until", "Game", "FunctionGame", "CachedGame", "BudgetedGame",
     "CoalitionStore", "CorruptStoreError", "BudgetExceededError", "NonFiniteUtilityError", "all_coalitions",
     "exact_shapley", "shapley_from_table", "AdditiveGame", "AirportGame", "NoisyGame",
     "UnanimityGame", "WeightedVotingGame", "random_unanimity_game",

@@ -35,7 +35,9 @@ class Attribution:
     independent units behind each player's value (a scalar is broadcast): with both,
     two partial results of the same game merge (:meth:`merge`), as pyDVL's
     ``ValuationResult`` does. ``interactions`` is an optional (n, n) matrix of pairwise
-    Shapley interaction values.
+    Shapley interaction values. ``stopped_by`` says what ended an anytime estimate
+    (``estimate(until=...)``): "rel_stderr", "top_k", "seconds" or "budget"; None for a
+    fixed budget.
     """
 
     values: np.ndarray
@@ -53,6 +55,7 @@ class Attribution:
     interactions: np.ndarray | None = None
     exact: bool = False
     extra: dict = field(default_factory=dict)
+    stopped_by: str | None = None
 
     def __post_init__(self):
         who = self.estimator or "estimator"
@@ -129,6 +132,7 @@ class Attribution:
             cost=self.cost + other.cost,
             interactions=None,
             exact=self.exact and other.exact,
+            stopped_by=None,
             extra={"merged": [self.extra, other.extra]},
         )
 

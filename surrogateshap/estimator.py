@@ -12,13 +12,21 @@ Two rules hold for every estimator, here rather than in each one:
   one check the benchmark also uses to skip a case;
 - a budget of at least 2**n buys every coalition: the work is capped there and, for
   the indices that enumeration defines (Shapley, Banzhaf), the result is exact.
+
+Anytime estimates: ``estimate(game, budget, until=Until(...))`` refines the estimate in
+steps of doubling budgets, keeping every evaluation already paid for, and stops at the
+first step after which a criterion of :class:`Until` holds (or at ``budget``); the
+Attribution's ``stopped_by`` names which. An estimator opts in by implementing
+``_refine(state, game, budget, rng)``; the others refuse ``until=``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from numbers import Real
 from typing import ClassVar
 
@@ -33,10 +41,83 @@ from surrogateshap.exact import (
 )
 from surrogateshap.game import BudgetedGame, Game, PlayersOnly, all_coalitions
 
-__all__ = ["Estimator"]
+__all__ = ["Estimator", "Until"]
 
 #: index -> enumeration formula, for the exact answer at a budget of 2**n
 _FROM_TABLE = {"shapley": shapley_from_table, "banzhaf": banzhaf_from_table}
+
+
+def _rel_stderr(values, stderr) -> float:
+    """The largest standard error over the values' range (NaN: unknown)."""
+    if stderr is None:
+        return float("nan")
+    se, spread = np.asarray(stderr, dtype=float), float(np.ptp(values))
+    return float(se.max() / spread) if spread > 0 and np.isfinite(se).all() else float("nan")
+
+
+@dataclass(frozen=True)
+class Until:
+    """When an anytime estimate stops refining: the first of these to hold (None: unused).
+
+    - ``rel_stderr``: every player's standard error is at most this fraction of the
+      values' range (max - min), NaN errors never pass (for estimators that report
+      standard errors);
+    - ``top_k`` players, in order, unchanged over the last ``stable_steps`` refinements
+      (so over ``stable_steps`` + 1 estimates);
+    - ``seconds``: wall time; a step is not started when, at the last step's pace, it
+      would end past the limit.
+
+    Steps: the first spends ``first`` evaluations (None: max(8 n, the estimator's
+    minimum)), each next one ``growth`` times as many in all, the last one ``budget``.
+    """
+
+    rel_stderr: float | None = None
+    top_k: int | None = None
+    stable_steps: int = 2
+    seconds: float | None = None
+    first: int | None = None
+    growth: float = 2.0
+
+    def __post_init__(self):
+        for name in ("rel_stderr", "seconds"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, Real) or not v > 0):
+                raise ValueError(f"until {name} must be a number > 0 or None; got {v!r}")
+        for name, low in (("top_k", 1), ("stable_steps", 1), ("first", 1)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
+                raise ValueError(f"until {name} must be an integer >= {low}; got {v!r}")
+        if isinstance(self.growth, bool) or not isinstance(self.growth, Real) or not self.growth > 1:
+            raise ValueError(f"until growth must be a number > 1; got {self.growth!r}")
+        if self.rel_stderr is None and self.top_k is None and self.seconds is None:
+            raise ValueError("until needs a criterion: rel_stderr, top_k or seconds")
+
+    @classmethod
+    def of(cls, until) -> Until:
+        """An :class:`Until`, or one made from a dict of its fields."""
+        if isinstance(until, cls):
+            return until
+        if isinstance(until, dict):
+            bad = sorted(set(until) - set(cls.__dataclass_fields__))
+            if bad:
+                raise ValueError(f"until: unknown criteria {bad}; known: {sorted(cls.__dataclass_fields__)}")
+            return cls(**until)
+        raise TypeError(f"until must be an Until or a dict of its fields; got {type(until).__name__}")
+
+    def met(self, history: list[dict], stderr, elapsed: float, next_seconds: float) -> str | None:
+        """The criterion that holds after the last step of ``history`` (dicts with
+        "values"), or None."""
+        values = history[-1]["values"]
+        if self.rel_stderr is not None and _rel_stderr(values, stderr) <= self.rel_stderr:
+            return "rel_stderr"
+        if self.top_k is not None and len(history) > self.stable_steps:
+            k = min(self.top_k, len(values))
+            tops = [tuple(np.argsort(-h["values"], kind="stable")[:k]) for h in history[-self.stable_steps - 1:]]
+            if len(set(tops)) == 1:
+                return "top_k"
+        if self.seconds is not None and elapsed + next_seconds > self.seconds:
+            return "seconds"
+        return None
 
 
 class Estimator(ABC):
@@ -114,10 +195,56 @@ class Estimator(ABC):
                 return f"{self.label} requires {missing}; available: {sorted(offers) or 'none'}"
         return None
 
-    def estimate(self, game: Game, budget: int, seed: int | None = 0, **resources) -> Attribution:
+    @classmethod
+    def refines(cls) -> bool:
+        """Whether the estimator can refine an estimate (``estimate(until=...)``)."""
+        return cls._refine is not Estimator._refine
+
+    def _refine(self, state, game: BudgetedGame, budget: int, rng: np.random.Generator):
+        """One anytime step: from ``state`` (None at first) spend evaluations until
+        ``game.n_evaluations`` reaches at most ``budget`` (the total so far, not the
+        increment), keeping what ``state`` holds; return (state, result dict as from
+        :meth:`_estimate`)."""
+        raise NotImplementedError
+
+    def _refine_until(self, counted: BudgetedGame, budget: int, rng, until: Until, t0: float):
+        n = counted.n_players
+        step = min(budget, max(until.first or 8 * n, self.min_budget(n)))
+        state, history, stopped = None, [], None
+        while True:
+            t_step = time.perf_counter()
+            state, out = self._refine(state, counted, step, rng)
+            now = time.perf_counter()
+            values = np.asarray(out["values"], dtype=float).reshape(-1)
+            history.append({"values": values, "n_evaluations": counted.n_evaluations,
+                            "seconds": now - t0, "rel_stderr": _rel_stderr(values, out.get("stderr"))})
+            if until.rel_stderr is not None and out.get("stderr") is None:
+                raise ValueError(f"{self.label} reports no standard error, so until rel_stderr cannot "
+                                 "be checked; use top_k or seconds")
+            nxt = min(budget, max(step + 1, math.ceil(step * until.growth)))
+            # the next step's time at this one's pace per evaluation held
+            pace = (now - t_step) * nxt / max(step, 1)
+            stopped = until.met(history, out.get("stderr"), now - t0, pace if step < budget else 0.0)
+            if stopped or step >= budget:
+                break
+            step = nxt
+        out.setdefault("extra", {})["steps"] = [
+            {k: h[k] for k in ("n_evaluations", "seconds", "rel_stderr")} for h in history]
+        return out, stopped or "budget"
+
+    def estimate(self, game: Game, budget: int, seed: int | None = 0, until=None,
+                 **resources) -> Attribution:
         """Values of ``game``'s players from at most ``budget`` distinct coalitions. An
         estimator that plays no coalition (``uses_budget = False``: it reads the model)
-        may be given the players' names instead of a game."""
+        may be given the players' names instead of a game. ``until`` (an :class:`Until`
+        or a dict of its fields) refines the estimate in steps and stops early when a
+        criterion holds (see the module doc)."""
+        if until is not None:
+            until = Until.of(until)
+            if not self.refines():
+                raise ValueError(f"{self.label} does not support until= (it has no _refine step); "
+                                 "stratified-svarm, permutation, permutation-antithetic and "
+                                 "surrogateshap do")
         if not isinstance(game, Game):
             names = list(game) if isinstance(game, (list, tuple)) else None
             if self.uses_budget or not names or not all(isinstance(p, str) for p in names):
@@ -145,6 +272,7 @@ class Estimator(ABC):
         counted = BudgetedGame(game, budget)
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
+        stopped = None
         if (budget == full and self.exact_at_full_budget and self.index in _FROM_TABLE
                 and n <= MAX_EXACT_PLAYERS):
             # every coalition fits: enumerate, whatever the method (the cap keeps a huge
@@ -154,6 +282,8 @@ class Estimator(ABC):
                    "exact": True, "extra": {"all_coalitions": True}}
             if self.wants_interactions() and self.index == "shapley":
                 out["interactions"] = shapley_interactions_from_table(table, n)
+        elif until is not None:
+            out, stopped = self._refine_until(counted, budget, rng, until, t0)
         else:
             out = self._estimate(counted, budget, rng, **resources)
         seconds = time.perf_counter() - t0
@@ -179,6 +309,7 @@ class Estimator(ABC):
             interactions=out.get("interactions"),
             exact=exact,
             extra=out.get("extra", {}),
+            stopped_by=stopped or out.get("stopped_by") or (None if until is None else "budget"),
         )
 
     def _check_claims(self, out: dict, counted: BudgetedGame, game: Game) -> tuple[float, bool]:
@@ -204,7 +335,8 @@ class Estimator(ABC):
     @abstractmethod
     def _estimate(self, game: BudgetedGame, budget: int, rng: np.random.Generator, **resources):
         """Return an array of values, or a dict with "values" and optional "stderr",
-        "counts" (independent units per player), "interactions", "exact", "extra"."""
+        "counts" (independent units per player), "interactions", "exact", "extra",
+        "stopped_by" (an estimator that runs a refined estimate of its own)."""
 
     def get_params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

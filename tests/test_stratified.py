@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import baselines  # noqa: F401  (registers the estimators)
+from baselines.stratified import StratifiedReference, stratified_reference
 from surrogateshap import (
     AirportGame,
     CachedGame,
@@ -179,3 +180,93 @@ def test_invalid_parameters_are_refused():
         get_estimator("kadd-shap", k=0).estimate(game, 20)
     with pytest.raises(ValueError, match="unknowns"):
         get_estimator("kadd-shap", k=3).estimate(random_unanimity_game(40, seed=0), 100)
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+#: 10- and 12-player games with known values; the airport and voting games put most of a
+#: player's value in its first or last steps, as the proxy game does
+REFERENCE_GAMES = {
+    "unanimity10": random_unanimity_game(10, seed=0, offset=1.0),
+    "airport12": AirportGame(np.arange(1, 13) ** 1.5),
+    "voting12": WeightedVotingGame(np.arange(1, 13), 40),
+}
+
+
+def test_reference_is_exact_when_the_border_holds_every_size():
+    game = random_unanimity_game(4, seed=2, offset=0.5)
+    att = stratified_reference(game, permutations=10, border=2)
+    assert att.exact
+    np.testing.assert_allclose(att.values, exact_shapley(game), atol=1e-12)
+    np.testing.assert_array_equal(att.stderr, 0.0)
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_GAMES))
+def test_reference_is_unbiased(name):
+    # the mean over 200 seeds lies within 4.5 standard errors of that mean of the
+    # exact values: a wrong weight on the exact border or on the middle fails by far
+    game = REFERENCE_GAMES[name]
+    truth = game.exact_values()
+    runs = np.array([stratified_reference(game, permutations=20, seed=s).values for s in range(200)])
+    se = runs.std(axis=0, ddof=1) / np.sqrt(len(runs)) + 1e-12
+    assert np.abs((runs.mean(axis=0) - truth) / se).max() < 4.5
+    assert runs.std(axis=0).max() > 0  # the middle is sampled, not enumerated
+
+
+@pytest.mark.parametrize("name", ["unanimity10", "mixture12"])
+def test_reference_stderr_covers_its_error(name):
+    # (the airport and voting games' middle marginals are rare jumps: a few pairs'
+    # spread says little of their variance, so they are left to the unbiasedness test)
+    game = REFERENCE_GAMES[name] if name in REFERENCE_GAMES else mixture_game()
+    truth = exact_shapley(game)
+    errs, ses = [], []
+    for seed in range(10):
+        att = stratified_reference(game, permutations=100, seed=seed)
+        assert att.n_evaluations < 2**game.n_players and not att.exact
+        assert att.extra["border_sizes"] == [1, 2, game.n_players - 2, game.n_players - 1]
+        assert rel_l2(att.values, truth) < 0.3
+        errs.append(np.abs(att.values - truth))
+        ses.append(att.stderr)
+    errs, ses = np.concatenate(errs), np.concatenate(ses)
+    assert np.mean(errs <= 3 * ses + 1e-12) >= 0.9
+    assert np.mean(errs <= 3 * ses / 5 + 1e-12) < 0.9  # the stderr is not inflated
+
+
+def mixture_game(n: int = 12, seed: int = 0) -> FunctionGame:
+    """Like the proxy game: v(S) = the mean of S's qualities (a mixture's utility) plus a
+    small additive part, so a player's marginal at position p is about 1/(p + 1)."""
+    rng = np.random.default_rng(seed)
+    c, w = rng.normal(0.0, 10.0, n), rng.normal(0.3, 0.1, n)
+
+    def v(m):
+        size = m.sum(axis=1)
+        return np.where(size > 0, (m @ c) / np.maximum(size, 1), -20.0) + m @ w
+
+    return FunctionGame(v, n, identity=f"mixture{n}-{seed}")
+
+
+def test_reference_beats_permutations_where_the_first_steps_dominate():
+    # exact border strata remove the first steps' variance; antithetic permutations at
+    # the same budget keep it
+    game = mixture_game()
+    truth = exact_shapley(game)
+    ref = [rel_l2(stratified_reference(game, permutations=40, seed=s).values, truth) for s in range(5)]
+    budget = StratifiedReference().budget_for(12, 40)
+    perm = [rel_l2(get_estimator("permutation-antithetic").estimate(game, budget, seed=s).values, truth)
+            for s in range(5)]
+    assert np.mean(ref) < 0.5 * np.mean(perm)
+
+
+def test_reference_flags_a_player_with_no_middle_sample():
+    att = stratified_reference(random_unanimity_game(10, seed=0), permutations=2, seed=0)
+    assert np.isnan(att.stderr).any() and (att.counts == 0).any()
+    assert np.isnan(att.stderr[att.counts == 0]).all()
+
+
+def test_reference_refuses_bad_parameters():
+    game = random_unanimity_game(10, seed=0)
+    with pytest.raises(ValueError, match="border must be an integer >= 1; got 0"):
+        stratified_reference(game, border=0)
+    with pytest.raises(ValueError, match="permutations must be an integer >= 2"):
+        stratified_reference(game, permutations=1)

@@ -75,6 +75,8 @@ class ScaleSettings:
 
 
 _KNOWN = ("unanimity10", "airport20", "voting20")
+#: fashion-animal20's proxy game enumerated on all 2^20 coalitions (slow: its first build takes minutes)
+_PROXY_EXACT = "fashion-animal20-proxy"
 #: a selection entry standing for every task registered with ``benchmark=True`` (the image
 #: tasks with reference tables of their own; skipped, with the reason, without their data)
 IMAGE_TASKS = "@image-tasks"
@@ -105,7 +107,7 @@ SCALE_SETTINGS = {
         budgets=(32, 64, 128),
     ),
     "default": ScaleSettings(
-        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10", IMAGE_TASKS)),
+        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", _PROXY_EXACT, "digits10", IMAGE_TASKS)),
         budgets=(32, 64, 128, 256, 512),
     ),
     # the task reports (results/<task>_report.md): the default preset with the report's selection
@@ -116,7 +118,7 @@ SCALE_SETTINGS = {
         task_scale="default",
     ),
     "paper": ScaleSettings(
-        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", "digits10", IMAGE_TASKS)),
+        selection=tuple((t, None, None) for t in (*_KNOWN, "unanimity50", _PROXY_EXACT, "digits10", IMAGE_TASKS)),
         budgets=(32, 64, 128, 256, 512, 1024),
         n_seeds=5,
         lds_m=200,

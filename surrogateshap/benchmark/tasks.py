@@ -502,7 +502,15 @@ BENCHMARK_TASKS: dict[str, Callable[[str], BenchmarkTask]] = {
     ),
     "airport20": lambda s: KnownGameTask("airport20", _airport20(), s),
     "voting20": lambda s: KnownGameTask("voting20", _voting20(), s),
+    "fashion-animal20-proxy": lambda s: _proxy_exact("fashion-animal20", s),
 }
+
+
+def _proxy_exact(task: str, scale: str) -> BenchmarkTask:
+    """A task's proxy game enumerated, with the shipped exact values (its module builds on this one)."""
+    from surrogateshap.benchmark.proxy_exact import ProxyExactBenchmark
+
+    return ProxyExactBenchmark(task, scale)
 
 
 def benchmark_task_names() -> list[str]:
