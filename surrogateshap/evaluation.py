@@ -102,6 +102,9 @@ class GroundTruth:
     removal_held: Callable[[np.ndarray], bool] | None = None
     #: player indices known to be the true sources (a planted shortcut): precision@k
     planted: np.ndarray | None = None
+    #: True where the planted players should carry the *lowest* values (planted
+    #: low-quality data on a higher-is-better utility): precision@k of the k lowest
+    planted_lowest: bool = False
     #: (masks, utilities) of the ground truth's other coalitions (not in any LDS test set),
     #: seed means: the fit set of the additive reference
     fit_set: tuple[np.ndarray, np.ndarray] | None = None
@@ -230,7 +233,8 @@ def evaluate(
       truth alone, i = 0, 1, ... in the table's seed order (a report's interval pools them
       over estimator seeds);
     - ``precision_at_{k}``, where the truth names planted players (k of them): the share
-      of the k highest-valued players that are planted (:func:`metrics.precision_at_k`);
+      of the k highest-valued players (lowest, with ``planted_lowest``) that are planted
+      (:func:`metrics.precision_at_k`);
     - ``removal_{fraction}_top``, ``_bottom``, ``_random_mean`` per fraction: change of
       the removal game's utility when the top / bottom / random k players by value are
       removed (:func:`metrics.topk_removal`; ``n_random`` random sets, ``seed``);
@@ -284,7 +288,8 @@ def evaluate(
                 out[removal_key(row.fraction, "k")] = int(row.k)
         if truth.planted is not None and len(truth.planted):
             kp = len(truth.planted)
-            out[f"precision_at_{kp}"] = precision_at_k(values, truth.planted, kp)
+            signed = -np.asarray(values, dtype=float) if truth.planted_lowest else values
+            out[f"precision_at_{kp}"] = precision_at_k(signed, truth.planted, kp)
         exact = truth.exact_for(index)
         if exact is not None:
             cmp = compare_to_exact(values, exact, k=k)
@@ -326,7 +331,7 @@ def shapley_agreement(values, shapley) -> dict:
 
 def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
                             name: str = "", fallback=None, test_sets=None, planted=None,
-                            fidelity_fn=None) -> GroundTruth:
+                            fidelity_fn=None, planted_lowest: bool = False) -> GroundTruth:
     """The one ground-truth builder: a coalition table plus alphas.
 
     ``table`` is a :class:`~surrogateshap.table.CoalitionTable`. With every coalition
@@ -371,6 +376,7 @@ def ground_truth_from_table(table, utility: str, alphas=ALPHAS, fractions=None,
         cost_unit="model trainings",
         name=name or utility,
         planted=planted,
+        planted_lowest=planted_lowest,
         fit_set=fit,
         fidelity_fn=fidelity_fn,
     )

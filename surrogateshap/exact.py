@@ -14,6 +14,7 @@ __all__ = [
     "banzhaf_from_table",
     "shapley_interactions_from_table",
     "shapley_of_partial_game",
+    "grouped_shapley",
     "MAX_EXACT_PLAYERS",
 ]
 
@@ -99,3 +100,44 @@ def exact_shapley(game: Game) -> np.ndarray:
             f"exact enumeration needs 2**n evaluations; n={n} exceeds {MAX_EXACT_PLAYERS}"
         )
     return shapley_from_table(game(all_coalitions(n)), n)
+
+
+def grouped_shapley(game: Game, groups) -> np.ndarray:
+    """Exact Shapley values of a game whose utility depends only on how many players of
+    each group a coalition holds (players of one group are symmetric), for any n.
+
+    Such a game has prod(size_g + 1) distinct coalitions up to symmetry, evaluated once
+    each (the first c_g players of each group stand for any c_g of them), so a proxy
+    that conditions on labels, with equal data per contributor, gets its exact values
+    at 24 players from 5**6 evaluations instead of 2**24. That the game *is* symmetric
+    within groups is the caller's claim; the values are equal within each group.
+    """
+    import itertools
+
+    groups = np.asarray(groups).reshape(-1)
+    n = groups.size
+    if n != game.n_players:
+        raise ValueError(f"groups has {n} entries for a game of {game.n_players} players")
+    labels = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in labels]
+    sizes = np.array([len(m) for m in members])
+    if np.prod(sizes + 1, dtype=float) > 2e6:
+        raise ValueError(f"{np.prod(sizes + 1, dtype=float):.0f} count vectors: too many to enumerate")
+    grid = np.array(list(itertools.product(*[range(s + 1) for s in sizes])), dtype=int)
+    masks = np.zeros((len(grid), n), bool)
+    for j, mem in enumerate(members):
+        for c in range(1, sizes[j] + 1):
+            masks[np.ix_(grid[:, j] >= c, [mem[c - 1]])] = True
+    v = np.asarray(game(masks), dtype=float)
+    strides = np.cumprod(np.r_[1, (sizes + 1)[::-1][:-1]])[::-1]  # row index of a count vector
+    total = grid.sum(1)
+    w = np.array([1.0 / (n * comb(n - 1, s)) for s in range(n)])
+    phi = np.empty(n)
+    for j, mem in enumerate(members):
+        rows = np.flatnonzero(grid[:, j] < sizes[j])  # the coalitions without one player of group j
+        ways = np.ones(len(rows))
+        for k in range(len(sizes)):
+            ways *= np.array([comb(int(sizes[k]) - (k == j), int(c)) for c in grid[rows, k]])
+        gain = v[rows + strides[j]] - v[rows]
+        phi[mem] = np.sum(w[total[rows]] * ways * gain)
+    return phi

@@ -196,9 +196,11 @@ class TableBenchmark(BenchmarkTask):
 
     games = ("retraining", "proxy")
     #: "model": the players only (an estimator that reads the model); "finetune": the
-    #: fine-tuning game of sparsified fine-tuning Shapley (the mlp family)
-    extra_games = ("model", "finetune")
-    trains = ("proxy", "model", "finetune")
+    #: fine-tuning game of sparsified fine-tuning Shapley (the mlp family);
+    #: "seller-proxy": the proxy game of the task's seller view (tasks whose contributors
+    #: share units: :meth:`~surrogateshap.tasks.base.DiffusionTask.seller_view`)
+    extra_games = ("model", "finetune", "seller-proxy")
+    trains = ("proxy", "model", "finetune", "seller-proxy")
     RETRAIN = ("replay", "train", "refuse")
     #: up to this many players a table enumerates every coalition (2^n retrainings);
     #: beyond, it holds the paper's sampled test coalitions
@@ -298,6 +300,11 @@ class TableBenchmark(BenchmarkTask):
             task = self._named_task()
             if task is not None and task.family_kind != "mlp":
                 return f"the fine-tuning game needs the mlp family; {self.name} uses {task.family_kind}"
+        if self._reason is None and game == "seller-proxy":
+            try:
+                self.task.seller_view()
+            except ValueError as e:
+                return f"no seller proxy: {e}"
         return self._reason
 
     def _find_reason(self) -> str | None:
@@ -359,6 +366,8 @@ class TableBenchmark(BenchmarkTask):
             return self.table.game(utility, seed=seed, fallback=self._fallback(utility))
         if game == "model":
             return PlayersOnly(self.table.players)
+        if game == "seller-proxy":
+            return self.proxy(utility, seller=True)
         if game == "finetune":
             if utility not in self._finetune:
                 from surrogateshap.tasks.games import FineTuningGame
@@ -389,23 +398,26 @@ class TableBenchmark(BenchmarkTask):
 
         return fallback
 
-    def proxy(self, utility: str) -> Game:
-        """The task's proxy game, tabulated once (:class:`ReplayedGame`): the first call
-        trains the full model and sample bank if they are not cached."""
-        if utility not in self._proxies:
+    def proxy(self, utility: str, seller: bool = False) -> Game:
+        """The task's proxy game (``seller``: its seller view's), tabulated once
+        (:class:`ReplayedGame`): the first call trains the full model and sample bank if
+        they are not cached."""
+        key = f"seller:{utility}" if seller else utility
+        if key not in self._proxies:
             import time
 
-            task = self.task
+            task = self.task.seller_view() if seller else self.task
+            prefix = "seller_" if seller else ""
             t0 = time.perf_counter()
             task.bank()  # the full model (trained unless cached) and its sample bank
-            self._paid.setdefault("full_model_trained", int(task.full_model_trained))
-            self._paid.setdefault("full_model_and_bank_seconds", round(time.perf_counter() - t0, 1))
+            self._paid.setdefault(f"{prefix}full_model_trained", int(task.full_model_trained))
+            self._paid.setdefault(f"{prefix}full_model_and_bank_seconds", round(time.perf_counter() - t0, 1))
             proxy = task.proxy_game(utility)
             small = proxy.n_players <= ReplayedGame.MAX_PLAYERS
-            self._proxies[utility] = ReplayedGame(proxy) if small else CachedGame(proxy)
+            self._proxies[key] = ReplayedGame(proxy) if small else CachedGame(proxy)
             if small:
                 self._paid["proxy_evaluations"] = self._paid.get("proxy_evaluations", 0) + 2**proxy.n_players
-        return self._proxies[utility]
+        return self._proxies[key]
 
     def costs(self) -> dict:
         """What this task has paid so far: coalition models trained (0 on a replay), the
@@ -438,10 +450,11 @@ class TableBenchmark(BenchmarkTask):
 
     def _make_truth(self, utility):
         tests = None if self.table.complete_seeds() else self._test_sets(self.table.n_players)
-        planted = getattr(self.task, "planted_sites", None)
+        planted = getattr(self.task, "planted_players", getattr(self.task, "planted_sites", None))
         return ground_truth_from_table(self.table, utility, self.settings.alphas,
                                        name=f"{self.name}/{utility}", fallback=self._fallback(utility),
                                        test_sets=tests, planted=planted,
+                                       planted_lowest=getattr(self.task, "planted_direction", "highest") == "lowest",
                                        fidelity_fn=lambda: proxy_fidelity(self.table, utility, self.proxy(utility)))
 
 

@@ -44,7 +44,7 @@ from surrogateshap.tasks.common import (
     resolve_device,
 )
 
-__all__ = ["DiffusionTask"]
+__all__ = ["DiffusionTask", "SellerView"]
 
 class DiffusionTask:
     """A set of contributors to a conditional diffusion model.
@@ -411,6 +411,14 @@ class DiffusionTask:
         labels = self.coalition_units(np.asarray(mask, bool))
         return self.stats_of(self.sample(self.full_model, labels[None], seed=seed)[0], labels)
 
+    # --- the proxy that sees sellers ------------------------------------------
+    def seller_view(self) -> SellerView:
+        """This task's data with each (contributor, unit) pair as a unit of its own: the
+        proxy that tells apart contributors who share a label (:class:`SellerView`).
+        Raises ValueError where every unit already belongs to one contributor (the
+        task's own proxy then sees its sellers)."""
+        return SellerView(self)
+
     # --- games ----------------------------------------------------------------
     def retraining_game(self, utility: str, seed: int = 0, cache: bool = True, executor=None, **kw):
         from surrogateshap.tasks.games import RetrainingGame
@@ -430,3 +438,107 @@ class DiffusionTask:
     def check_utility(self, utility: str):
         if utility not in self.utilities:
             raise KeyError(f"task {self.name} has no utility {utility!r}; it offers {self.utilities}")
+
+
+class SellerView(DiffusionTask):
+    """A task seen through its sellers: the same items, each (contributor, unit) pair a
+    conditioning unit of its own, for the proxy game only.
+
+    The paper's proxy conditions the one full model on units (labels), so contributors
+    who supply the same label are symmetric in it and get equal values however good
+    their data. Here the full model is trained on the same items conditioned on who
+    supplied them, so each seller's bank carries its own data's quality, and a coalition
+    mixes its sellers' banks in proportion to their items. Samples are scored by the
+    parent task as the parent's unit they belong to (its scoring networks, reference and
+    per-sample scores), so a utility means what it means in the parent's retraining
+    game, which this view never trains. Its cache is the parent's configuration id plus
+    ``+seller``.
+    """
+
+    view = "seller"
+
+    def __init__(self, parent: DiffusionTask):
+        if isinstance(parent, SellerView):
+            raise ValueError(f"{parent.name}: already a seller view")
+        self.parent = parent
+        self.name, self.utilities, self.config_cls = parent.name, parent.utilities, parent.config_cls
+        self.config, self.cache_dir = parent.config, parent.cache_dir
+        self._parts = {}
+        if parent.scorer_kind not in ("net", "inception"):
+            raise ValueError(f"{parent.name}: the seller view needs an image scorer of sufficient statistics "
+                             f"('net' or 'inception'); this task scores with {parent.scorer_kind!r}")
+        self.unit_parent  # refuse a task without sellers below its units now, not at first use
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        return self.parent.players
+
+    @cached_property
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        p = self.parent
+        pairs, inverse = np.unique(np.stack([p.item_contributor, p.item_unit], 1), axis=0, return_inverse=True)
+        if len(pairs) == p.n_units:
+            raise ValueError(f"{p.name}: each of its {p.n_units} units already belongs to one contributor, so "
+                             "its own proxy tells its contributors apart (no seller view needed)")
+        return pairs, inverse.reshape(-1)
+
+    @cached_property
+    def unit_parent(self) -> np.ndarray:
+        """(n_units,) the parent's unit of each seller unit."""
+        return self._pairs[0][:, 1]
+
+    def load_dataset(self):
+        p, (pairs, inverse) = self.parent, self._pairs
+        names = tuple(f"{p.players[c]}/{p.units[u]}" for c, u in pairs)
+        return dataclasses.replace(p.dataset, labels=inverse.astype(np.int64), units=names,
+                          contributors=np.asarray(p.item_contributor, dtype=np.int64))
+
+    def config_id(self) -> str:
+        return f"{self.parent.config_id()}+seller"
+
+    # scoring is the parent's, with the parent's units
+    def scoring_recipes(self) -> dict:
+        return self.parent.scoring_recipes()
+
+    def scoring_networks(self) -> dict:
+        return self.parent.scoring_networks()
+
+    def scoring_parts(self) -> dict[str, str]:
+        return self.parent.scoring_parts()
+
+    def scoring_id(self) -> str:
+        return self.parent.scoring_id()
+
+    def features(self, images):
+        return self.parent.features(images)
+
+    def stats_of(self, images, units=None):
+        return self.parent.stats_of(images, None if units is None else self.unit_parent[np.asarray(units)])
+
+    def score(self, stats) -> dict[str, float]:
+        return self.parent.score(stats)
+
+    def real_stats(self):
+        return self.parent.real_stats()
+
+    def empty_stats(self):
+        return self.parent.empty_stats()
+
+    def bank_stats(self):
+        """Per seller unit, the statistics of ``bank_per_label`` samples of this view's
+        full model, scored by the parent."""
+        if not hasattr(self, "_bank"):
+            from surrogateshap.tasks.features.image_scoring import BANK_SEED
+
+            B = self.config.bank_per_label
+            labels = np.repeat(np.arange(self.n_units), B)
+            imgs = self.sample(self.full_model, labels[None], seed=BANK_SEED)[0]
+            self._bank = [self.stats_of(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B])
+                          for i in range(self.n_units)]
+        return self._bank
+
+    def _proxy_only(self, *_, **__):
+        raise NotImplementedError(f"{self.name}'s seller view serves the proxy game only; retrain, fine-tune "
+                                  "or read the model of the task itself")
+
+    retraining_game = retrain_stats = finetune_stats = model_access = regenerate_stats = _proxy_only

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import time
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ class TaskSpec:
     kwargs: dict = field(default_factory=dict)
     module: str | None = None
     config_id: str | None = None  # checked in the worker: same configuration as the driver
+    view: str | None = None  # "seller": the task's seller view (DiffusionTask.seller_view)
 
     @classmethod
     def of(cls, task, scale: str = "default") -> "TaskSpec":
@@ -36,6 +38,9 @@ class TaskSpec:
             raise ValueError(
                 f"task class {type(task).__name__} is defined in the __main__ script, which a "
                 "worker cannot import: move it (and its register_task) into an importable module")
+        view = getattr(task, "view", None)
+        if view is not None:
+            return dataclasses.replace(cls.of(task.parent, scale), view=view)
         kwargs = {"config": task.config, "cache_dir": str(task.cache_dir)}
         return cls(task.name, scale, kwargs, module, task.config_id())
 
@@ -50,10 +55,14 @@ class TaskSpec:
                 f"worker rebuilt task {self.name!r} with configuration {task.config_id()}, "
                 f"the driver has {self.config_id}: is the same surrogateshap version "
                 "installed on every node, and is the task registered under its name?")
+        if self.view == "seller":
+            return task.seller_view()
+        if self.view is not None:
+            raise ValueError(f"unknown task view {self.view!r}")
         return task
 
     def _cache_key(self):
-        return (self.name, self.scale, self.module, self.config_id, repr(sorted(self.kwargs.items())))
+        return (self.name, self.scale, self.module, self.config_id, self.view, repr(sorted(self.kwargs.items())))
 
 
 _WORKER_TASKS: dict = {}

@@ -15,6 +15,7 @@ _BUILTIN = {"digits10": ("surrogateshap.tasks.catalog.digits10:Digits10Task", Fa
             "cifar20": ("surrogateshap.tasks.catalog.cifar20:Cifar20Task", True),
             "fashion-brands": ("surrogateshap.tasks.catalog.fashion_brands:FashionBrandsTask", True),
             "spurious-sites": ("surrogateshap.tasks.catalog.spurious_sites:SpuriousSitesTask", True),
+            "fashion-sellers": ("surrogateshap.tasks.catalog.fashion_sellers:FashionSellersTask", False),
             "clipart-artists": ("surrogateshap.tasks.catalog.clipart_artists:ClipartArtistsTask", True),
             "artbench": ("surrogateshap.tasks.catalog.artbench:ArtBenchTask", False),
             "fashion-product": ("surrogateshap.tasks.catalog.fashion_product:FashionProductTask", False),

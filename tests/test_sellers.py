@@ -1,0 +1,139 @@
+"""Dense contributors: the fashion-sellers task's planted sellers, the label proxy's
+blindness to sellers who share a label, and the seller view that sees them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from surrogateshap.evaluation import GroundTruth, evaluate  # noqa: E402
+from surrogateshap.exact import exact_shapley, grouped_shapley  # noqa: E402
+from surrogateshap.game import FunctionGame  # noqa: E402
+from surrogateshap.tasks import get_task  # noqa: E402
+from surrogateshap.tasks.catalog.fashion_sellers import FashionSellersConfig, FashionSellersTask  # noqa: E402
+from surrogateshap.tasks.data.images import load_fashion_mnist, resize  # noqa: E402
+from surrogateshap.tasks.jobs import TaskSpec  # noqa: E402
+
+#: a task small enough to train here in seconds (the shipped scoring network scores it)
+TINY = dict(per_seller=12, hidden=32, steps=50, n_samples=48, bank_per_label=6, reference_per_class=40,
+            sample_steps=4, models_per_batch=1)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    task = FashionSellersTask(FashionSellersConfig.preset("ci", **TINY),
+                              cache_dir=tmp_path_factory.mktemp("sellers"))
+    missing = task.data_missing()
+    if missing:
+        pytest.skip(missing)
+    return task
+
+
+def test_each_seller_sells_one_label_and_the_planted_ones_are_degraded(tiny):
+    c, ds = tiny.config, tiny.dataset
+    counts = tiny.unit_counts()  # (sellers, labels)
+    assert counts.shape == (24, 6)
+    assert ((counts > 0).sum(1) == 1).all() and (counts.sum(1) == c.per_seller).all()
+    assert (counts.argmax(1) == np.arange(24) // 4).all()
+    fx, fy = load_fashion_mnist("train")
+    imgs = {s: ds.images[ds.contributors == s] for s in range(24)}
+    planted = dict(c.planted)
+    # the mislabelling seller offers ankle boots under its label, the next unused ones
+    boots = resize(fx[np.flatnonzero(fy == c.mislabel_source)[: c.per_seller]][:, None], c.size)
+    np.testing.assert_array_equal(imgs[11], boots)
+    assert planted[11] == "mislabel" and (ds.labels[ds.contributors == 11] == 2).all()
+    # a duplicating seller has n_unique distinct images
+    assert len(np.unique(imgs[12].reshape(len(imgs[12]), -1), axis=0)) == c.n_unique
+    # the blurring and the noisy seller's images are their clean images (the next unused of
+    # their label, after the label's first seller) degraded
+    def clean(klass, seller_in_label):
+        idx = np.flatnonzero(fy == klass)[seller_in_label * c.per_seller : (seller_in_label + 1) * c.per_seller]
+        return resize(fx[idx][:, None], c.size)
+    from scipy.ndimage import gaussian_filter
+    blurred = gaussian_filter(clean(c.classes[0], 1), sigma=(0, 0, c.blur_sigma, c.blur_sigma), mode="nearest")
+    np.testing.assert_allclose(imgs[1], blurred, atol=1e-6)
+    residual = imgs[6] - clean(c.classes[1], 2)
+    assert planted[6] == "noise" and 0.4 < residual.std() < c.noise_sd
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(planted=((24, "blur"),)), "planted seller 24"),
+    (dict(planted=((3, "smudge"),)), "unknown defect 'smudge'"),
+    (dict(planted=((3, "blur"), (3, "noise"))), "planted seller 3"),
+    (dict(mislabel_source=1), "mislabel_source"),
+    (dict(classes=(0, 0, 1)), "distinct Fashion-MNIST class"),
+])
+def test_a_bad_configuration_is_named(bad, match, tmp_path):
+    task = FashionSellersTask(FashionSellersConfig.preset("ci", **{**TINY, **bad}), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=match):
+        task.dataset
+
+
+def test_the_label_proxy_cannot_tell_sellers_of_one_label_apart_and_the_seller_proxy_can(tiny):
+    """Sellers a, b of one label with equal data: v(S + a) = v(S + b) exactly in the label
+    proxy, for every S; the seller proxy's values differ."""
+    rng = np.random.default_rng(0)
+    label, seller = tiny.proxy_game("neg_fid"), tiny.seller_view().proxy_game("neg_fid")
+    base = rng.random((30, 24)) < 0.4
+    for a, b in [(0, 1), (4, 6), (8, 11), (12, 13)]:
+        S = base.copy()
+        S[:, [a, b]] = False
+        Sa, Sb = S.copy(), S.copy()
+        Sa[:, a], Sb[:, b] = True, True
+        np.testing.assert_array_equal(label(Sa), label(Sb))
+        assert np.abs(seller(Sa) - seller(Sb)).max() > 0
+    # so its exact values come from label counts alone: equal within a label, efficient
+    # (on the utility that is cheap to evaluate 5**6 times)
+    label = tiny.proxy_game("label_accuracy")
+    phi = grouped_shapley(label, np.arange(24) // 4)
+    full, empty = label(np.ones((1, 24), bool))[0], label(np.zeros((1, 24), bool))[0]
+    assert phi.sum() == pytest.approx(full - empty, rel=1e-9)
+    assert all(np.ptp(phi[4 * k : 4 * k + 4]) == 0 for k in range(6))
+
+
+def test_the_seller_view_is_its_own_task_for_the_proxy_only(tiny):
+    view = tiny.seller_view()
+    assert view.n_units == 24 and view.players == tiny.players
+    assert (view.unit_parent == np.arange(24) // 4).all()
+    assert view.config_id() == tiny.config_id() + "+seller"
+    assert view.scoring_id() == tiny.scoring_id()  # scored by the task's own networks
+    assert view.cache.full_model_path() != tiny.cache.full_model_path()
+    with pytest.raises(NotImplementedError, match="proxy game only"):
+        view.retraining_game("neg_fid")
+    # a worker rebuilds the view, not the task
+    spec = TaskSpec.of(view)
+    assert spec.view == "seller"
+    rebuilt = TaskSpec(spec.name, spec.scale, spec.kwargs, spec.module, spec.config_id, spec.view).build()
+    assert rebuilt.config_id() == view.config_id() and rebuilt.n_units == 24
+
+
+def test_a_task_whose_units_belong_to_one_contributor_each_has_no_seller_view(tmp_path):
+    task = get_task("digits10", scale="ci", cache_dir=tmp_path)
+    if task.data_missing():
+        pytest.skip(task.data_missing())
+    with pytest.raises(ValueError, match="already belongs to one contributor"):
+        task.seller_view()
+
+
+def test_precision_of_planted_low_quality_players_counts_the_lowest_values():
+    values = np.array([5.0, -3.0, 2.0, -4.0, 1.0])
+    high = GroundTruth(players=tuple("abcde"), planted=[1, 3])
+    low = GroundTruth(players=tuple("abcde"), planted=[1, 3], planted_lowest=True)
+    assert evaluate(values, high)["precision_at_2"] == 0.0
+    assert evaluate(values, low)["precision_at_2"] == 1.0
+
+
+def test_grouped_shapley_equals_enumeration_on_a_game_of_group_counts():
+    groups = np.array([0, 0, 1, 1, 1, 2, 0, 2])
+    table = np.random.default_rng(1).normal(size=(4, 4, 3))
+
+    def utility(masks):
+        c = np.stack([masks[:, groups == g].sum(1) for g in range(3)], 1)
+        return np.array([table[a, b, d] + a * b - d**2 for a, b, d in c])
+
+    game = FunctionGame(utility, 8, identity="group-counts")
+    np.testing.assert_allclose(grouped_shapley(game, groups), exact_shapley(game), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="groups has 3 entries"):
+        grouped_shapley(game, [0, 1, 2])
