@@ -150,11 +150,22 @@ def test_reported_cost_equals_the_steps_paid(solver):
         split = att.extra["split"]
         assert split["target"]["steps"] == target.paid and split["finetune"]["steps"] == ft.paid
         assert att.n_evaluations <= budget
-    # a fine-tuning game too dear for the pilot at this budget is dropped, its anchors still paid
+    # a fine-tuning game too dear for the pilot at this budget is dropped before any of it is bought
     target.paid, dear = 0.0, Paid(FT, 900)
     att = get_estimator("multifidelity", solver=solver).estimate(target, 6, seed=1, fidelities={"finetune": dear})
-    assert att.extra["dropped"] == ["finetune"] and dear.paid == 900
-    assert att.cost == target.paid + dear.paid
+    assert att.extra["dropped"] == ["finetune"] and dear.paid == 0
+    assert att.cost == target.paid + dear.paid <= 6 * 1000
+
+
+@pytest.mark.parametrize("solver", ["regression", "unbiased"])
+def test_the_steps_paid_never_exceed_the_budget(solver):
+    # at the smallest budgets the target alone fills the steps: a cheap game's anchors
+    # must not be bought on top (6,400 steps were paid for a budget of 6,000 before)
+    for budget in (6, 7, 8):
+        for fid in ({"target": 1000, "finetune": (FT, 200)}, {"target": 1000, "finetune": (FT, 200),
+                                                             "proxy": (PROXY, 0)}):
+            att = _run(budget, 0, fid, solver=solver)
+            assert att.cost <= budget * 1000, (budget, sorted(fid), att.extra["split"])
 
 
 def test_the_split_follows_the_measured_fidelity():

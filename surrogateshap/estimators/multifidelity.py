@@ -429,22 +429,24 @@ class MultiFidelityShapley(Estimator):
                 levels.append(_Level(name, counted, rate, False))
         solver = _Solver(n, self.solver)
         anchors = anchor_masks(n)
-        for lv in levels:
-            lv.anchors = tuple(lv.anchor(anchors))
-        ex_anchor = [tuple(g(anchors)) for _, g, _, _ in exact]
-        phi_e = [v for _, _, v, _ in exact]
 
-        # ---- pilot: every unit on every level (the dearest cheap levels go when they do not fit)
-        spent = sum(lv.steps for lv in levels)
+        # ---- pilot: every unit on every level (the dearest cheap levels go when they do not
+        # fit, decided before their anchors are bought, so the steps never pass the budget's)
         used = levels
         while True:
+            spent = sum(lv.rate * float(lv.game.cost_of(anchors)) for lv in used)
             per_unit = sum(lv.unit_steps for lv in used)
             pilot_units = int(min(max((self.pilot_fraction * total - spent) // per_unit, 2), self.max_units))
             if pilot_units * per_unit <= total - spent or len(used) == 1:
                 break
             used = used[:1] + used[2:]
-        dropped = [lv for lv in levels if lv not in used]  # their anchors are paid: still counted
+        dropped = [lv for lv in levels if lv not in used]  # nothing played: nothing paid
         levels = used
+        for lv in levels:
+            lv.anchors = tuple(lv.anchor(anchors))
+        ex_anchor = [tuple(g(anchors)) for _, g, _, _ in exact]
+        phi_e = [v for _, _, v, _ in exact]
+        spent = sum(lv.steps for lv in levels)
         planned_pilot = spent + pilot_units * sum(lv.unit_steps for lv in levels)
         Zp = kernel_units(n, pilot_units, rng)
         self._play(levels, [Zp], [math.inf] * len(levels), [pilot_units] * len(levels))
