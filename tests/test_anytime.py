@@ -174,6 +174,10 @@ def test_auto_refuses_bad_parameters():
         get_estimator("auto", cheap="yes").estimate(GAME, 300)
     with pytest.raises(ValueError, match="until rel_stderr must be a number > 0"):
         get_estimator("auto", cheap=True, rel_stderr=0).estimate(GAME, 300)
+    with pytest.raises(ValueError, match="auto: until seconds must be a number > 0"):
+        get_estimator("auto", seconds=-1).estimate(GAME, 300)  # unused when not cheap, still refused
+    with pytest.raises(ValueError, match="auto: cheap=True needs rel_stderr or seconds"):
+        get_estimator("auto", cheap=True, rel_stderr=None, seconds=None).estimate(GAME, 300)
 
 
 @pytest.mark.parametrize("n,params,expected", [(100, None, "large"), (30, None, {}), (100, {}, {})])
