@@ -137,6 +137,20 @@ def test_unbiased_stderr_matches_the_spread_over_seeds():
     assert np.all(reported > 0.5 * spread) and np.all(reported < 2.0 * spread)
 
 
+@pytest.mark.parametrize("fidelities", [ALL, {"target": 1000}], ids=["ft+proxy", "target"])
+def test_regression_stderr_is_never_zero_on_a_fit_that_interpolates(fidelities):
+    # with no more units than n - 1 the kernel regression interpolates them: its sandwich
+    # stderr was 0 for every player (27 of seeds 0..59 at B = 6 with all fidelities), though the
+    # values are far from exact; the spread of the per-unit estimates is used instead
+    for budget in (6, 12):
+        covered = []
+        for s in range(40):
+            att = _run(budget, s, fidelities)
+            assert not att.exact and (att.stderr > 0).any(), (budget, s)
+            covered.append(np.abs(att.values - TRUTH) <= 3 * att.stderr)
+        assert np.mean(covered) > 0.6, budget
+
+
 @pytest.mark.parametrize("solver", ["regression", "unbiased"])
 def test_reported_cost_equals_the_steps_paid(solver):
     target, ft, proxy = Paid(TARGET, 1000), Paid(FT, 200), Paid(PROXY, 0)

@@ -83,7 +83,8 @@ level above, so a biased proxy does not bias the unbiased solver and does not st
 regression from converging. ``stderr`` per player: each level's standard error (the
 sandwich for a regression, the spread of the per-unit estimates otherwise), combined
 with the level weights (the covariances between levels, which the regression
-coefficients make small, are left out). At a budget of 2**n the target is enumerated
+coefficients make small, are left out); a regression on no more units than n - 1
+interpolates them, so its sandwich would be 0: the per-unit spread stands in. At a budget of 2**n the target is enumerated
 (exact), as for every estimator. ``extra``: ``split`` (evaluations and steps per
 fidelity), ``levels`` and ``main_units`` (what the main stage played), ``correlation``
 (pooled, target against each cheaper game, on the pilot), ``coefficients``,
@@ -526,7 +527,11 @@ class MultiFidelityShapley(Estimator):
             for c, (yy, an) in zip(a, own):
                 r, e0, e1 = r - c * yy, e0 - c * an[0], e1 - c * an[1]
             est, se = solver.estimate(Z, r, e0, e1)
-            if np.isnan(se).any() and m >= 2:
+            # the sandwich measures the fit's residuals: none (an all-zero stderr) when the fit
+            # interpolates, i.e. has no more distinct units (complement pairs: one equation each
+            # for the values) than its n - 1 free values
+            interpolates = len(np.unique(Z.reshape(m, -1), axis=0)) <= Z.shape[-1] - 1
+            if (np.isnan(se).any() or interpolates) and m >= 2:
                 se = np.sqrt((psi_y - X @ a).var(axis=0, ddof=1) / m)
             values = values + W[k] * est
             var = var + (W[k] * se) ** 2
