@@ -45,7 +45,7 @@ from scipy.stats import spearmanr
 
 from baselines.stratified import stratified_reference
 from surrogateshap import get_estimator
-from surrogateshap.game import Game
+from surrogateshap.game import Game, stable_hash
 from surrogateshap.tasks import get_task
 
 #: setting -> (estimator, parameters): SurrogateSHAP's settings, then peers at the same budget
@@ -98,6 +98,10 @@ class ShardedProxyGame(Game):
 
     chunk = 2048  # coalitions per bank call: the mixture statistics are (m, d, d)
 
+    def cache_id(self):
+        # the proxy game's (task configuration and utility) and the shards
+        return f"sharded:{self.proxy.cache_id()}:{stable_hash(self.counts.tolist())}"
+
     def _evaluate(self, masks):
         t0 = time.perf_counter()
         out = np.empty(len(masks))
@@ -145,6 +149,13 @@ def plot_anytime(df: pd.DataFrame, path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def reference_file(folder, game: Game, border: int, permutations: int, seed: int) -> Path:
+    """Where ``--ref-cache`` keeps a reference: named by the game (utility, task
+    configuration, shards), so a reference of another game is never read back."""
+    return Path(folder, f"ref-n{game.n_players}-{stable_hash(game.cache_id())}-b{border}-p{permutations}"
+                        f"-s{seed}.pkl")
+
+
 def anytime_study(a, task, proxy):
     rows, refs = [], []
     for n in a.n:
@@ -153,7 +164,7 @@ def anytime_study(a, task, proxy):
         pair = []
         for seed in (12345, 54321):
             t0 = time.perf_counter()
-            kept = Path(a.ref_cache or "", f"ref-n{n}-b{a.ref_border}-p{a.ref_permutations}-s{seed}.pkl")
+            kept = reference_file(a.ref_cache or "", game, a.ref_border, a.ref_permutations, seed)
             if a.ref_cache and kept.exists():
                 pair.append(pickle.loads(kept.read_bytes()))
             else:

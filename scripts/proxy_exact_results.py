@@ -29,8 +29,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from surrogateshap.benchmark import benchmark_cases, get_benchmark_task, run_case
+    from surrogateshap.benchmark.proxy_exact import ProxyExactBenchmark
     from surrogateshap.provenance import git_commit
-    from surrogateshap.registry import available_estimators, get_estimator
+    from surrogateshap.registry import available_estimators, get_estimator, parse_spec
 
     try:
         budgets = [int(b) for b in args.budgets.split(",")]
@@ -40,8 +41,19 @@ def main(argv=None):
         p.error("--seeds and --budgets must be positive")
     names = args.estimators.split(",") if args.estimators else [
         e for e in available_estimators() if get_estimator(e).index == "shapley"]
+    try:
+        unknown = [e for e in names if parse_spec(e)[0] not in available_estimators()]
+    except ValueError as e:
+        p.error(f"--estimators: {e}")
+    if unknown:  # checked before the minutes of building the tables
+        p.error(f"--estimators: unknown estimator {unknown[0]!r}; registered: {', '.join(available_estimators())}")
+    try:
+        bt = get_benchmark_task(args.task)
+    except KeyError as e:
+        p.error(f"--task: {e.args[0]}")
+    if not isinstance(bt, ProxyExactBenchmark):
+        p.error(f"--task: {args.task} is not an enumerated proxy game (a <task>-proxy benchmark task)")
     commit = git_commit()  # the code that runs, before minutes of cases
-    bt = get_benchmark_task(args.task)
     reason = bt.unavailable()
     if reason:
         sys.exit(reason)

@@ -83,12 +83,14 @@ class Until:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, Real) or not v > 0):
                 raise ValueError(f"until {name} must be a number > 0 or None; got {v!r}")
-        for name, low in (("top_k", 1), ("stable_steps", 1), ("first", 1)):
+        for name, optional in (("top_k", True), ("stable_steps", False), ("first", True)):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
-                raise ValueError(f"until {name} must be an integer >= {low}; got {v!r}")
-        if isinstance(self.growth, bool) or not isinstance(self.growth, Real) or not self.growth > 1:
-            raise ValueError(f"until growth must be a number > 1; got {self.growth!r}")
+            if (v is not None or not optional) and (
+                    isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise ValueError(f"until {name} must be an integer >= 1; got {v!r}")
+        g = self.growth
+        if isinstance(g, bool) or not isinstance(g, Real) or not 1 < g < math.inf:
+            raise ValueError(f"until growth must be a finite number > 1; got {g!r}")
         if self.rel_stderr is None and self.top_k is None and self.seconds is None:
             raise ValueError("until needs a criterion: rel_stderr, top_k or seconds")
 

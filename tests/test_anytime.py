@@ -140,6 +140,11 @@ def test_until_is_refused_where_it_cannot_work():
         Until()
     with pytest.raises(ValueError, match="until rel_stderr must be a number > 0"):
         Until(rel_stderr=-1)
+    # fields that are not optional, and a growth that overflows the next step's budget
+    with pytest.raises(ValueError, match="until stable_steps must be an integer >= 1"):
+        Until(top_k=3, stable_steps=None)
+    with pytest.raises(ValueError, match="until growth must be a finite number > 1"):
+        Until(top_k=3, growth=float("inf"))
     with pytest.raises(ValueError, match=r"unknown criteria \['topk'\]"):
         get_estimator("permutation").estimate(GAME, 300, until={"topk": 3})
     with pytest.raises(TypeError, match="until must be an Until or a dict"):
@@ -169,6 +174,10 @@ def test_auto_refuses_bad_parameters():
         get_estimator("auto", cheap="yes").estimate(GAME, 300)
     with pytest.raises(ValueError, match="until rel_stderr must be a number > 0"):
         get_estimator("auto", cheap=True, rel_stderr=0).estimate(GAME, 300)
+    with pytest.raises(ValueError, match="auto: until seconds must be a number > 0"):
+        get_estimator("auto", seconds=-1).estimate(GAME, 300)  # unused when not cheap, still refused
+    with pytest.raises(ValueError, match="auto: cheap=True needs rel_stderr or seconds"):
+        get_estimator("auto", cheap=True, rel_stderr=None, seconds=None).estimate(GAME, 300)
 
 
 @pytest.mark.parametrize("n,params,expected", [(100, None, "large"), (30, None, {}), (100, {}, {})])

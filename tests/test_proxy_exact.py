@@ -188,3 +188,28 @@ def test_the_shipped_reference_names_the_task_and_a_preset_that_made_it():
     assert ref.config == task.config_id() and ref.chunk == 2**15
     assert all(len(h) == 64 and int(h, 16) >= 0 for h in ref.sha256.values())
     assert all(np.isfinite(v).all() and len(v) == 20 for v in ref.values.values())
+
+
+def _results_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "proxy_exact_results.py"
+    spec = importlib.util.spec_from_file_location("_script_proxy_exact_results", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--task", "nope"], r"--task: unknown benchmark task 'nope'"),
+    (["--task", "unanimity10"], r"--task: unanimity10 is not an enumerated proxy game"),
+    (["--estimators", "kernelshap,nope"], r"--estimators: unknown estimator 'nope'"),
+])
+def test_the_results_script_refuses_bad_options_before_any_build(argv, match, capsys):
+    # checked before the task's table is built (minutes at n = 20): one line naming the option
+    with pytest.raises(SystemExit):
+        _results_script().main(argv + ["--out", "/nonexistent/never-written.md"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(__import__("re").findall(match, err)) == 1, err

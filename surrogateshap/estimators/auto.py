@@ -46,8 +46,14 @@ class Auto(Estimator):
     def validate(self):
         if not isinstance(self.cheap, (bool, np.bool_)):
             raise TypeError(f"cheap must be True or False; got {self.cheap!r}")
-        if self.cheap:
-            self._until()  # its own check of rel_stderr and seconds
+        if self.rel_stderr is None and self.seconds is None:
+            if self.cheap:
+                raise ValueError("auto: cheap=True needs rel_stderr or seconds to stop on; got neither")
+            return
+        try:  # checked whether or not the rule uses them: a bad value is refused either way
+            self._until()
+        except ValueError as e:
+            raise ValueError(f"auto: {e}") from None
 
     def _until(self) -> Until:
         return Until(rel_stderr=self.rel_stderr, seconds=self.seconds)

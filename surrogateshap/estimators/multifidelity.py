@@ -83,7 +83,8 @@ level above, so a biased proxy does not bias the unbiased solver and does not st
 regression from converging. ``stderr`` per player: each level's standard error (the
 sandwich for a regression, the spread of the per-unit estimates otherwise), combined
 with the level weights (the covariances between levels, which the regression
-coefficients make small, are left out). At a budget of 2**n the target is enumerated
+coefficients make small, are left out); a regression on no more units than n - 1
+interpolates them, so its sandwich would be 0: the per-unit spread stands in. At a budget of 2**n the target is enumerated
 (exact), as for every estimator. ``extra``: ``split`` (evaluations and steps per
 fidelity), ``levels`` and ``main_units`` (what the main stage played), ``correlation``
 (pooled, target against each cheaper game, on the pilot), ``coefficients``,
@@ -429,22 +430,24 @@ class MultiFidelityShapley(Estimator):
                 levels.append(_Level(name, counted, rate, False))
         solver = _Solver(n, self.solver)
         anchors = anchor_masks(n)
-        for lv in levels:
-            lv.anchors = tuple(lv.anchor(anchors))
-        ex_anchor = [tuple(g(anchors)) for _, g, _, _ in exact]
-        phi_e = [v for _, _, v, _ in exact]
 
-        # ---- pilot: every unit on every level (the dearest cheap levels go when they do not fit)
-        spent = sum(lv.steps for lv in levels)
+        # ---- pilot: every unit on every level (the dearest cheap levels go when they do not
+        # fit, decided before their anchors are bought, so the steps never pass the budget's)
         used = levels
         while True:
+            spent = sum(lv.rate * float(lv.game.cost_of(anchors)) for lv in used)
             per_unit = sum(lv.unit_steps for lv in used)
             pilot_units = int(min(max((self.pilot_fraction * total - spent) // per_unit, 2), self.max_units))
             if pilot_units * per_unit <= total - spent or len(used) == 1:
                 break
             used = used[:1] + used[2:]
-        dropped = [lv for lv in levels if lv not in used]  # their anchors are paid: still counted
+        dropped = [lv for lv in levels if lv not in used]  # nothing played: nothing paid
         levels = used
+        for lv in levels:
+            lv.anchors = tuple(lv.anchor(anchors))
+        ex_anchor = [tuple(g(anchors)) for _, g, _, _ in exact]
+        phi_e = [v for _, _, v, _ in exact]
+        spent = sum(lv.steps for lv in levels)
         planned_pilot = spent + pilot_units * sum(lv.unit_steps for lv in levels)
         Zp = kernel_units(n, pilot_units, rng)
         self._play(levels, [Zp], [math.inf] * len(levels), [pilot_units] * len(levels))
@@ -524,7 +527,11 @@ class MultiFidelityShapley(Estimator):
             for c, (yy, an) in zip(a, own):
                 r, e0, e1 = r - c * yy, e0 - c * an[0], e1 - c * an[1]
             est, se = solver.estimate(Z, r, e0, e1)
-            if np.isnan(se).any() and m >= 2:
+            # the sandwich measures the fit's residuals: none (an all-zero stderr) when the fit
+            # interpolates, i.e. has no more distinct units (complement pairs: one equation each
+            # for the values) than its n - 1 free values
+            interpolates = len(np.unique(Z.reshape(m, -1), axis=0)) <= Z.shape[-1] - 1
+            if (np.isnan(se).any() or interpolates) and m >= 2:
                 se = np.sqrt((psi_y - X @ a).var(axis=0, ddof=1) / m)
             values = values + W[k] * est
             var = var + (W[k] * se) ** 2
