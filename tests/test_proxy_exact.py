@@ -213,3 +213,13 @@ def test_the_results_script_refuses_bad_options_before_any_build(argv, match, ca
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert len(__import__("re").findall(match, err)) == 1, err
+
+
+def test_a_reference_with_a_damaged_number_is_named(fake_reference, tmp_path):
+    _, path, _ = fake_reference
+    lines = path.read_text().splitlines()
+    damaged = [("# chunk four" + line[len("# chunk 4"):]) if line.startswith("# chunk") else line for line in lines]
+    bad = tmp_path / "damaged.csv"
+    bad.write_text("\n".join(damaged) + "\n")
+    with pytest.raises(ValueError, match="damaged.csv: a '# chunk' or '# seconds' header line is not a number"):
+        read_proxy_reference(bad)

@@ -82,12 +82,16 @@ def read_proxy_reference(path: str | os.PathLike) -> ProxyReference:
     missing = [u for u in utilities if u not in head.get("sha256", {})]
     if missing:
         raise ValueError(f"{path}: no '# sha256 <utility> <hash>' header for {missing}")
+    try:
+        chunk = int(head["chunk"])
+        seconds = {u: float(s) for u, s in head.get("seconds", {}).items()}
+    except ValueError as e:
+        raise ValueError(f"{path}: a '# chunk' or '# seconds' header line is not a number ({e})") from None
     return ProxyReference(
         players=tuple(frame["player"].astype(str)),
         values={u: frame[u].to_numpy(dtype=np.float64) for u in utilities},
         sha256={u: head["sha256"][u] for u in utilities},
-        config=head.get("config"), chunk=int(head["chunk"]),
-        seconds={u: float(s) for u, s in head.get("seconds", {}).items()},
+        config=head.get("config"), chunk=chunk, seconds=seconds,
     )
 
 
