@@ -46,8 +46,8 @@ def proxy():
 @pytest.mark.parametrize("n", [30, pytest.param(258, marks=pytest.mark.slow)])
 def test_auto_on_the_proxy_game(n, proxy, benchmark, request):
     if "slow" in request.node.keywords and not (request.config.getoption("--run-slow")
-                                                 or request.config.getoption("-m")):
-        pytest.skip("minutes of CPU: run with --run-slow")
+                                                 or "slow" in (request.config.getoption("-m") or "")):
+        pytest.skip("minutes of CPU: run with --run-slow (or -m slow)")
     from threadpoolctl import threadpool_limits
 
     script, (task, proxy_game) = _script(), proxy
