@@ -230,3 +230,16 @@ def test_bad_parameters():
         with pytest.raises(ValueError, match=match):
             _run(20, 0, **params)
     assert "needs a budget of at least 6" in get_estimator("multifidelity").unsupported(N, 5)
+
+
+def test_the_benchmark_offers_the_proxy_as_a_free_fidelity():
+    """A multifidelity case runs in the benchmark (it was skipped: no task offered
+    ``fidelities``): the known game's noisy copy enters free and exact, the game valued
+    is paid one step an evaluation, within the case's budget."""
+    from surrogateshap.benchmark import BenchmarkCase, run_case
+
+    att, figures = run_case(BenchmarkCase("unanimity10", "noisy", "known", "multifidelity", 64, seed=0))
+    split = att.extra["split"]
+    assert split["proxy"]["steps"] == 0.0 and split["proxy"]["exact"] == "enumeration"
+    assert split["target"]["evaluations"] <= 64 and att.cost <= 64.0 and att.cost_unit == "training steps"
+    assert np.isfinite(figures["relative_l2"])

@@ -114,12 +114,14 @@ class KnownGameTask(BenchmarkTask):
     """A game with known Shapley values, clean or with seeded retraining-like noise.
 
     The proxy resource (for estimators that declare ``requires=("proxy",)``) is an
-    independently noised copy with twice the noise: cheap, correlated, biased.
+    independently noised copy with twice the noise: cheap, correlated, biased. The
+    ``fidelities`` resource (``multifidelity``) offers that copy as a free cheaper game,
+    the game valued costing one step an evaluation.
     """
 
     utilities = ("clean", "noisy")
     games = ("known",)
-    offers = ("proxy",)
+    offers = ("proxy", "fidelities")
 
     def __init__(self, name: str, base: Game, scale: str = "default", noise: float = 0.2,
                  slow: bool = False):
@@ -140,6 +142,8 @@ class KnownGameTask(BenchmarkTask):
     def resource(self, name, utility):
         if name == "proxy":
             return NoisyGame(self.base, 2 * self.sigma, seed=10_000)
+        if name == "fidelities":
+            return {"target": 1.0, "proxy": (self.resource("proxy", utility), 0.0)}
         return None
 
     def _make_truth(self, utility):
@@ -240,14 +244,17 @@ class TableBenchmark(BenchmarkTask):
 
     @property
     def offers(self) -> tuple[str, ...]:
-        """The proxy game, and model access (``requires=("model",)``: the full-data model
-        of the table's configuration) where the task's family provides it."""
+        """The proxy game; ``fidelities`` (``multifidelity``: the proxy as a free cheaper
+        game beside the retraining game, a retraining costing the config's training
+        steps; the fine-tuning game is not offered, since each of its evaluations trains);
+        and model access (``requires=("model",)``: the full-data model of the table's
+        configuration) where the task's family provides it."""
         task = self._task if self._task is not None else self._named_task()
         if task is None:
-            return ("proxy",)
+            return ("proxy", "fidelities")
         from surrogateshap.tasks.models import family_offers
 
-        return ("proxy", *(("model",) if "model" in family_offers(task.family_kind) else ()))
+        return ("proxy", "fidelities", *(("model",) if "model" in family_offers(task.family_kind) else ()))
 
     @property
     def slow(self) -> bool:
@@ -435,6 +442,8 @@ class TableBenchmark(BenchmarkTask):
     def resource(self, name, utility):
         if name == "proxy":
             return self.proxy(utility)
+        if name == "fidelities":
+            return {"target": float(self.task.config.steps), "proxy": (self.proxy(utility), 0.0)}
         if name == "model" and "model" in self.offers:
             if getattr(self, "_access", None) is None:
                 self._access = self.task.model_access()
