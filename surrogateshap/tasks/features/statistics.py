@@ -275,7 +275,7 @@ class WhitenedBasis:
         C = scale * (M - mu mu^T), the n / (n - 1) correction applied to the eigenvalues.
         The eigensolve runs on ``backend`` (:func:`_eigvalsh`); eigenvalues within its
         rounding (r eps times the largest) count as zero: their square roots would be
-        rounding noise, about 1e-8 relative in FID on a singular bank, different per solver."""
+        rounding noise (1e-9 to 1e-7 relative in FID on a singular bank), different per solver."""
         r = self.r
         k = np.zeros((len(top), r, r))
         for i in range(r):  # row i of the lower triangles, less the mean's outer product
