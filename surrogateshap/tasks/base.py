@@ -403,7 +403,9 @@ class DiffusionTask:
         from surrogateshap.tasks.features.statistics import StatsBank
 
         stats = self.bank_stats()
-        return StatsBank(stats, self.real_stats()) if isinstance(stats, (list, tuple)) else stats
+        if not isinstance(stats, (list, tuple)):
+            return stats
+        return StatsBank(stats, self.real_stats(), device=self.device)  # CUDA: eigensolves there
 
     def regenerate_stats(self, mask, seed: int):
         """Statistics of freshly generated samples of the full model for coalition
@@ -427,13 +429,14 @@ class DiffusionTask:
 
     def proxy_game(self, utility: str, mode: str = "bank", seed: int = 0, executor=None,
                    samples: int | None = None, fid_rank: int | None = None,
-                   memory_budget: int | None = None):
-        """The proxy game; ``fid_rank`` (approximate FID, named in its identity) and
-        ``memory_budget`` (bytes per call) are :class:`~surrogateshap.tasks.games.ProxyGame`'s."""
+                   memory_budget: int | None = None, eig_backend: str | None = None):
+        """The proxy game; ``fid_rank`` (approximate FID, named in its identity),
+        ``memory_budget`` (bytes per call) and ``eig_backend`` (where FID's eigensolves run)
+        are :class:`~surrogateshap.tasks.games.ProxyGame`'s."""
         from surrogateshap.tasks.games import ProxyGame
 
         return ProxyGame(self, utility, mode=mode, seed=seed, executor=executor, samples=samples,
-                         fid_rank=fid_rank, memory_budget=memory_budget)
+                         fid_rank=fid_rank, memory_budget=memory_budget, eig_backend=eig_backend)
 
     def check_utility(self, utility: str):
         if utility not in self.utilities:

@@ -261,14 +261,17 @@ class ProxyGame(Game):
 
     A bank of sufficient statistics takes ``fid_rank`` (FID from the real features' top
     principal directions: an approximation, named in :meth:`cache_id` so its values never
-    mix with exact ones) and ``memory_budget`` (bytes a call's working arrays may take;
-    values do not depend on it); see :class:`~surrogateshap.tasks.features.statistics.StatsBank`.
+    mix with exact ones), ``memory_budget`` (bytes a call's working arrays may take) and
+    ``eig_backend`` ("numpy" or "torch": where FID's eigensolves run; None: torch on a
+    CUDA task); values depend on neither of the last two (so neither is in the identity);
+    see :class:`~surrogateshap.tasks.features.statistics.StatsBank`.
     """
 
     cost_unit = "images generated"
 
     def __init__(self, task, utility: str, mode: str = "bank", seed: int = 0, executor=None,
-                 samples: int | None = None, fid_rank: int | None = None, memory_budget: int | None = None):
+                 samples: int | None = None, fid_rank: int | None = None, memory_budget: int | None = None,
+                 eig_backend: str | None = None):
         from surrogateshap.execution import get_executor
 
         task.check_utility(utility)
@@ -279,11 +282,11 @@ class ProxyGame(Game):
         self.task, self.utility, self.mode, self.seed = task, utility, mode, int(seed)
         self.samples = getattr(task.config, "proxy_samples", None) if samples is None else int(samples)
         self.executor = get_executor(executor)  # runs the bank's and regenerate's generation
-        check_bank_options(fid_rank, memory_budget)
+        check_bank_options(fid_rank, memory_budget, eig_backend)
         if fid_rank is not None and mode != "bank":
             raise ValueError(f"fid_rank= applies to mode='bank' (statistics mixed per coalition), not {mode!r}")
         self.fid_rank = fid_rank
-        self.memory_budget = memory_budget
+        self.memory_budget, self.eig_backend = memory_budget, eig_backend
         self._bank = None
         self._empty = None
 
@@ -299,7 +302,7 @@ class ProxyGame(Game):
             n = len(bank.units) if hasattr(bank, "units") else getattr(bank, "n_units", None)
             if n is not None and n != self.task.n_units:
                 raise ValueError(f"{self.task.name}: a bank of {n} units for {self.task.n_units} units")
-            for name in ("fid_rank", "memory_budget"):
+            for name in ("fid_rank", "memory_budget", "eig_backend"):
                 value = getattr(self, name)
                 if value is None:
                     continue

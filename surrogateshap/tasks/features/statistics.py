@@ -27,6 +27,7 @@ __all__ = [
     "StoredStats",
     "WhitenedBasis",
     "MEMORY_BUDGET",
+    "EIG_BACKENDS",
     "check_bank_options",
     "stats_from_features",
     "write_stats",
@@ -267,18 +268,44 @@ class WhitenedBasis:
         """Length of a packed lower triangle of the kept directions."""
         return self.r * (self.r + 1) // 2
 
-    def tr_sqrt(self, top: np.ndarray, rest: np.ndarray, b: np.ndarray, scale) -> np.ndarray:
+    def tr_sqrt(self, top: np.ndarray, rest: np.ndarray, b: np.ndarray, scale,
+                backend: str = "numpy", device=None) -> np.ndarray:
         """Tr (C C_r)^(1/2) for rows of mixed rotated second moments (``top`` (m, packed)
         lower triangles, ``rest`` (m, d - r) diagonals) and rotated means ``b`` (m, d);
-        C = scale * (M - mu mu^T), the n / (n - 1) correction applied to the eigenvalues."""
+        C = scale * (M - mu mu^T), the n / (n - 1) correction applied to the eigenvalues.
+        The eigensolve runs on ``backend`` (:func:`_eigvalsh`); eigenvalues within its
+        rounding (r eps times the largest) count as zero: their square roots would be
+        rounding noise (1e-9 to 1e-7 relative in FID on a singular bank), different per solver."""
         r = self.r
         k = np.zeros((len(top), r, r))
         for i in range(r):  # row i of the lower triangles, less the mean's outer product
             k[:, i, : i + 1] = top[:, i * (i + 1) // 2 : (i + 1) * (i + 2) // 2] - b[:, i, None] * b[:, : i + 1]
-        out = np.sqrt(np.clip(np.linalg.eigvalsh(k), 0, None)).sum(-1)  # reads the lower triangle
+        lam = _eigvalsh(k, backend, device)  # reads the lower triangle
+        tol = r * np.finfo(np.float64).eps * np.abs(lam).max(-1, initial=0.0, keepdims=True)
+        out = np.sqrt(np.where(lam > tol, lam, 0.0)).sum(-1)
         if r < len(self.scale):
             out += np.sqrt(np.clip(rest - b[:, r:] ** 2, 0, None)).sum(-1)
         return np.sqrt(scale) * out
+
+
+EIG_BACKENDS = ("numpy", "torch")
+"""Where FID's batched symmetric eigensolves run: numpy's LAPACK, or torch (float64) on
+the bank's device, a CUDA device's batched solver among them."""
+
+
+def _eigvalsh(k: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
+    """Eigenvalues of a batch (m, r, r) of symmetric matrices from their lower triangles,
+    float64, on ``backend`` (one of :data:`EIG_BACKENDS`; torch on ``device``, default
+    the CPU)."""
+    if backend == "numpy":
+        return np.linalg.eigvalsh(k)
+    import torch
+
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"the bank's eigensolves are set to run on {device}, which this machine does not "
+                         "have: use eig_backend='numpy' or a CUDA machine")
+    return torch.linalg.eigvalsh(torch.from_numpy(np.ascontiguousarray(k)).to(device), UPLO="L").cpu().numpy()
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
@@ -297,8 +324,12 @@ _WHITENED_FIELDS = ("top", "rest", "rotated", "vec", "scale", "trace_r", "traces
 MEMORY_BUDGET = 2 * 2**30
 
 
-def check_bank_options(fid_rank=None, memory_budget=None):
-    """One clear error for a bad ``fid_rank`` or ``memory_budget`` (None: not given)."""
+def check_bank_options(fid_rank=None, memory_budget=None, eig_backend=None):
+    """One clear error for a bad ``fid_rank``, ``memory_budget`` or ``eig_backend`` (None:
+    not given)."""
+    if eig_backend is not None and eig_backend not in EIG_BACKENDS:
+        raise ValueError(f"eig_backend must be one of {EIG_BACKENDS} (or None: torch where the device "
+                         f"is CUDA, else numpy), got {eig_backend!r}")
     if memory_budget is not None and not (isinstance(memory_budget, (int, np.integer)) and memory_budget > 0):
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     if fid_rank is not None and not (isinstance(fid_rank, (int, np.integer)) and fid_rank >= 1):
@@ -319,14 +350,16 @@ class StatsBank:
     cheaper: close on digits10's bank, far off on a synthetic slow-spectrum one
     (results/proxy_paper_scale.md), so opt-in. ``workdir``: where to memory-map the
     whitened second moments when they exceed the budget (default: the system's temporary
-    folder).
+    folder). ``eig_backend`` (:data:`EIG_BACKENDS`): where FID's eigensolves run; None:
+    torch where ``device`` (a torch device, e.g. the task's) is CUDA, else numpy. The
+    backends agree to rounding (tests/test_eig_backend.py), so values do not depend on it.
     """
 
     def __init__(self, stats: list[LabelStats], real: LabelStats, memory_budget: int = MEMORY_BUDGET,
-                 fid_rank: int | None = None, workdir=None):
+                 fid_rank: int | None = None, workdir=None, eig_backend: str | None = None, device=None):
         if not stats:
             raise ValueError("need at least one unit's statistics")
-        check_bank_options(fid_rank, memory_budget)
+        check_bank_options(fid_rank, memory_budget, eig_backend)
         self._stats = stats if isinstance(stats, StoredStats) else list(stats)  # a store pickles small
         self.mean = np.stack([s.mean for s in stats])
         self.pbar = np.stack([s.pbar for s in stats])
@@ -338,6 +371,7 @@ class StatsBank:
         self.memory_budget = int(memory_budget)
         self.fid_rank = None if fid_rank is None else int(fid_rank)
         self.workdir = workdir
+        self.eig_backend, self.device = eig_backend, None if device is None else str(device)
         self._whitened = {}  # fid_rank -> (basis, top, rest, rotated means, traces)
 
     def __getstate__(self):  # the derived arrays (a memory map among them) are rebuilt
@@ -418,6 +452,11 @@ class StatsBank:
         worth kept for the eigensolver's copy of the matrix it works on)."""
         return max(1, self.memory_budget // self.row_bytes() - 1)
 
+    def eig_backend_used(self) -> str:
+        """The backend FID's eigensolves run on: ``eig_backend``, or its default."""
+        cuda = self.device is not None and self.device.startswith("cuda")
+        return self.eig_backend or ("torch" if cuda else "numpy")
+
     def utility(self, name: str, weights: np.ndarray) -> np.ndarray:
         w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         if w.shape[1] != len(self.mean):
@@ -436,7 +475,7 @@ def _neg_fid(bank: StatsBank, w: np.ndarray) -> np.ndarray:
     mu = w @ bank.mean
     scale = _unbiased_scale((w > 0) @ bank.count)
     tr_cov = scale * (w @ traces - (mu**2).sum(1))
-    tr_sqrt = basis.tr_sqrt(w @ top, w @ rest, w @ rotated, scale)
+    tr_sqrt = basis.tr_sqrt(w @ top, w @ rest, w @ rotated, scale, bank.eig_backend_used(), bank.device)
     return -(((mu - bank.real.mean) ** 2).sum(1) + tr_cov + basis.trace_r - 2 * tr_sqrt)
 
 
