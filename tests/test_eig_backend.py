@@ -1,7 +1,8 @@
-"""FID's eigensolves on torch (float64, the bank's device) give numpy's values: the
-backend is not part of a proxy game's identity, so the two must agree to 1e-9 relative,
-singular covariances (a unit of one sample, units of fewer samples than features, a dead
-real feature) included."""
+"""FID's eigensolves on torch (float64, the bank's device) give numpy's values to 1e-8
+relative, singular covariances (a unit of one sample, units of fewer samples than
+features, a dead real feature) included: on those the two round near-zero eigenvalues
+differently (up to 4e-9), so a proxy game names a torch backend in its identity
+(tests/test_proxy_scale.py) and numpy's values stay bit for bit what they were."""
 
 import numpy as np
 import pytest
@@ -41,10 +42,10 @@ def _check_torch_equals_numpy(n, d, per_unit, device):
     numpy_fid = _bank(n, d, per_unit, eig_backend="numpy").utility("neg_fid", w)
     bank = _bank(n, d, per_unit, eig_backend="torch", device=device)
     for m in (1, 7, 40):  # several batches
-        np.testing.assert_allclose(bank.utility("neg_fid", w[:m]), numpy_fid[:m], rtol=1e-9, atol=0)
+        np.testing.assert_allclose(bank.utility("neg_fid", w[:m]), numpy_fid[:m], rtol=1e-8, atol=0)
     split = _bank(n, d, per_unit, eig_backend="torch", device=device, memory_budget=4 * bank.row_bytes() + 1)
     assert split.rows_per_call() == 3
-    np.testing.assert_allclose(split.utility("neg_fid", w), numpy_fid, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(split.utility("neg_fid", w), numpy_fid, rtol=1e-8, atol=0)
 
 
 @pytest.mark.parametrize("n,d,per_unit", CASES)

@@ -372,7 +372,17 @@ class ProxyGame(Game):
     def cache_id(self):
         samples = "" if self.samples is None else f":{self.samples}"
         rank = "" if self.fid_rank is None else f":fid_rank={self.fid_rank}"
-        return f"proxy:{self.task.config_id()}:{self.utility}:{self.mode}:{self.seed}{samples}{rank}"
+        return f"proxy:{self.task.config_id()}:{self.utility}:{self.mode}:{self.seed}{samples}{rank}{self._eig_id()}"
+
+    def _eig_id(self) -> str:
+        """":eig=torch" where FID's eigensolves run on torch (given, or by a CUDA device):
+        its rounding of a singular bank's near-zero eigenvalues differs from numpy's, so
+        its values never share a cache or a table with numpy's ("" for numpy, as before)."""
+        backend = self.eig_backend
+        if backend is None:
+            device = str(getattr(self.task, "device", "cpu"))
+            backend = "torch" if device.startswith("cuda") else "numpy"
+        return "" if backend == "numpy" else f":eig={backend}"
 
 
 class FineTuningGame(Game):
