@@ -66,6 +66,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/fashion_sellers_proxy")
     p.add_argument("--summarize", metavar="CSV", help="rescore the values in a CSV this script wrote; no game is played")
+    p.add_argument("--table", metavar="CSV", help="a retraining table of the task holding the empty, full and "
+                   "leave-one-out coalitions: also score retrained leave-one-out (v(N) - v(N - i)) and its "
+                   "Spearman with each proxy's reference values (written to --out with _loo)")
     a = p.parse_args(argv)
     if a.budget < 2 or a.reference_budget < 2 or not a.seeds:
         p.error("--budget and --reference-budget must be >= 2, and --seeds non-empty")
@@ -86,6 +89,41 @@ def main(argv=None):
     else:
         df, setup = play(task, a, planted, seller_label)
     write(df, setup, task, a, planted, seller_label)
+    if a.table:
+        write_loo(df, task, a, planted, seller_label)
+
+
+def write_loo(df, task, a, planted, seller_label):
+    """Retrained leave-one-out from ``--table`` (seed mean), scored like the proxies'
+    values, and its Spearman with each proxy's reference (stratified SVARM) values."""
+    from scipy.stats import spearmanr
+
+    from surrogateshap.tasks.reference import load_reference
+
+    table = load_reference(task, a.table)
+    n, k = task.n_players, len(planted)
+    full = np.ones((1, n), bool)
+    loo_masks = ~np.eye(n, dtype=bool)
+    lines = [f"# fashion-sellers: retrained leave-one-out against the proxies ({a.scale} preset)", "",
+             f"Produced by `python scripts/sellers_proxy.py --summarize {a.summarize or a.out + '.csv'} --table "
+             f"{a.table}`: LOO_i = v(N) - v(N - i) of the retraining table (seeds {table.mean_seeds}, mean), "
+             f"planted sellers {planted.tolist()}; the proxies' values are their stratified SVARM references.", "",
+             f"| utility | precision@{k} (lowest LOO) | planted = lowest of its label | planted ranks | "
+             "Spearman with the label proxy | Spearman with the seller proxy |", "|---|---|---|---|---|---|"]
+    for utility in task.utilities:
+        if not table.held(np.vstack([full, loo_masks])).all():
+            raise SystemExit(f"{a.table} lacks the full or a leave-one-out coalition")
+        loo = table.values(full, utility)[0] - table.values(loo_masks, utility)
+        ref = {r.proxy: np.array([float(x) for x in r["values"].split()]) for _, r in df.iterrows()
+               if r.utility == utility and str(r.estimator).startswith("reference")}
+        rho = {name: float(spearmanr(loo, v).statistic) for name, v in ref.items()}
+        lines.append(f"| {utility} | {precision_at_k(-loo, planted, k):.2f} | "
+                     f"{lowest_in_label(loo, planted, seller_label):.2f} | "
+                     f"{' '.join(map(str, lowest_ranks(loo, planted)))} | "
+                     f"{rho.get('label proxy (paper)', float('nan')):.3f} | {rho.get('seller proxy', float('nan')):.3f} |")
+    out = Path(a.out + "_loo.md")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def play(task, a, planted, seller_label):

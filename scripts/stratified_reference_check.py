@@ -38,8 +38,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--out", default="results/stratified_reference_check")
     a = p.parse_args(argv)
-    if a.permutations < 1 or not a.seeds:
-        p.error("--permutations must be >= 1 and --seeds non-empty")
+    if a.permutations < 1 or len(set(a.seeds)) < 2:
+        p.error("--permutations must be >= 1 and --seeds must name at least two distinct seeds (their agreement is reported)")
     task = get_task("fashion-animal20")
     shipped = read_proxy_reference(reference_dir("fashion-animal20") / REFERENCE)
     rows, agree = [], []
