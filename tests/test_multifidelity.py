@@ -243,3 +243,17 @@ def test_the_benchmark_offers_the_proxy_as_a_free_fidelity():
     assert split["proxy"]["steps"] == 0.0 and split["proxy"]["exact"] == "enumeration"
     assert split["target"]["evaluations"] <= 64 and att.cost <= 64.0 and att.cost_unit == "training steps"
     assert np.isfinite(figures["relative_l2"])
+
+
+def test_the_benchmark_runs_multifidelity_on_the_target_game_only():
+    """On a table task it values the retraining game (the proxy is its free fidelity);
+    its cases on the proxy game are skipped naming why (they raised: a proxy evaluation
+    costs no training steps)."""
+    from surrogateshap.benchmark import benchmark_cases
+
+    cases = benchmark_cases("default", tasks=["digits10"], estimators=["multifidelity"], budgets=[64], seeds=[0])
+    by_game = {c.game: c for c in cases if c.utility == "neg_fid"}
+    if by_game["retraining"].skip and "table" in by_game["retraining"].skip:
+        pytest.skip(by_game["retraining"].skip)
+    assert by_game["retraining"].skip is None
+    assert "values the retraining game" in by_game["proxy"].skip

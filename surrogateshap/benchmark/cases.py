@@ -126,7 +126,7 @@ def benchmark_cases(
                     for b in bl:
                         if b >= 2**bt.n_players and not est.is_exact:
                             continue  # every coalition fits: the answer is exact, nothing measured
-                        skip = reason or est.unsupported(bt.n_players, b, bt.offers)
+                        skip = reason or est.unsupported(bt.n_players, b, bt.offers) or bt.not_a_target(g, est)
                         slow = bt.slow or (b > st.slow_budget and not est.is_exact)
                         gpu = scale == "paper" and (
                             g in bt.trains or any(r in bt.trains for r in est.requires)
@@ -152,7 +152,8 @@ def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason,
             if (gname and g != gname) or (games and g not in games) or g not in bt.all_games:
                 continue
             b = 2 * bt.n_players if budget is None else int(budget)
-            skip = reason or get_estimator(name).unsupported(bt.n_players, b, bt.offers) or bt.unavailable(g)
+            est = get_estimator(name)
+            skip = reason or est.unsupported(bt.n_players, b, bt.offers) or bt.not_a_target(g, est) or bt.unavailable(g)
             if not skip and no_retrain and g == "finetune":
                 skip = "--no-retrain: sparsified fine-tuning Shapley fine-tunes a model per coalition"
             gpu = scale == "paper"

@@ -83,6 +83,19 @@ class BenchmarkTask:
         """A resource an estimator declares in ``requires`` (None when not offered)."""
         return None
 
+    #: the games the ``fidelities`` resource's cheaper games stand beside (the game a
+    #: multi-fidelity estimator values); none where the task offers no fidelities
+    fidelity_targets: tuple[str, ...] = ()
+
+    def not_a_target(self, game: str, estimator) -> str | None:
+        """Why ``estimator`` does not run on ``game`` here (None: it does): an estimator of
+        several fidelities values the task's most expensive game, with the cheaper ones
+        (the proxy among them) as its resource, never the proxy game itself."""
+        if "fidelities" in getattr(estimator, "requires", ()) and game not in self.fidelity_targets:
+            return (f"{estimator.label} values the {' or '.join(self.fidelity_targets) or 'target'} game, with "
+                    f"the cheaper fidelities as its resource; not the {game!r} game of {self.name}")
+        return None
+
     def game_info(self, utility: str, game: str) -> dict:
         """Facts about the game a case plays, for the record (e.g. replay timing)."""
         g = self.game(utility, game)
@@ -122,6 +135,7 @@ class KnownGameTask(BenchmarkTask):
     utilities = ("clean", "noisy")
     games = ("known",)
     offers = ("proxy", "fidelities")
+    fidelity_targets = ("known",)
 
     def __init__(self, name: str, base: Game, scale: str = "default", noise: float = 0.2,
                  slow: bool = False):
@@ -205,6 +219,7 @@ class TableBenchmark(BenchmarkTask):
     #: share units: :meth:`~surrogateshap.tasks.base.DiffusionTask.seller_view`)
     extra_games = ("model", "finetune", "seller-proxy")
     trains = ("proxy", "model", "finetune", "seller-proxy")
+    fidelity_targets = ("retraining",)
     RETRAIN = ("replay", "train", "refuse")
     #: up to this many players a table enumerates every coalition (2^n retrainings);
     #: beyond, it holds the paper's sampled test coalitions
