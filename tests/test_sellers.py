@@ -137,3 +137,15 @@ def test_grouped_shapley_equals_enumeration_on_a_game_of_group_counts():
     np.testing.assert_allclose(grouped_shapley(game, groups), exact_shapley(game), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="groups has 3 entries"):
         grouped_shapley(game, [0, 1, 2])
+
+
+def test_the_seller_view_refuses_a_proxy_it_cannot_play_before_training_anything(tmp_path):
+    """mode='regenerate' asks the view to regenerate per coalition, which it refuses: the
+    refusal comes when the game is made, not after the seller model and bank are trained."""
+    task = FashionSellersTask(FashionSellersConfig.preset("ci", **TINY), cache_dir=tmp_path)
+    if task.data_missing():
+        pytest.skip(task.data_missing())
+    view = task.seller_view()
+    with pytest.raises(ValueError, match="mode='bank'"):
+        view.proxy_game("neg_fid", mode="regenerate")
+    assert not view.cache.full_model_path().exists()

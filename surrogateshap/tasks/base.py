@@ -540,6 +540,14 @@ class SellerView(DiffusionTask):
                           for i in range(self.n_units)]
         return self._bank
 
+    def proxy_game(self, utility: str, mode: str = "bank", **kw):
+        """The bank proxy only (the view refuses ``regenerate_stats``): another mode is
+        refused when the game is made, not after the full model and its bank are trained."""
+        if mode not in ("bank", "stats"):
+            raise ValueError(f"{self.name}'s seller view plays the proxy game with mode='bank' only, "
+                             f"not {mode!r}")
+        return super().proxy_game(utility, mode=mode, **kw)
+
     def _proxy_only(self, *_, **__):
         raise NotImplementedError(f"{self.name}'s seller view serves the proxy game only; retrain, fine-tune "
                                   "or read the model of the task itself")
