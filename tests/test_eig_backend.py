@@ -100,3 +100,5 @@ def test_the_backend_is_refused_and_left_out_of_the_identity_where_no_bank_solve
         with pytest.raises(ValueError, match="eig_backend= applies to"):
             task.proxy_game("neg_fid", eig_backend="torch", **kw)
         assert ":eig=" not in task.proxy_game("neg_fid", **kw).cache_id()
+        with pytest.raises(ValueError, match="fid_rank= applies to"):  # ignored there as well
+            task.proxy_game("neg_fid", fid_rank=8, **kw)

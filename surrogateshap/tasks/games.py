@@ -284,12 +284,11 @@ class ProxyGame(Game):
         self.samples = getattr(task.config, "proxy_samples", None) if samples is None else int(samples)
         self.executor = get_executor(executor)  # runs the bank's and regenerate's generation
         check_bank_options(fid_rank, memory_budget, eig_backend)
-        if fid_rank is not None and mode != "bank":
-            raise ValueError(f"fid_rank= applies to mode='bank' (statistics mixed per coalition), not {mode!r}")
-        if eig_backend is not None and not self._bank_solves():
-            raise ValueError("eig_backend= applies to mode='bank' with the bank's sufficient statistics mixed "
-                             f"(samples=None); mode={mode!r}, samples={self.samples} score each coalition "
-                             "on numpy")
+        for name, value in (("fid_rank", fid_rank), ("eig_backend", eig_backend)):
+            if value is not None and not self._bank_solves():
+                raise ValueError(f"{name}= applies to mode='bank' with the bank's sufficient statistics mixed "
+                                 f"(samples=None); mode={mode!r}, samples={self.samples} score each coalition "
+                                 "exactly on numpy")
         self.fid_rank = fid_rank
         self.memory_budget, self.eig_backend = memory_budget, eig_backend
         self._bank = None
