@@ -151,3 +151,21 @@ def test_the_seller_view_refuses_a_proxy_it_cannot_play_before_training_anything
     with pytest.raises(ValueError, match="mode='bank'"):
         view.proxy_game("neg_fid", mode="regenerate")
     assert not view.cache.full_model_path().exists()
+
+
+@pytest.mark.parametrize("flag", ["--summarize", "--table"])
+def test_the_script_names_a_missing_input_file(flag, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "sellers_proxy.py"
+    spec = importlib.util.spec_from_file_location("_sellers_proxy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    missing = tmp_path / "absent.csv"
+    args = ["--summarize", str(missing)] if flag == "--summarize" else [
+        "--summarize", str(path.parents[1] / "results" / "fashion_sellers_proxy.csv"), "--table", str(missing)]
+    with pytest.raises(SystemExit):
+        script.main([*args, "--out", str(tmp_path / "out")])
+    assert f"{flag} {missing}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "out.md").exists()  # refused before anything is written
