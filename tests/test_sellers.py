@@ -169,3 +169,16 @@ def test_the_script_names_a_missing_input_file(flag, tmp_path, capsys):
         script.main([*args, "--out", str(tmp_path / "out")])
     assert f"{flag} {missing}: no such file" in capsys.readouterr().err
     assert not (tmp_path / "out.md").exists()  # refused before anything is written
+
+
+def test_the_seller_proxies_of_every_utility_share_one_bank(tiny, monkeypatch):
+    """The view's bank lives in the view (not in the task's cache): a task hands out one
+    view, so the benchmark's seller proxies of its utilities sample the bank once."""
+    from surrogateshap.tasks.base import SellerView
+
+    task = FashionSellersTask(tiny.config, cache_dir=tiny.cache_dir)  # the full models cached, no bank yet
+    calls, sample = [], SellerView.sample
+    monkeypatch.setattr(SellerView, "sample", lambda self, *a, **kw: calls.append(1) or sample(self, *a, **kw))
+    for utility in task.utilities:
+        task.seller_view().proxy_game(utility)(np.ones((1, task.n_players), bool))
+    assert len(calls) == 1

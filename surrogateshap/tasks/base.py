@@ -418,8 +418,10 @@ class DiffusionTask:
         """This task's data with each (contributor, unit) pair as a unit of its own: the
         proxy that tells apart contributors who share a label (:class:`SellerView`).
         Raises ValueError where every unit already belongs to one contributor (the
-        task's own proxy then sees its sellers)."""
-        return SellerView(self)
+        task's own proxy then sees its sellers). One view per task: its bank is kept in it."""
+        if "_seller_view" not in self.__dict__:
+            self._seller_view = SellerView(self)
+        return self._seller_view
 
     # --- games ----------------------------------------------------------------
     def retraining_game(self, utility: str, seed: int = 0, cache: bool = True, executor=None, **kw):
