@@ -96,7 +96,7 @@ def test_the_backend_is_refused_and_left_out_of_the_identity_where_no_bank_solve
     task = Digits10Task(Digits10Config.preset("ci"), cache_dir=tmp_path)
     task.device = "cuda"  # where the bank's default backend is torch (nothing runs here)
     assert task.proxy_game("neg_fid").cache_id().endswith(":eig=torch")
-    for kw in (dict(mode="regenerate"), dict(samples=50)):
+    for kw in ({"mode": "regenerate"}, {"samples": 50}):
         with pytest.raises(ValueError, match="eig_backend= applies to"):
             task.proxy_game("neg_fid", eig_backend="torch", **kw)
         assert ":eig=" not in task.proxy_game("neg_fid", **kw).cache_id()

@@ -62,8 +62,8 @@ def test_each_seller_sells_one_label_and_the_planted_ones_are_degraded(tiny):
     (dict(planted=((24, "blur"),)), "planted seller 24"),
     (dict(planted=((3, "smudge"),)), "unknown defect 'smudge'"),
     (dict(planted=((3, "blur"), (3, "noise"))), "planted seller 3"),
-    (dict(planted=((1.5, "blur"),)), "planted seller 1.5"),  # not an index: no seller degraded
-    (dict(planted=(("1", "blur"),)), "planted seller '1'"),
+    ({"planted": ((1.5, "blur"),)}, "planted seller 1.5"),  # not an index: no seller degraded
+    ({"planted": (("1", "blur"),)}, "planted seller '1'"),
     (dict(mislabel_source=1), "mislabel_source"),
     (dict(classes=(0, 0, 1)), "distinct Fashion-MNIST class"),
 ])
