@@ -72,6 +72,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.budget < 2 or a.reference_budget < 2 or not a.seeds:
         p.error("--budget and --reference-budget must be >= 2, and --seeds non-empty")
+    for flag, path in (("--summarize", a.summarize), ("--table", a.table)):
+        if path and not Path(path).is_file():
+            p.error(f"{flag} {path}: no such file")
     import torch
 
     torch.set_num_threads(a.threads)

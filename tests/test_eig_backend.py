@@ -85,3 +85,20 @@ def test_a_missing_cuda_device_is_named(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="set to run on cuda, which this machine does not have"):
         _bank(3, 4, 10, device="cuda").utility("neg_fid", np.eye(3))
+
+
+def test_the_backend_is_refused_and_left_out_of_the_identity_where_no_bank_solves(tmp_path):
+    """Regenerated samples and a bank mixed image by image are scored one coalition at a
+    time on numpy: a torch backend given there is refused (it would be named in the
+    identity and ignored), and none is named."""
+    from surrogateshap.tasks.catalog.digits10 import Digits10Config, Digits10Task
+
+    task = Digits10Task(Digits10Config.preset("ci"), cache_dir=tmp_path)
+    task.device = "cuda"  # where the bank's default backend is torch (nothing runs here)
+    assert task.proxy_game("neg_fid").cache_id().endswith(":eig=torch")
+    for kw in ({"mode": "regenerate"}, {"samples": 50}):
+        with pytest.raises(ValueError, match="eig_backend= applies to"):
+            task.proxy_game("neg_fid", eig_backend="torch", **kw)
+        assert ":eig=" not in task.proxy_game("neg_fid", **kw).cache_id()
+        with pytest.raises(ValueError, match="fid_rank= applies to"):  # ignored there as well
+            task.proxy_game("neg_fid", fid_rank=8, **kw)

@@ -257,3 +257,33 @@ def test_the_benchmark_runs_multifidelity_on_the_target_game_only():
         pytest.skip(by_game["retraining"].skip)
     assert by_game["retraining"].skip is None
     assert "values the retraining game" in by_game["proxy"].skip
+
+
+def test_a_table_task_costs_the_game_valued_in_its_own_steps(tmp_path):
+    """The ``fidelities`` resource prices the game the case values: a retraining at the
+    config's training steps, a fine-tuning at its own steps (its cost is in steps
+    already, not to be multiplied by the config's); a proxy game valued is free, so it
+    is not offered (the multifidelity budget counts steps)."""
+    from dataclasses import dataclass
+
+    pytest.importorskip("torch")
+    from fake_tasks import FakeConfig, FakeTask
+
+    from surrogateshap.benchmark.tasks import TableBenchmark
+    from surrogateshap.estimators.multifidelity import parse_fidelities
+    from surrogateshap.tasks.games import FineTuningGame
+
+    @dataclass(frozen=True)
+    class Config(FakeConfig):
+        steps: int = 1000
+
+    bt = TableBenchmark("fake-fidelities")
+    bt._task = FakeTask(Config(), cache_dir=tmp_path)
+    full = np.ones((1, bt.n_players), bool)
+    for game, steps in (("retraining", 1000.0), ("finetune", 200.0)):
+        valued = (bt.task.retraining_game("neg_fid") if game == "retraining"
+                  else FineTuningGame(bt.task, "neg_fid", steps=200))  # the benchmark's
+        rate, cheap = parse_fidelities(valued, bt.resources("neg_fid", ("fidelities",), game)["fidelities"])
+        assert rate * valued.cost_of(full) == steps and [(n, s) for n, _, s in cheap] == [("proxy", 0.0)]
+    with pytest.raises(LookupError, match="fidelities"):
+        bt.resources("neg_fid", ("fidelities",), "proxy")

@@ -62,6 +62,8 @@ def test_each_seller_sells_one_label_and_the_planted_ones_are_degraded(tiny):
     (dict(planted=((24, "blur"),)), "planted seller 24"),
     (dict(planted=((3, "smudge"),)), "unknown defect 'smudge'"),
     (dict(planted=((3, "blur"), (3, "noise"))), "planted seller 3"),
+    ({"planted": ((1.5, "blur"),)}, "planted seller 1.5"),  # not an index: no seller degraded
+    ({"planted": (("1", "blur"),)}, "planted seller '1'"),
     (dict(mislabel_source=1), "mislabel_source"),
     (dict(classes=(0, 0, 1)), "distinct Fashion-MNIST class"),
 ])
@@ -137,3 +139,46 @@ def test_grouped_shapley_equals_enumeration_on_a_game_of_group_counts():
     np.testing.assert_allclose(grouped_shapley(game, groups), exact_shapley(game), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="groups has 3 entries"):
         grouped_shapley(game, [0, 1, 2])
+
+
+def test_the_seller_view_refuses_a_proxy_it_cannot_play_before_training_anything(tmp_path):
+    """mode='regenerate' asks the view to regenerate per coalition, which it refuses: the
+    refusal comes when the game is made, not after the seller model and bank are trained."""
+    task = FashionSellersTask(FashionSellersConfig.preset("ci", **TINY), cache_dir=tmp_path)
+    if task.data_missing():
+        pytest.skip(task.data_missing())
+    view = task.seller_view()
+    with pytest.raises(ValueError, match="mode='bank'"):
+        view.proxy_game("neg_fid", mode="regenerate")
+    assert not view.cache.full_model_path().exists()
+
+
+@pytest.mark.parametrize("flag", ["--summarize", "--table"])
+def test_the_script_names_a_missing_input_file(flag, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "sellers_proxy.py"
+    spec = importlib.util.spec_from_file_location("_sellers_proxy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    missing = tmp_path / "absent.csv"
+    args = ["--summarize", str(missing)] if flag == "--summarize" else [
+        "--summarize", str(path.parents[1] / "results" / "fashion_sellers_proxy.csv"), "--table", str(missing)]
+    with pytest.raises(SystemExit):
+        script.main([*args, "--out", str(tmp_path / "out")])
+    assert f"{flag} {missing}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "out.md").exists()  # refused before anything is written
+
+
+def test_the_seller_proxies_of_every_utility_share_one_bank(tiny, monkeypatch):
+    """The view's bank lives in the view (not in the task's cache): a task hands out one
+    view, so the benchmark's seller proxies of its utilities sample the bank once."""
+    from surrogateshap.tasks.base import SellerView
+
+    task = FashionSellersTask(tiny.config, cache_dir=tiny.cache_dir)  # the full models cached, no bank yet
+    calls, sample = [], SellerView.sample
+    monkeypatch.setattr(SellerView, "sample", lambda self, *a, **kw: calls.append(1) or sample(self, *a, **kw))
+    for utility in task.utilities:
+        task.seller_view().proxy_game(utility)(np.ones((1, task.n_players), bool))
+    assert len(calls) == 1

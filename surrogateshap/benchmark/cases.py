@@ -174,7 +174,7 @@ def prepare_case(case: BenchmarkCase, _task=None, **estimator_params):
         raise LookupError(reason)
     game = bt.game(case.utility, case.game)
     est = get_estimator(case.estimator, **estimator_params)
-    resources = bt.resources(case.utility, est.requires)
+    resources = bt.resources(case.utility, est.requires, case.game)
     truth = bt.truth(case.utility)
     if bt.sampled and case.seed not in get_scale(case.scale).sampled.removal_seeds:
         truth = dataclasses.replace(truth, removal_game=None)  # one ranking per estimator

@@ -79,8 +79,9 @@ class BenchmarkTask:
         """The game an estimator plays."""
         raise NotImplementedError
 
-    def resource(self, name: str, utility: str):
-        """A resource an estimator declares in ``requires`` (None when not offered)."""
+    def resource(self, name: str, utility: str, game: str | None = None):
+        """A resource an estimator declares in ``requires`` for the case's ``game`` (None
+        when not offered)."""
         return None
 
     #: the games the ``fidelities`` resource's cheaper games stand beside (the game a
@@ -103,8 +104,8 @@ class BenchmarkTask:
             return {"game_seconds_per_evaluation": g.seconds_per_evaluation}
         return {}
 
-    def resources(self, utility: str, requires: Sequence[str]) -> dict:
-        out = {r: self.resource(r, utility) for r in requires}
+    def resources(self, utility: str, requires: Sequence[str], game: str | None = None) -> dict:
+        out = {r: self.resource(r, utility, game) for r in requires}
         missing = [r for r, v in out.items() if v is None]
         if missing:
             raise LookupError(f"task {self.name} offers no {missing} resource")
@@ -153,7 +154,7 @@ class KnownGameTask(BenchmarkTask):
         self.check(utility, game)
         return self.base if utility == "clean" else NoisyGame(self.base, self.sigma, seed=0)
 
-    def resource(self, name, utility):
+    def resource(self, name, utility, game=None):
         if name == "proxy":
             return NoisyGame(self.base, 2 * self.sigma, seed=10_000)
         if name == "fidelities":
@@ -261,7 +262,8 @@ class TableBenchmark(BenchmarkTask):
     def offers(self) -> tuple[str, ...]:
         """The proxy game; ``fidelities`` (``multifidelity``: the proxy as a free cheaper
         game beside the retraining game, a retraining costing the config's training
-        steps; the fine-tuning game is not offered, since each of its evaluations trains);
+        steps, a fine-tuning its own; not beside a proxy game, which is free; the
+        fine-tuning game is not offered as a fidelity, since each of its evaluations trains);
         and model access (``requires=("model",)``: the full-data model of the table's
         configuration) where the task's family provides it."""
         task = self._task if self._task is not None else self._named_task()
@@ -454,11 +456,15 @@ class TableBenchmark(BenchmarkTask):
             out["proxy_evaluations"] = out.get("proxy_evaluations", 0) + int(extra)
         return out
 
-    def resource(self, name, utility):
+    def resource(self, name, utility, game=None):
         if name == "proxy":
             return self.proxy(utility)
         if name == "fidelities":
-            return {"target": float(self.task.config.steps), "proxy": (self.proxy(utility), 0.0)}
+            # the game valued in training steps: a retraining takes the config's, a
+            # fine-tuning counts its own; a proxy valued is free, with no fidelity below it
+            rate = {None: float(self.task.config.steps), "retraining": float(self.task.config.steps),
+                    "finetune": 1.0}.get(game)
+            return None if rate is None else {"target": rate, "proxy": (self.proxy(utility), 0.0)}
         if name == "model" and "model" in self.offers:
             if getattr(self, "_access", None) is None:
                 self._access = self.task.model_access()

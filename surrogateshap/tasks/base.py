@@ -418,8 +418,10 @@ class DiffusionTask:
         """This task's data with each (contributor, unit) pair as a unit of its own: the
         proxy that tells apart contributors who share a label (:class:`SellerView`).
         Raises ValueError where every unit already belongs to one contributor (the
-        task's own proxy then sees its sellers)."""
-        return SellerView(self)
+        task's own proxy then sees its sellers). One view per task: its bank is kept in it."""
+        if "_seller_view" not in self.__dict__:
+            self._seller_view = SellerView(self)
+        return self._seller_view
 
     # --- games ----------------------------------------------------------------
     def retraining_game(self, utility: str, seed: int = 0, cache: bool = True, executor=None, **kw):
@@ -539,6 +541,14 @@ class SellerView(DiffusionTask):
             self._bank = [self.stats_of(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B])
                           for i in range(self.n_units)]
         return self._bank
+
+    def proxy_game(self, utility: str, mode: str = "bank", **kw):
+        """The bank proxy only (the view refuses ``regenerate_stats``): another mode is
+        refused when the game is made, not after the full model and its bank are trained."""
+        if mode not in ("bank", "stats"):
+            raise ValueError(f"{self.name}'s seller view plays the proxy game with mode='bank' only, "
+                             f"not {mode!r}")
+        return super().proxy_game(utility, mode=mode, **kw)
 
     def _proxy_only(self, *_, **__):
         raise NotImplementedError(f"{self.name}'s seller view serves the proxy game only; retrain, fine-tune "

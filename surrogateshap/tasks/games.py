@@ -263,7 +263,8 @@ class ProxyGame(Game):
     principal directions: an approximation, named in :meth:`cache_id` so its values never
     mix with exact ones), ``memory_budget`` (bytes a call's working arrays may take) and
     ``eig_backend`` ("numpy" or "torch": where FID's eigensolves run; None: torch on a
-    CUDA task); values depend on neither of the last two (so neither is in the identity);
+    CUDA task); values do not depend on the memory budget, and torch rounds a singular
+    bank's near-zero eigenvalues differently, so a torch backend is named in the identity;
     see :class:`~surrogateshap.tasks.features.statistics.StatsBank`.
     """
 
@@ -283,8 +284,11 @@ class ProxyGame(Game):
         self.samples = getattr(task.config, "proxy_samples", None) if samples is None else int(samples)
         self.executor = get_executor(executor)  # runs the bank's and regenerate's generation
         check_bank_options(fid_rank, memory_budget, eig_backend)
-        if fid_rank is not None and mode != "bank":
-            raise ValueError(f"fid_rank= applies to mode='bank' (statistics mixed per coalition), not {mode!r}")
+        for name, value in (("fid_rank", fid_rank), ("eig_backend", eig_backend)):
+            if value is not None and not self._bank_solves():
+                raise ValueError(f"{name}= applies to mode='bank' with the bank's sufficient statistics mixed "
+                                 f"(samples=None); mode={mode!r}, samples={self.samples} score each coalition "
+                                 "exactly on numpy")
         self.fid_rank = fid_rank
         self.memory_budget, self.eig_backend = memory_budget, eig_backend
         self._bank = None
@@ -378,11 +382,19 @@ class ProxyGame(Game):
         """":eig=torch" where FID's eigensolves run on torch (given, or by a CUDA device):
         its rounding of a singular bank's near-zero eigenvalues differs from numpy's, so
         its values never share a cache or a table with numpy's ("" for numpy, as before)."""
+        if not self._bank_solves():
+            return ""
         backend = self.eig_backend
         if backend is None:
             device = str(getattr(self.task, "device", "cpu"))
             backend = "torch" if device.startswith("cuda") else "numpy"
         return "" if backend == "numpy" else f":eig={backend}"
+
+
+    def _bank_solves(self) -> bool:
+        """Whether FID's eigensolves run in the bank (its backend); regenerated samples and
+        a bank mixed image by image are scored per coalition (:meth:`DiffusionTask.score`)."""
+        return self.mode == "bank" and self.samples is None
 
 
 class FineTuningGame(Game):

@@ -52,7 +52,8 @@ def _check(config) -> None:
         if not (isinstance(entry, tuple) and len(entry) == 2):
             raise ValueError(f"planted holds (seller index, defect) pairs; got {entry!r}")
         s, defect = entry
-        if not 0 <= s < n or s in seen:
+        is_index = isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+        if not is_index or not 0 <= s < n or s in seen:
             raise ValueError(f"planted seller {s!r} must be a distinct index in 0..{n - 1}")
         if defect not in DEFECTS:
             raise ValueError(f"planted seller {s}: unknown defect {defect!r}; known: {DEFECTS}")
