@@ -56,7 +56,6 @@ from surrogateshap.sampling import (
     mask_key,
     order_marginals,
     permutation_units,
-    random_subsets,
     water_fill,
 )
 
@@ -98,25 +97,7 @@ def _more_subsets(n: int, k: int, count: int, held: set, rng: np.random.Generato
     """``count`` distinct k-subsets of n players outside ``held`` (their mask keys),
     uniformly without replacement; :func:`~surrogateshap.sampling.distinct_subsets`
     (the same draws) when nothing is held."""
-    if not held:
-        return distinct_subsets(n, k, count, rng)
-    total = comb(n, k)
-    if total <= 4 * (count + len(held)):
-        allk = distinct_subsets(n, k, total, rng)  # every one, no draw
-        free = np.array([mask_key(z) not in held for z in allk])
-        pool = allk[free]
-        return pool[np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
-    out: list[np.ndarray] = []
-    seen = set(held)
-    while len(out) < count:
-        for row in random_subsets(n, np.full(2 * (count - len(out)), k), rng):
-            key = mask_key(row)
-            if key not in seen:
-                seen.add(key)
-                out.append(row)
-                if len(out) == count:
-                    break
-    return np.asarray(out, dtype=bool).reshape(-1, n)
+    return distinct_subsets(n, k, count, rng, exclude=held)
 
 
 def _group_stats(Z: np.ndarray, y: np.ndarray):

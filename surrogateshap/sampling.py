@@ -416,21 +416,35 @@ def _all_subsets_of_size(n: int, k: int) -> np.ndarray:
     return out
 
 
-def distinct_subsets(n: int, k: int, count: int, rng: np.random.Generator) -> np.ndarray:
+def distinct_subsets(n: int, k: int, count: int, rng: np.random.Generator,
+                     exclude: set | frozenset = frozenset()) -> np.ndarray:
     """``count`` distinct k-subsets of n players, uniformly without replacement.
 
     All of them (in lexicographic order) when count >= C(n, k). Dense enumeration
     when the size holds at most 4 * count subsets, rejection of repeats otherwise
-    (acceptance then at least 3/4), so the work is O(count) either way.
+    (acceptance then at least 3/4), so the work is O(count) either way. ``exclude``:
+    mask keys (:func:`mask_key`) of subsets not to draw (at most ``count`` of the rest
+    come back); with none excluded the draws are the same as without it.
     """
     total = comb(n, k)
+    if exclude:
+        if total > 4 * (count + len(exclude)):
+            return _rejected_repeats(n, k, count, rng, set(exclude))
+        allk = _all_subsets_of_size(n, k)  # every one, no draw
+        pool = allk[np.array([mask_key(z) not in exclude for z in allk])]
+        return pool[np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
     if count >= total or total <= 4 * count:
         allk = _all_subsets_of_size(n, k)
         if count >= total:
             return allk
         return allk[np.sort(rng.choice(total, size=count, replace=False))]
+    return _rejected_repeats(n, k, count, rng, set())
+
+
+def _rejected_repeats(n: int, k: int, count: int, rng: np.random.Generator, seen: set) -> np.ndarray:
+    """``count`` random k-subsets whose keys are not in ``seen`` (which they join),
+    drawn in batches and repeats rejected."""
     out: list[np.ndarray] = []
-    seen: set[bytes] = set()
     while len(out) < count:
         batch = random_subsets(n, np.full(2 * (count - len(out)), k), rng)
         for row in batch:
