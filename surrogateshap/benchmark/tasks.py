@@ -70,6 +70,11 @@ class BenchmarkTask:
         return (*self.games, *self.extra_games)
 
     def check(self, utility: str, game: str | None = None):
+        """LookupError naming why the task is unavailable (first: a task's utilities may
+        come from the data it lacks), KeyError for a utility or game it does not offer."""
+        reason = self.unavailable()
+        if reason:
+            raise LookupError(reason)
         if utility not in self.utilities:
             raise KeyError(f"task {self.name} has no utility {utility!r}; it offers {self.utilities}")
         if game is not None and game not in self.all_games:
@@ -369,12 +374,6 @@ class TableBenchmark(BenchmarkTask):
         self._table = table
         self.task.cache.use_reference(path, table)  # the task's cache serves this very table
         return None
-
-    def check(self, utility: str, game: str | None = None):
-        reason = self.unavailable()
-        if reason:
-            raise LookupError(reason)
-        super().check(utility, game)
 
     def game(self, utility: str, game: str = "retraining") -> Game:
         """The game an estimator plays. On a complete table, ``retraining`` is the seed
