@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fake_tasks import FakeTask
+from study_scripts import load_script
 
 from surrogateshap.benchmark.proxy_exact import (
     PROXY_EXACT_CSV,
@@ -191,14 +192,7 @@ def test_the_shipped_reference_names_the_task_and_a_preset_that_made_it():
 
 
 def _results_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "proxy_exact_results.py"
-    spec = importlib.util.spec_from_file_location("_script_proxy_exact_results", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("proxy_exact_results")
 
 
 @pytest.mark.parametrize("argv, match", [

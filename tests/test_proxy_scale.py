@@ -2,7 +2,6 @@
 budget, the approximate (``fid_rank``) mode. The reference is FID as computed up to commit
 d58ea49 (``scripts/proxy_cost.py: todays_neg_fid``) and ``scipy.linalg.sqrtm``."""
 
-import importlib.util
 import pickle
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from study_scripts import load_script
 
 from surrogateshap.tasks.features import statistics
 from surrogateshap.tasks.features.statistics import (
@@ -24,14 +24,7 @@ from surrogateshap.tasks.features.statistics import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("_script_proxy_cost", ROOT / "scripts" / "proxy_cost.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pc = _script()
+pc = load_script("proxy_cost")
 
 
 def _todays(bank, w):

@@ -15,6 +15,7 @@ from surrogateshap.tasks import get_task  # noqa: E402
 from surrogateshap.tasks.catalog.fashion_sellers import FashionSellersConfig, FashionSellersTask  # noqa: E402
 from surrogateshap.tasks.data.images import load_fashion_mnist, resize  # noqa: E402
 from surrogateshap.tasks.jobs import TaskSpec  # noqa: E402
+from study_scripts import SCRIPTS, load_script  # noqa: E402
 
 #: a task small enough to train here in seconds (the shipped scoring network scores it)
 TINY = dict(per_seller=12, hidden=32, steps=50, n_samples=48, bank_per_label=6, reference_per_class=40,
@@ -155,13 +156,8 @@ def test_the_seller_view_refuses_a_proxy_it_cannot_play_before_training_anything
 
 @pytest.mark.parametrize("flag", ["--summarize", "--table"])
 def test_the_script_names_a_missing_input_file(flag, tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "sellers_proxy.py"
-    spec = importlib.util.spec_from_file_location("_sellers_proxy", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("sellers_proxy")
+    path = SCRIPTS / "sellers_proxy.py"
     missing = tmp_path / "absent.csv"
     args = ["--summarize", str(missing)] if flag == "--summarize" else [
         "--summarize", str(path.parents[1] / "results" / "fashion_sellers_proxy.csv"), "--table", str(missing)]

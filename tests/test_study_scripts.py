@@ -1,18 +1,11 @@
 """Pieces of the study scripts under scripts/ that their tables rest on."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from study_scripts import load_script
 
 
-def _script(name):
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_script = load_script
 
 
 @pytest.mark.parametrize("n", [5, 7, 23, 60])
