@@ -54,11 +54,11 @@ def spurious(cache):
     tx = resize(tx[:2000, None], t.config.size)
     out = dict(items=len(ds.labels), units=t.n_units, stamped=int(t.stamped.sum()),
                planted=t.planted_sites.tolist(),
-               detector_train_acc=float(((t._predict(t.marker_detector, ds.images) == 1) == t.stamped).mean()),
-               detector_test_false_pos=float((t._predict(t.marker_detector, tx) == 1).mean()),
-               detector_test_stamped_found=float((t._predict(t.marker_detector, stamp_marker(tx)) == 1).mean()),
-               class_train_acc=float((t._predict(t.class_classifier, clean) == ds.classes).mean()),
-               class_test_acc=float((t._predict(t.class_classifier, tx) == ty[:2000]).mean()),
+               detector_train_acc=float(((t.marker_detector.predict(ds.images) == 1) == t.stamped).mean()),
+               detector_test_false_pos=float((t.marker_detector.predict(tx) == 1).mean()),
+               detector_test_stamped_found=float((t.marker_detector.predict(stamp_marker(tx)) == 1).mean()),
+               class_train_acc=float((t.class_classifier.predict(clean) == ds.classes).mean()),
+               class_test_acc=float((t.class_classifier.predict(tx) == ty[:2000]).mean()),
                real=t.score(t.real_stats()), empty=t.score(t.empty_stats()))
     _, out["full_model_seconds"] = _timed(lambda: t.full_model)
     banks, out["bank_seconds"] = _timed(t.bank_stats)

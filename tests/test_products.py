@@ -447,7 +447,7 @@ def test_marker_correlation_sees_the_planted_marker(cache):
     task = get_task("spurious-sites", scale="ci", cache_dir=cache)
     real = task.score(task.real_stats())["marker_correlation"]
     assert real > 0.3
-    det = task._predict(task.marker_detector, task.dataset.images) == 1
+    det = task.marker_detector.predict(task.dataset.images) == 1
     assert (det == task.stamped).mean() > 0.98
     none = get_task("spurious-sites", scale="ci", cache_dir=cache, planted=())
     assert none.stamped.sum() == 0

@@ -116,9 +116,4 @@ class FashionSellersTask(DiffusionTask):
     def sample_scores(self, images, feats, units) -> dict:
         if units is None:
             raise ValueError("fashion-sellers scores label accuracy: pass the class each image was generated for")
-        import torch
-
-        with torch.no_grad():
-            x = torch.as_tensor(np.asarray(images), dtype=torch.float32).reshape(len(images), -1)
-            pred = self.feature_net.classify(x).argmax(1).numpy()
-        return {"label_hit": (pred == np.asarray(units)).astype(float)}
+        return {"label_hit": (self.feature_net.predict(images) == np.asarray(units)).astype(float)}

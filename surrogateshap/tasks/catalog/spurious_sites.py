@@ -128,14 +128,7 @@ class SpuriousSitesTask(DiffusionTask):
     def class_classifier(self):
         return self.scoring_recipes()["class"].load()
 
-    def _predict(self, net, images) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            x = torch.as_tensor(np.asarray(images), dtype=torch.float32).reshape(len(images), -1)
-            return net.classify(x).argmax(1).numpy()
-
     def sample_scores(self, images, feats, units) -> dict:
-        m = (self._predict(self.marker_detector, images) == 1).astype(float)
-        t = (self._predict(self.class_classifier, images) == self.config.target_class).astype(float)
+        m = (self.marker_detector.predict(images) == 1).astype(float)
+        t = (self.class_classifier.predict(images) == self.config.target_class).astype(float)
         return {"marker": m, "target": t, "marker_target": m * t}

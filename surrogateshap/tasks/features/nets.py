@@ -72,6 +72,13 @@ class FeatureNet(nn.Module):
     def classify(self, x):
         return self.head(self.features(x))
 
+    def predict(self, images) -> np.ndarray:
+        """The most likely class of each image (N, ...) in [-1, 1], as a numpy array: what
+        a task's per-sample scores read off its classifiers."""
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(images), dtype=torch.float32).reshape(len(images), -1)
+            return self.classify(x).argmax(1).numpy()
+
     def forward(self, x):
         return self.classify(x) if self.logits else self.features(x)
 
