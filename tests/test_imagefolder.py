@@ -170,7 +170,9 @@ def test_contributors_with_too_few_images_are_named(tiny, capsys, monkeypatch):
 
 @pytest.mark.parametrize("override, named", [
     (dict(n_modes=100), "n_modes=100"),
-    (dict(family="sd"), "family 'sd'"),
+    (dict(family="lora"), "family 'lora': imagefolder trains mlp or unet, or the LoRA family with family= 'sd'"),
+    (dict(model_path="/sd"), r"model_path: settings of the LoRA families, not of family='mlp' \(the LoRA family: "
+                             "family= 'sd' or 'flux'"),
     (dict(image_channels=2), "image_channels 2"),
     (dict(featurizer="inception", inception_weights="/nowhere.pth"), "inception_weights"),
 ])
