@@ -78,6 +78,9 @@ def test_a_captioned_folder_is_valued_with_the_lora_family(tmp_path, local_files
     assert values.sum() == pytest.approx(v_full - v_empty, rel=1e-9, abs=1e-9)  # efficient
     assert len(task.scorer.sample_bank().done()) == 4 * 3
     assert np.isfinite(task.proxy_game("diversity")(np.array([[1, 0, 1]], bool))).all()
+    # the retraining game: one LoRA on the coalition's images and captions
+    rec = task.retraining_game("aesthetic").records(np.array([[1, 0, 1]], bool))[0]
+    assert rec["trainings"] == 1 and np.isfinite([rec["aesthetic"], rec["diversity"]]).all()
 
 
 @pytest.mark.parametrize("override, named", [
