@@ -8,7 +8,9 @@ Animal-MNIST for the fashion-animal20 twin) with a few bad files; ``run`` and a 
 from __future__ import annotations
 
 import csv
+import io
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +170,9 @@ def test_contributors_with_too_few_images_are_named(tiny, capsys, monkeypatch):
 
 @pytest.mark.parametrize("override, named", [
     (dict(n_modes=100), "n_modes=100"),
-    (dict(family="sd"), "family 'sd'"),
+    (dict(family="lora"), "family 'lora': imagefolder trains mlp or unet, or the LoRA family with family= 'sd'"),
+    (dict(model_path="/sd"), r"model_path: settings of the LoRA families, not of family='mlp' \(the LoRA family: "
+                             "family= 'sd' or 'flux'"),
     (dict(image_channels=2), "image_channels 2"),
     (dict(featurizer="inception", inception_weights="/nowhere.pth"), "inception_weights"),
 ])
@@ -216,6 +220,36 @@ def test_a_mapping_csv_gives_contributors_and_labels(tiny):
     (data / "metadata.csv").write_text("file_name,contributor\nzero/000.png,a\nzero/000.png,b\n")
     with pytest.raises(DataMissingError, match="line 3: zero/000.png is named again"):
         get_task("imagefolder", scale="ci", data_dir=str(data))
+
+
+# --- progress: the full model's training shows a bar on a terminal -----------------------
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("family, extra", [("mlp", {}), ("unet", dict(channels=(8, 16), steps=6, batch_size=8))])
+def test_the_full_models_training_shows_its_progress_on_a_terminal(tiny, monkeypatch, family, extra):
+    from surrogateshap.tasks.models import mlp
+
+    monkeypatch.setattr(mlp, "BAR_DELAY", 0.0, raising=False)  # the bar waits for long trainings; these are short
+    data = digits_folder(tiny / "d", bad=False)
+    steps = extra.get("steps", TINY["steps"])
+    for stream, shown in ((_Terminal(), True), (io.StringIO(), False)):
+        task = get_task("imagefolder", scale="ci", data_dir=str(data), family=family,
+                        cache_dir=tiny / f"cache-{shown}", **extra)
+        task.dataset  # read before stderr is replaced
+        monkeypatch.setattr(sys, "stderr", stream)
+        task.full_model
+        full = stream.getvalue()
+        # a coalition's retraining (its own bar counts models) shows none
+        task.train(np.array([[1, 0, 1]], bool), seed=0)
+        monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+        if shown:
+            assert f"training 1 {family} model(s)" in full and f"{steps}/{steps}" in full
+            assert stream.getvalue() == full
+        else:  # a log file or a pipe: quiet
+            assert stream.getvalue() == ""
 
 
 # --- identity: a changed folder is a new configuration; a moved one is not ----------------

@@ -303,14 +303,19 @@ class DiffusionTask:
         """The training items in the family's layout, prepared once."""
         return self.family.prepare(self.dataset)
 
-    def train(self, masks: np.ndarray, seed: int):
-        """One model per coalition row, each seeded by (seed, coalition)."""
+    def train(self, masks: np.ndarray, seed: int, progress: bool = False):
+        """One model per coalition row, each seeded by (seed, coalition); ``progress``: a
+        bar over the training steps where the family offers one (its ``train`` takes
+        ``progress``; a family of your own need not)."""
+        import inspect
+
         masks = np.atleast_2d(np.asarray(masks, dtype=bool))
         members = [self.members(m) for m in masks]
         for m, mem in zip(masks, members):
             if len(mem) == 0:
                 raise ValueError(f"coalition {m.astype(int).tolist()} has no training data")
-        return self.family.train(self.training_data, members, [coalition_seed(seed, m) for m in masks])
+        bar = {"progress": True} if progress and "progress" in inspect.signature(self.family.train).parameters else {}
+        return self.family.train(self.training_data, members, [coalition_seed(seed, m) for m in masks], **bar)
 
     def sample(self, models, labels: np.ndarray, seed=0):
         """Images (K, B, ...), row k of unit labels (K, B) from model k; ``seed`` is one
@@ -326,7 +331,7 @@ class DiffusionTask:
         path = self.cache.full_model_path(getattr(self.family, "model_file", "full_model.pt"))
         if path.exists():
             return self.family.load(path)
-        models = self.train(np.ones((1, self.n_players), bool), seed=0)
+        models = self.train(np.ones((1, self.n_players), bool), seed=0, progress=True)  # the long one
         path.parent.mkdir(parents=True, exist_ok=True)
         self.family.save(models, path)
         self.full_model_trained = True

@@ -9,8 +9,9 @@ Two layouts, as in torchvision's ``ImageFolder`` and Hugging Face ``datasets``'
 - **a CSV** (``DIR/metadata.csv`` by default, found automatically, or any file named by
   ``mapping``): one row per image with the columns ``file_name`` (relative to ``DIR``)
   and ``contributor``, and optionally ``label``, the unit the model is conditioned on
-  (default: the contributor). Other columns (a caption, ...) are read by no image family
-  and ignored.
+  (default: the contributor), and ``caption``, the prompt of the text-to-image (LoRA)
+  family (:func:`imagefolder_t2i_dataset`; the image families ignore it). Other columns
+  are ignored.
 
 Contributors and labels are sorted by name (``ImageFolder``'s order) and the items by
 contributor, then path. Files and folders whose name starts with a dot are ignored.
@@ -19,7 +20,7 @@ a square and resized (antialiased bilinear, :func:`~surrogateshap.tasks.data.ima
 to ``size``; ``channels`` None picks 1 when every image is grayscale, else 3.
 
 The folder's identity (:attr:`FolderListing.identity`) is a hash of every candidate
-image's path and bytes, who owns it and its label: a changed folder is a new
+image's path and bytes, who owns it, its label and its caption: a changed folder is a new
 configuration, never a stale cache, and a copy on another machine is the same one.
 Unreadable, truncated and non-image files are listed with the reason and skipped (or
 refused); a contributor left with too few images is named.
@@ -39,7 +40,7 @@ import numpy as np
 from surrogateshap.tasks.data.images import DataMissingError, ImageDataset, resize
 
 __all__ = ["IMAGE_SUFFIXES", "METADATA_CSV", "FolderItem", "FolderListing", "scan_folder", "read_images",
-           "imagefolder_dataset", "skipped_report", "check_counts"]
+           "imagefolder_dataset", "imagefolder_t2i_dataset", "skipped_report", "check_counts"]
 
 #: what is decoded as an image (by suffix, case-insensitive); other files are listed as skipped
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -55,6 +56,7 @@ class FolderItem:
     path: str  # relative to the folder, '/'-separated
     contributor: int
     label: int
+    caption: str = ""  # the CSV's caption ("" when none)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class FolderListing:
     items: tuple[FolderItem, ...]  # the candidate images, in item order
     skipped: tuple[tuple[str, str], ...]  # (path, why) of files that are not candidates
     identity: str
+    captioned: bool = False  # the CSV has a caption column
 
     def counts(self) -> np.ndarray:
         return np.bincount([it.contributor for it in self.items], minlength=len(self.players))
@@ -94,8 +97,9 @@ def _progress(items, what: str, total: int):
 
 
 def _read_csv(root: Path, csv_path: Path, files: set[str]):
-    """(path, contributor, label) rows of a mapping CSV and the files it names that are
-    absent; a malformed CSV is one error naming its line."""
+    """(path, contributor, label, caption) rows of a mapping CSV, the files it names that
+    are absent, and whether it has a caption column; a malformed CSV is one error naming
+    its line."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -104,7 +108,7 @@ def _read_csv(root: Path, csv_path: Path, files: set[str]):
             if need:
                 raise DataMissingError(f"mapping {csv_path}: no column {', '.join(need)} (it has "
                                        f"{', '.join(columns) or 'none'}; needs file_name, contributor, "
-                                       "optionally label)")
+                                       "optionally label and caption)")
             has_label = "label" in columns
             rows, absent, seen = [], [], {}
             for line, row in enumerate(reader, start=2):
@@ -128,10 +132,10 @@ def _read_csv(root: Path, csv_path: Path, files: set[str]):
                 elif not _is_image(rel):
                     absent.append((rel, f"not an image file (suffix {PurePosixPath(rel).suffix or 'none'})"))
                 else:
-                    rows.append((rel, who, label))
+                    rows.append((rel, who, label, (row.get("caption") or "").strip()))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataMissingError(f"mapping {csv_path} cannot be read as a CSV ({type(e).__name__}: {e})") from e
-    return rows, absent
+    return rows, absent, "caption" in columns
 
 
 def _file_digest(path: Path) -> str:
@@ -163,10 +167,11 @@ def scan_folder(data_dir, mapping: str = "auto") -> FolderListing:
     elif mapping == "auto" and (root / METADATA_CSV).is_file():
         csv_path = root / METADATA_CSV
     skipped: list[tuple[str, str]] = []
+    captioned = False
     if csv_path is not None:
         own = csv_path.resolve().relative_to(root.resolve()).as_posix() \
             if csv_path.resolve().is_relative_to(root.resolve()) else None
-        rows, skipped = _read_csv(root, csv_path, set(files))
+        rows, skipped, captioned = _read_csv(root, csv_path, set(files))
         named = {r[0] for r in rows} | {p for p, _ in skipped}
         skipped += [(f, f"not named in {csv_path.name}") for f in files if f not in named and f != own]
         source = str(csv_path)
@@ -179,7 +184,7 @@ def scan_folder(data_dir, mapping: str = "auto") -> FolderListing:
             elif not _is_image(f):
                 skipped.append((f, f"not an image file (suffix {PurePosixPath(f).suffix or 'none'})"))
             else:
-                rows.append((f, parts[0], parts[0]))
+                rows.append((f, parts[0], parts[0], ""))
         source = "sub-folders"
     players = tuple(sorted({r[1] for r in rows}))
     units = tuple(sorted({r[2] for r in rows}))
@@ -188,13 +193,15 @@ def scan_folder(data_dir, mapping: str = "auto") -> FolderListing:
                                f"({len(files)} file(s), {len(skipped)} skipped; images end in "
                                f"{', '.join(IMAGE_SUFFIXES)})")
     pi, ui = {p: i for i, p in enumerate(players)}, {u: i for i, u in enumerate(units)}
-    items = tuple(sorted((FolderItem(p, pi[c], ui[lab]) for p, c, lab in rows),
+    items = tuple(sorted((FolderItem(p, pi[c], ui[lab], cap) for p, c, lab, cap in rows),
                          key=lambda it: (it.contributor, it.path)))
     h = hashlib.sha1()
     for it in _progress(items, f"hashing {root}", len(items)):
+        caption = f"\0{it.caption}" if it.caption else ""  # folders without captions keep their identity
         h.update(f"{it.path}\0{players[it.contributor]}\0{units[it.label]}\0"
-                 f"{_file_digest(root / it.path)}\n".encode())
-    return FolderListing(root, source, players, units, items, tuple(sorted(skipped)), h.hexdigest()[:16])
+                 f"{_file_digest(root / it.path)}{caption}\n".encode())
+    return FolderListing(root, source, players, units, items, tuple(sorted(skipped)), h.hexdigest()[:16],
+                         captioned)
 
 
 def _square(a: np.ndarray) -> np.ndarray:
@@ -219,12 +226,11 @@ def _decode(path: Path):
     return (a[..., None] if a.ndim == 2 else a), gray
 
 
-def read_images(listing: FolderListing, size: int, channels: int | None = None):
-    """Decode the listing's images: (float32 (N, C, size, size) in [-1, 1] of the images
-    that decode, their item indices, (path, why) of those that do not)."""
+def _decoded(listing: FolderListing, bad: list):
+    """(item index, (H, W, C) array, grayscale?) of each image that decodes; the (path,
+    why) of those that do not are appended to ``bad``."""
     from PIL import Image
 
-    arrays, kept, bad, grays = [], [], [], []
     for i, it in enumerate(_progress(listing.items, f"reading {listing.root}", len(listing.items))):
         try:
             a, gray = _decode(listing.root / it.path)
@@ -232,6 +238,14 @@ def read_images(listing: FolderListing, size: int, channels: int | None = None):
             why = "truncated" if "truncated" in str(e) else "unreadable"
             bad.append((it.path, f"{why} image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"))
             continue
+        yield i, a, gray
+
+
+def read_images(listing: FolderListing, size: int, channels: int | None = None):
+    """Decode the listing's images: (float32 (N, C, size, size) in [-1, 1] of the images
+    that decode, their item indices, (path, why) of those that do not)."""
+    arrays, kept, bad, grays = [], [], [], []
+    for i, a, gray in _decoded(listing, bad):
         arrays.append(_square(a))
         kept.append(i)
         grays.append(gray)
@@ -263,6 +277,39 @@ def imagefolder_dataset(listing: FolderListing, size: int, channels: int | None 
     raises one :class:`DataMissingError` naming them. A contributor left with fewer than
     ``min_images`` images is an error naming it."""
     images, kept, bad = read_images(listing, size, channels)
+    skipped = _keep(listing, kept, bad, min_images, bad_files)
+    contributors = np.array([listing.items[i].contributor for i in kept], dtype=np.int64)
+    labels = np.array([listing.items[i].label for i in kept], dtype=np.int64)
+    same = listing.units == listing.players and np.array_equal(labels, contributors)
+    return ImageDataset(name, images, labels, listing.players, units=None if same else listing.units,
+                        contributors=None if same else contributors), skipped
+
+
+def imagefolder_t2i_dataset(listing: FolderListing, template: str, captions: bool = True, min_images: int = 1,
+                            bad_files: str = "skip", name: str = "imagefolder"):
+    """The folder as a text-to-image :class:`~surrogateshap.tasks.data.t2i.T2IDataset`
+    (each image's path, contributor and prompt) and the (path, why) of every file left
+    out. The prompt is the image's caption (``captions``) or, where it has none,
+    ``template`` formatted with its ``contributor`` and ``label``. Every image is decoded
+    once here, so bad files are handled as by :func:`imagefolder_dataset`; the family
+    reads them again at its own resolution."""
+    from surrogateshap.tasks.data.t2i import T2IDataset, T2IItem
+
+    bad: list = []
+    kept = [i for i, _, _ in _decoded(listing, bad)]
+    skipped = _keep(listing, kept, bad, min_images, bad_files)
+    items = []
+    for i in kept:
+        it = listing.items[i]
+        prompt = it.caption if captions and it.caption else \
+            template.format(contributor=listing.players[it.contributor], label=listing.units[it.label])
+        items.append(T2IItem(str(listing.root / it.path), it.contributor, prompt))
+    return T2IDataset(name, listing.players, tuple(items)), skipped
+
+
+def _keep(listing: FolderListing, kept, bad, min_images: int, bad_files: str):
+    """Report (or refuse) the files left out, check what is left, and return them all as
+    (path, why)."""
     skipped = sorted([*listing.skipped, *bad])
     total = len(listing.items) + len(listing.skipped)
     if bad and bad_files == "refuse":
@@ -271,12 +318,9 @@ def imagefolder_dataset(listing: FolderListing, size: int, channels: int | None 
     if skipped:
         print(skipped_report(listing.root, skipped, total), file=sys.stderr, flush=True)
     contributors = np.array([listing.items[i].contributor for i in kept], dtype=np.int64)
-    labels = np.array([listing.items[i].label for i in kept], dtype=np.int64)
     check_counts(listing, np.bincount(contributors, minlength=len(listing.players)), min_images,
                  "after skipping unreadable files")
-    same = listing.units == listing.players and np.array_equal(labels, contributors)
-    return ImageDataset(name, images, labels, listing.players, units=None if same else listing.units,
-                        contributors=None if same else contributors), skipped
+    return skipped
 
 
 def check_counts(listing: FolderListing, counts, min_images: int, when: str = "") -> None:

@@ -8,7 +8,8 @@ A family offers ``prepare(dataset) -> data`` (the training data in its layout, o
 indices, ``seeds[k]`` its seed), ``sample(models, labels, seed) -> images`` (row k of the
 unit labels from model k), ``prior(units) -> images`` (the empty coalition: a model
 that learned nothing), ``save``/``load`` of one model, and optionally
-``model_access(task)`` (the TRAK family's seam) and fine-tuning. Built in:
+``model_access(task)`` (the TRAK family's seam), fine-tuning, and ``train(...,
+progress=True)``: a bar over the steps, asked for the full model's training. Built in:
 
 - ``mlp``: the batched residual-MLP DDPM (:mod:`.mlp`), cheap on a CPU;
 - ``unet``: the diffusers UNet DDPM (:mod:`.unet`), the paper's CIFAR model;

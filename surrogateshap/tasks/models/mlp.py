@@ -24,7 +24,19 @@ from surrogateshap.model_access import Generated
 from surrogateshap.tasks.models.access import TaskDenoiserAccess
 
 __all__ = ["DenoiserConfig", "check_members_and_seeds", "BatchedDenoiser", "train_denoisers", "ddim_sample",
-           "cosine_alphas_cumprod", "ImageFamily", "MLPFamily", "MLPModelAccess", "noise_prior"]
+           "cosine_alphas_cumprod", "ImageFamily", "MLPFamily", "MLPModelAccess", "noise_prior", "step_bar"]
+
+#: seconds a training runs before its bar appears: short trainings stay quiet
+BAR_DELAY = 2.0
+
+
+def step_bar(total: int, desc: str, show: bool):
+    """A bar over training steps (the full model's long training): shown only when asked
+    for, on a terminal (tqdm's ``disable=None``: quiet when stderr is a file or a pipe),
+    after :data:`BAR_DELAY` seconds."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=None if show else True, delay=BAR_DELAY)
 
 
 @dataclass(frozen=True)
@@ -341,13 +353,16 @@ class MLPFamily(ImageFamily):
         return images.reshape(len(images), -1)
 
     def train(self, data, members, seeds, init: dict | None = None, keep: dict | None = None,
-              steps: int | None = None, lr: float | None = None):
+              steps: int | None = None, lr: float | None = None, progress: bool = False):
         """One model per coalition (item indices ``members[k]``, seed ``seeds[k]``), all in
-        one batched model; ``init``/``keep``/``steps``/``lr`` fine-tune a given model."""
+        one batched model; ``init``/``keep``/``steps``/``lr`` fine-tune a given model;
+        ``progress``: a bar over the steps (:func:`step_bar`)."""
         x, y = data
-        return train_denoisers(x, y, members, self.denoiser_config(), steps=self.steps if steps is None else steps,
-                               batch_size=self.batch_size, lr=self.lr if lr is None else lr,
-                               p_uncond=self.p_uncond, seeds=seeds, device=self.device, init=init, keep=keep)
+        steps = self.steps if steps is None else steps
+        with step_bar(steps, f"training {len(members)} mlp model(s)", progress) as bar:
+            return train_denoisers(x, y, members, self.denoiser_config(), steps=steps, batch_size=self.batch_size,
+                                   lr=self.lr if lr is None else lr, p_uncond=self.p_uncond, seeds=seeds,
+                                   device=self.device, init=init, keep=keep, progress=lambda step: bar.update())
 
     def sample(self, model, labels, seed, guidance: float | None = None):
         """Images (K, B, C, H, W): row k of ``labels`` (K, B) from model k."""

@@ -24,7 +24,7 @@ from torch import nn
 
 from surrogateshap.model_access import Generated
 from surrogateshap.tasks.models.access import TaskDenoiserAccess
-from surrogateshap.tasks.models.mlp import ImageFamily, check_members_and_seeds
+from surrogateshap.tasks.models.mlp import ImageFamily, check_members_and_seeds, step_bar
 
 __all__ = ["UNetConfig", "CFGUNet", "denoising_loss", "train_unets", "sample_unets", "UNetFamily",
            "UNetModelAccess"]
@@ -111,11 +111,12 @@ def _build(cfg: UNetConfig, seed: int) -> CFGUNet:
 
 def train_unets(data: torch.Tensor, labels: torch.Tensor, members: list[np.ndarray], cfg: UNetConfig,
                 steps: int, batch_size: int, lr: float, p_uncond: float = 0.1,
-                seeds: list[int] | int = 0, device="cpu") -> nn.ModuleList:
+                seeds: list[int] | int = 0, device="cpu", progress=None) -> nn.ModuleList:
     """Train one CFGUNet per entry of ``members`` (item indices of its coalition).
 
     Model k draws items only from ``members[k]``; the label is replaced by the null label
     with probability ``p_uncond``; noise is added by ``DDPMScheduler.add_noise``.
+    ``progress``: called after every step of every model.
     """
     from diffusers import DDPMScheduler
 
@@ -143,6 +144,8 @@ def train_unets(data: torch.Tensor, labels: torch.Tensor, members: list[np.ndarr
             loss.backward()
             opt.step()
             lr_sched.step()
+            if progress is not None:
+                progress()
         models.append(model.eval())
     return models
 
@@ -195,10 +198,13 @@ class UNetFamily(ImageFamily):
         return UNetConfig(shape=tuple(self.shape), n_labels=self.n_labels, channels=tuple(self.channels),
                           layers_per_block=self.layers_per_block, attention=self.attention)
 
-    def train(self, data, members, seeds):
+    def train(self, data, members, seeds, progress: bool = False):
+        """One UNet per coalition; ``progress``: a bar over the steps (:func:`step_bar`)."""
         x, y = data
-        return train_unets(x, y, members, self.unet_config(), steps=self.steps, batch_size=self.batch_size,
-                           lr=self.lr, p_uncond=self.p_uncond, seeds=seeds, device=self.device)
+        with step_bar(self.steps * len(members), f"training {len(members)} unet model(s)", progress) as bar:
+            return train_unets(x, y, members, self.unet_config(), steps=self.steps, batch_size=self.batch_size,
+                               lr=self.lr, p_uncond=self.p_uncond, seeds=seeds, device=self.device,
+                               progress=bar.update)
 
     def sample(self, model, labels, seed, guidance: float | None = None):
         g = self.guidance if guidance is None else guidance
