@@ -93,10 +93,11 @@ def _check_run(args, task):
         if est.requires:
             raise UsageError(f"estimator {name!r} needs {list(est.requires)} beside the game, which "
                              "`run` does not provide; use it from Python or the benchmark suite")
-        need, budget = est.min_budget(task.n_players), args.budget or PROXY_TARGET.max_evaluations
+        need = est.min_budget(task.n_players)
+        budget = PROXY_TARGET.max_evaluations if args.budget is None else args.budget
         if budget < need:
-            raise UsageError(f"estimator {name!r} needs --budget >= {need} for {task.n_players} "
-                             f"players; got {budget}" + ("" if args.budget else " (the precision target's cap)"))
+            raise UsageError(f"estimator {name!r} needs --budget >= {need} for {task.n_players} players; got "
+                             f"{budget}" + (" (the precision target's cap)" if args.budget is None else ""))
     _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
     if args.reference is None:
         return None
