@@ -28,6 +28,7 @@ import pytest
 
 from surrogateshap.evaluation import check_regression
 from surrogateshap.benchmark import options
+from surrogateshap.benchmark.scales import PrecisionTarget
 from surrogateshap.benchmark import (
     BenchmarkCase,
     json_safe,
@@ -93,19 +94,24 @@ class BenchSession:
             raise pytest.UsageError(str(e)) from None
 
     def case(self, task, utility, game, estimator, budget, seed) -> BenchmarkCase:
-        key = (task, utility, game, estimator, int(budget), int(seed))
+        # budget: the parameter's text (a number, or a precision target's label)
+        key = (task, utility, game, estimator, str(budget), int(seed))
         for c in self.cases():  # the selected case, with its retraining policy
-            if (c.task, c.utility, c.game, c.estimator, c.budget, c.seed) == key:
+            if (c.task, c.utility, c.game, c.estimator, str(c.budget), c.seed) == key:
                 return c
         return BenchmarkCase(task, utility, game, estimator, int(budget), int(seed), self.scale)
 
     def record(self, case, truth, figures, attribution, extra_info: dict):
         info = {
             "task": case.task, "utility": case.utility, "game": case.game,
-            "estimator": case.estimator, "budget": case.budget, "seed": case.seed,
+            "estimator": case.estimator, "budget": case.max_evaluations, "seed": case.seed,
             "scale": case.scale, "n_players": truth.n_players, "truth": truth.fingerprint(),
             **figures, **ceiling_figures(truth, fidelity=case.game == "proxy"),
         }
+        if isinstance(case.budget, PrecisionTarget):  # "budget" is its cap
+            info["target"] = case.budget.label
+        if attribution.stopped_by is not None:
+            info["stopped_by"] = attribution.stopped_by
         from surrogateshap.benchmark import get_benchmark_task
 
         game_info = get_benchmark_task(case.task, case.scale, case.retrain).game_info(case.utility, case.game)
@@ -198,8 +204,8 @@ def pytest_generate_tests(metafunc):
             marks.append(pytest.mark.gpu)
         if c.skip:
             marks.append(pytest.mark.skip(reason=c.skip))
-        params.append(pytest.param(c.task, c.utility, c.game, c.estimator, c.budget, c.seed,
-                                   marks=marks, id=c.id))
+        budget = c.budget.label if isinstance(c.budget, PrecisionTarget) else c.budget
+        params.append(pytest.param(c.task, c.utility, c.game, c.estimator, budget, c.seed, marks=marks, id=c.id))
     metafunc.parametrize(",".join(ARGNAMES), params)
 
 

@@ -103,6 +103,7 @@ def _check_numbers(args):
 def _check_run(args, task):
     """Refuse bad input before training; returns the table named by ``--reference`` (None
     without one): a file that is not a table of this task is an error, not a note."""
+    from surrogateshap.benchmark.scales import PROXY_TARGET
     from surrogateshap.tasks.reference import load_reference
 
     _check_data(task)
@@ -116,9 +117,10 @@ def _check_run(args, task):
             raise UsageError(f"estimator {name!r} needs {list(est.requires)} beside the game, which "
                              "`run` does not provide; use it from Python or the benchmark suite")
         need = est.min_budget(task.n_players)
-        if args.budget < need:
-            raise UsageError(f"estimator {name!r} needs --budget >= {need} for {task.n_players} "
-                             f"players; got {args.budget}")
+        budget = PROXY_TARGET.max_evaluations if args.budget is None else args.budget
+        if budget < need:
+            raise UsageError(f"estimator {name!r} needs --budget >= {need} for {task.n_players} players; got "
+                             f"{budget}" + (" (the precision target's cap)" if args.budget is None else ""))
     _writable(task.cache_dir, "cache folder (SURROGATESHAP_CACHE)")
     if args.reference is None:
         return None
@@ -136,7 +138,6 @@ def _run(args) -> int:
     import pandas as pd
 
     from surrogateshap.evaluation import evaluate, ground_truth_from_table
-    from surrogateshap.registry import get_estimator
     from surrogateshap.tasks.reference import load_reference
 
     task = _task(args)
@@ -153,18 +154,18 @@ def _run(args) -> int:
         print(f"training the full model on {len(task.item_contributor)} items, then its sample bank "
               "(once: both are cached)", flush=True)
     proxy(np.ones((1, task.n_players), bool))  # trains the full model if not cached
-    names = [args.estimator, *args.compare]
-    results = {name: get_estimator(name).estimate(proxy, args.budget, seed=args.seed) for name in names}
+    results, budget = _estimates(proxy, [args.estimator, *args.compare], args.budget, args.seed)
     table = pd.DataFrame({name: a.values for name, a in results.items()}, index=task.players)
     truth = None
     if ref is not None and ref.complete_seeds():
         truth = ground_truth_from_table(ref, args.utility, ALPHAS)
         table["exact (retraining)"] = truth.exact
-    print(f"\nValues on the proxy game, budget {args.budget} evaluations "
-          f"(index: {', '.join(f'{n} {a.index}' for n, a in results.items())}):")
-    print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
+    print(f"\nValues on the proxy game, {budget}:")
     for name, a in results.items():
-        print(f"{name}: {a.n_evaluations} evaluations, {a.seconds:.2f} s")
+        how = ("exact: every coalition" if a.exact else f"stopped by {a.stopped_by}" if a.stopped_by
+               else "fixed budget")
+        print(f"  {name} ({a.index}): {a.n_evaluations} evaluations, {a.seconds:.2f} s, {how}")
+    print(table.to_string(float_format=lambda v: f"{v:9.3f}"))
     if truth is not None:
         print(f"\nAgainst the retraining game (seeds {ref.complete_seeds()}):")
         rows = []
@@ -180,6 +181,30 @@ def _run(args) -> int:
             rows.append(row)
         print(pd.DataFrame(rows).set_index("estimator").to_string())
     return 0
+
+
+def _estimates(proxy, names, budget, seed) -> tuple[dict, str]:
+    """Each named estimator's Attribution on the proxy game, and the budget in words. A
+    ``--budget`` is fixed for every estimator; without one an estimator that can refine
+    runs to the benchmark's precision target (:data:`~surrogateshap.benchmark.scales.PROXY_TARGET`)
+    and one that cannot runs at a fixed budget: the most evaluations a refined one spent
+    (the comparison at equal cost), or the target's cap when none refines."""
+    from surrogateshap.benchmark.scales import PROXY_TARGET, budget_arguments
+    from surrogateshap.registry import get_estimator
+
+    ests = {name: get_estimator(name) for name in names}
+    if budget is not None:
+        return ({name: est.estimate(proxy, budget, seed=seed) for name, est in ests.items()},
+                f"budget {budget} evaluations")
+    refined = {name: est.estimate(proxy, **budget_arguments(PROXY_TARGET), seed=seed)
+               for name, est in ests.items() if est.refines()}
+    fixed = max((a.n_evaluations for a in refined.values()), default=PROXY_TARGET.max_evaluations)
+    results = {name: refined[name] if name in refined else est.estimate(proxy, fixed, seed=seed)
+               for name, est in ests.items()}
+    words = f"precision target {PROXY_TARGET.label}"
+    if len(refined) < len(ests):
+        words += f"; {fixed} evaluations for an estimator that cannot refine"
+    return results, words
 
 
 def _coalitions(args, task):
@@ -289,7 +314,7 @@ def _benchmark_and_export(task, args, out, masks, command, note):
     if reason:
         raise UsageError(reason)
     cases = [c for c in benchmark_cases(args.scale, tasks=[task.name])
-             if get_estimator(c.estimator).unsupported(bt.n_players, c.budget, bt.offers) is None]
+             if get_estimator(c.estimator).unsupported(bt.n_players, c.max_evaluations, bt.offers) is None]
     for i, case in enumerate([] if args.export_only else cases, 1):
         print(f"[{i}/{len(cases)}] {case.id}", flush=True)
         run_case(case, _task=bt)
@@ -433,7 +458,9 @@ def main(argv=None) -> int:
     r.add_argument("--utility", default="neg_fid")
     r.add_argument("--estimator", default="surrogateshap")
     r.add_argument("--compare", nargs="*", default=["permutation-antithetic", "kernelshap"])
-    r.add_argument("--budget", type=int, default=256)
+    r.add_argument("--budget", type=int, default=None,
+                   help="game evaluations, the same fixed budget for every estimator (default: refine each "
+                        "estimate to the benchmark's precision target, surrogateshap.benchmark.PROXY_TARGET)")
     r.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--reference", default=None, help="path to a retraining table CSV")

@@ -46,7 +46,14 @@ from surrogateshap.benchmark.reference import (
     write_reference,
 )
 from surrogateshap.benchmark.replay import ReplayedGame
-from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, ScaleSettings, removal_fractions
+from surrogateshap.benchmark.scales import (
+    PROXY_TARGET,
+    SCALE_SETTINGS,
+    SCALES,
+    PrecisionTarget,
+    ScaleSettings,
+    removal_fractions,
+)
 from surrogateshap.benchmark.tasks import (
     BENCHMARK_TASKS,
     BenchmarkTask,
@@ -57,7 +64,8 @@ from surrogateshap.benchmark.tasks import (
 )
 
 __all__ = [
-    "SCALES", "ScaleSettings", "SCALE_SETTINGS", "removal_fractions", "BENCHMARK_TASKS",
+    "SCALES", "ScaleSettings", "SCALE_SETTINGS", "removal_fractions", "PrecisionTarget", "PROXY_TARGET",
+    "BENCHMARK_TASKS",
     "BenchmarkTask", "KnownGameTask", "TableBenchmark", "ReplayedGame", "Digits10Benchmark",
     "get_benchmark_task", "MAX_EXACT_BUDGET", "BenchmarkCase", "benchmark_cases",
     "prepare_case", "run_case", "reference_entries", "write_reference", "read_reference",

@@ -6,7 +6,13 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from surrogateshap.benchmark.scales import SCALE_SETTINGS, SCALES, expand_selection
+from surrogateshap.benchmark.scales import (
+    SCALE_SETTINGS,
+    SCALES,
+    PrecisionTarget,
+    budget_arguments,
+    expand_selection,
+)
 from surrogateshap.benchmark.tasks import benchmark_task_names, get_benchmark_task
 from surrogateshap.evaluation import evaluate
 from surrogateshap.registry import available_estimators, get_estimator, parse_spec
@@ -19,13 +25,15 @@ MAX_EXACT_BUDGET = 4096
 
 @dataclass(frozen=True)
 class BenchmarkCase:
-    """One benchmark case; ``skip`` is a reason not to run it (None: run)."""
+    """One benchmark case; ``skip`` is a reason not to run it (None: run). ``budget``: a
+    number of game evaluations, or a :class:`~surrogateshap.benchmark.scales.PrecisionTarget`
+    (named by its label in the key and id)."""
 
     task: str
     utility: str
     game: str
     estimator: str
-    budget: int
+    budget: int | PrecisionTarget
     seed: int
     scale: str = "default"
     skip: str | None = field(default=None, compare=False)
@@ -46,7 +54,13 @@ class BenchmarkCase:
 
     @property
     def id(self) -> str:
-        return f"{self.task}-{self.utility}-{self.game}-{self.estimator}-b{self.budget}-s{self.seed}"
+        budget = self.budget if isinstance(self.budget, PrecisionTarget) else f"b{self.budget}"
+        return f"{self.task}-{self.utility}-{self.game}-{self.estimator}-{budget}-s{self.seed}"
+
+    @property
+    def max_evaluations(self) -> int:
+        """The most game evaluations the case may spend (a target's cap)."""
+        return budget_arguments(self.budget)["budget"]
 
 
 def get_scale(scale: str):
@@ -151,9 +165,12 @@ def _sampled_cases(bt, st, util, gname, utilities, games, seeds, scale, reason,
             run_seeds = seeds if seeds is not None else (run[3] if len(run) > 3 else sel.seeds)
             if (gname and g != gname) or (games and g not in games) or g not in bt.all_games:
                 continue
-            b = 2 * bt.n_players if budget is None else int(budget)
+            b = 2 * bt.n_players if budget is None else budget if isinstance(budget, PrecisionTarget) else int(budget)
             est = get_estimator(name)
-            skip = reason or est.unsupported(bt.n_players, b, bt.offers) or bt.not_a_target(g, est) or bt.unavailable(g)
+            skip = (reason or est.unsupported(bt.n_players, budget_arguments(b)["budget"], bt.offers)
+                    or bt.not_a_target(g, est) or bt.unavailable(g))
+            if not skip and isinstance(b, PrecisionTarget) and not est.refines():
+                skip = f"{name} cannot refine an estimate (until=), so it cannot run to a precision target"
             if not skip and no_retrain and g == "finetune":
                 skip = "--no-retrain: sparsified fine-tuning Shapley fine-tunes a model per coalition"
             gpu = scale == "paper"
@@ -184,13 +201,14 @@ def prepare_case(case: BenchmarkCase, _task=None, **estimator_params):
 
         def call():
             if key not in bt.model_runs:
-                bt.model_runs[key] = est.estimate(game, case.budget, seed=case.seed, **resources)
+                bt.model_runs[key] = est.estimate(game, **budget_arguments(case.budget), seed=case.seed,
+                                                  **resources)
             return bt.model_runs[key]
 
         return call, truth
 
     def call():
-        return est.estimate(game, case.budget, seed=case.seed, **resources)
+        return est.estimate(game, **budget_arguments(case.budget), seed=case.seed, **resources)
 
     return call, truth
 
