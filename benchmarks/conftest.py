@@ -180,7 +180,7 @@ def pytest_configure(config):
 #: benchmarks of the library's own cost, not of an estimator: collected only when named
 #: (``pytest benchmarks/test_proxy_cost.py``), so ``pytest benchmarks/ --task T`` and the CI
 #: slice run the attribution cases alone
-OWN_COST = ("test_proxy_cost.py", "test_players_scale.py")
+OWN_COST = ("test_proxy_cost.py", "test_players_scale.py", "test_table_cost.py")
 
 
 def pytest_ignore_collect(collection_path, config):

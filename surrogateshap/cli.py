@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 def _task(args):
     from surrogateshap.tasks import get_task
 
-    kwargs = {}
+    kwargs = _settings(getattr(args, "set", None) or [])
     if getattr(args, "data", None) is not None:
         kwargs["data_dir"] = options.data_folder("--data", args.data, args.task)
     try:
@@ -46,6 +46,29 @@ def _task(args):
         raise UsageError(e.args[0] if e.args else str(e)) from None
     except (ValueError, FileNotFoundError) as e:  # a config that does not fit its data
         raise UsageError(f"task {args.task}: {e}") from None
+    except TypeError as e:  # a --set key the task's configuration does not have
+        raise UsageError(f"task {args.task}: --set: {e}") from None
+
+
+def _settings(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as the task's configuration keywords (what a task from a
+    folder is told without code: ``--set family=sd --set model_path=/models/sd``); a value
+    is read as a Python literal (numbers, True, None, tuples) and otherwise kept as text."""
+    import ast
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set wants KEY=VALUE with KEY a configuration field; got {item!r}")
+        if key in out:
+            raise UsageError(f"--set {key} is given twice")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
 
 
 def _check_data(task):
@@ -498,6 +521,9 @@ def main(argv=None) -> int:
     for command in (r, b, sn, vt, tc):
         command.add_argument("--data", default=None, metavar="DIR",
                              help="the task's data folder (imagefolder: your images, by contributor)")
+        command.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                             help="a field of the task's configuration, e.g. --set family=sd --set "
+                                  "model_path=DIR (repeatable; values read as Python literals)")
     rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
     rep.add_argument("json")
     rep.add_argument("--out", default="results/report")

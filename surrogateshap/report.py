@@ -145,10 +145,21 @@ def load_benchmark_json(json_path) -> pd.DataFrame:
         raise ValueError(f"{json_path} holds no surrogateshap benchmark cases")
     for c in df.columns:
         if c not in ("task", "utility", "game", "estimator", "scale", "cost_unit", "truth",
-                     "regression", "regression_failures", "group"):
+                     "regression", "regression_failures", "group", "target", "stopped_by"):
             df[c] = pd.to_numeric(df[c], errors="coerce")
     df["budget"] = df["budget"].astype(int)
     return df.sort_values(KEYS + ["seed"]).reset_index(drop=True)
+
+
+def _budget_cell(cases, budget) -> str:
+    """A budget as a report states it: a number, or a precision target by its label with
+    the evaluations its runs spent (its cap alone would overstate them)."""
+    target = cases["target"].dropna() if "target" in cases else ()
+    if len(target):
+        spent = pd.to_numeric(cases.get("n_evaluations"), errors="coerce")
+        shown = "-".join(f"{v:.0f}" for v in sorted({spent.min(), spent.max()})) if spent.notna().any() else "?"
+        return f"{target.iloc[0]} (spent {shown})"
+    return str(int(budget))
 
 
 def _commit(doc) -> str:
@@ -487,7 +498,7 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
     for util, u in t.groupby("utility", sort=True):
         rows = []
         for (label, budget), c in u.groupby(["label", "budget"], sort=False):
-            row = {"estimator": label, "budget": str(int(budget)), "seeds": str(len(c))}
+            row = {"estimator": label, "budget": _budget_cell(c, budget), "seeds": str(len(c))}
             for a in alphas:
                 m, h, _ = pooled_lds(c, a)
                 row[f"LDS@{a}"] = _pm(m, h)

@@ -107,3 +107,16 @@ def test_a_table_without_other_coalitions_has_no_additive_ceiling():
     t2 = CoalitionTable(only_tests, game.players, ["u"])
     truth = ground_truth_from_table(t2, "u", test_sets=tests)
     assert truth.fit_set is None and not any(k.startswith("additive") for k in truth.ceiling())
+
+
+def test_a_precision_target_is_shown_by_its_label_and_what_it_spent(tmp_path):
+    # its cap (the JSON's budget) alone would overstate what the runs paid
+    base = {"task": "toy", "utility": "u", "scale": "default", "game": "proxy", "estimator": "surrogateshap",
+            "budget": 8192, "target": "until-top5x1-first256-max8192", "stopped_by": "top_k",
+            "cost": 0.0, "cost_unit": "images generated", "lds_0.5_mean": 40.0, "lds_0.5_s0": 40.0,
+            "seconds": 0.1}
+    rows = [{**base, "seed": s, "n_evaluations": n} for s, n in ((0, 1024), (1, 4096), (2, 2048))]
+    (out,) = write_task_reports(_doc(tmp_path, rows), tmp_path / "reports")
+    text = out.read_text()
+    assert "| until-top5x1-first256-max8192 (spent 1024-4096) |" in text
+    assert "| 8192 |" not in text

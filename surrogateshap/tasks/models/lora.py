@@ -187,11 +187,13 @@ class LoRAFamily:
                                              [image_seed(0, "latent", i) for i in range(len(items))])
         return items, latents
 
-    def train(self, data, members, seeds) -> list[LoRAAdapter]:
+    def train(self, data, members, seeds, progress: bool = False) -> list[LoRAAdapter]:
+        """One LoRA per coalition; ``progress``: a bar over each one's steps (asked for the
+        full model's training, the long one)."""
         items, latents = data
         return [fine_tune_lora(self.pipeline, [items[i] for i in mem], steps=self.steps, rank=self.rank, lr=self.lr,
                                seed=int(seed), alpha=self.lora_alpha, batch_size=self.batch_size,
-                               target_modules=self.target_modules, latents=latents[mem])
+                               target_modules=self.target_modules, latents=latents[mem], progress=progress)
                 for mem, seed in zip(members, seeds)]
 
     def sample_pairs(self, adapter, pairs, seed: int, guidance: float | None = None):
