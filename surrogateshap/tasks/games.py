@@ -28,7 +28,7 @@ from collections import deque
 import numpy as np
 
 from surrogateshap.game import Game, coalition_key, key_to_mask, stable_hash
-from surrogateshap.tasks.features.statistics import check_bank_options
+from surrogateshap.tasks.features.statistics import FID_APPROX, check_bank_options
 from surrogateshap.tasks.models.pruning import PRUNE_SCOPES, magnitude_prune
 
 __all__ = ["RetrainingGame", "ProxyGame", "FineTuningGame", "RetrainingFailedError", "RetrainingRefusedError",
@@ -375,7 +375,8 @@ class ProxyGame(Game):
 
     def cache_id(self):
         samples = "" if self.samples is None else f":{self.samples}"
-        rank = "" if self.fid_rank is None else f":fid_rank={self.fid_rank}"
+        # the approximation's way is named: values cached by an earlier way are not served
+        rank = "" if self.fid_rank is None else f":fid_rank={self.fid_rank}:{FID_APPROX}"
         return f"proxy:{self.task.config_id()}:{self.utility}:{self.mode}:{self.seed}{samples}{rank}{self._eig_id()}"
 
     def _eig_id(self) -> str:
