@@ -93,7 +93,7 @@ def test_proxy_fid_cost(d, n, way, script, benchmark, request):
     benchmark.extra_info.update({"d": d, "n": n, "way": way, "coalitions": len(w), "seconds_per_coalition": per})
 
 
-PAPER_WAYS = ("exact", "rank256", "rank384")
+PAPER_WAYS = ("exact", "rank256")
 
 
 @pytest.mark.slow
