@@ -259,9 +259,9 @@ class ProxyGame(Game):
     (None: every bank image, weighted). mode="regenerate": generate ``n_samples`` fresh
     samples per coalition (slow).
 
-    A bank of sufficient statistics takes ``fid_rank`` (FID from the real features' top
-    principal directions: an approximation, named in :meth:`cache_id` so its values never
-    mix with exact ones), ``memory_budget`` (bytes a call's working arrays may take) and
+    A bank of sufficient statistics takes ``fid_rank`` (FID from the pooled generated
+    features' top directions: an approximation, named with its way in :meth:`cache_id` so
+    its values never mix with exact ones or an earlier way's), ``memory_budget`` (bytes a call's working arrays may take) and
     ``eig_backend`` ("numpy" or "torch": where FID's eigensolves run; None: torch on a
     CUDA task); values do not depend on the memory budget, and torch rounds a singular
     bank's near-zero eigenvalues differently, so a torch backend is named in the identity;
