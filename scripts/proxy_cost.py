@@ -28,7 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogateshap.tasks.features.statistics import LabelStats, StatsBank, _unbiased_cov, _unbiased_scale
+from surrogateshap.tasks.features.statistics import (
+    LabelStats,
+    StatsBank,
+    _unbiased_cov,
+    _unbiased_scale,
+)
 
 
 def todays_neg_fid(bank: StatsBank, w: np.ndarray, sqrt_r: np.ndarray) -> np.ndarray:
@@ -223,7 +228,7 @@ def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None,
         t0 = clock()
         approx.whitened()
         approx_setup = clock() - t0
-        t_approx = _per_call(lambda x: approx.utility("neg_fid", x), w[:timed])
+        t_approx = _per_call(lambda x, bank=approx: bank.utility("neg_fid", x), w[:timed])
         a = -approx.utility("neg_fid", w)
         rel = np.abs(a - e) / np.abs(e)
         rows.append({"bank": task or f"synthetic alpha={alpha:g}", "n": n, "d": d, "rank": rank, "coalitions": len(w),
@@ -232,7 +237,6 @@ def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None,
                      "traces / FID": float(ratio), "exact ms": 1e3 * t_exact, "approx ms": 1e3 * t_approx,
                      "speed-up": t_exact / t_approx, "exact set-up s": setup, "approx set-up s": approx_setup})
         print(rows[-1], flush=True)
-        del approx
     return rows
 
 
