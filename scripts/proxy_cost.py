@@ -3,7 +3,7 @@
     python scripts/proxy_cost.py                      # the table of results/proxy_paper_scale.md
     python scripts/proxy_cost.py --dims 64,256 --players 20
     python scripts/proxy_cost.py --accuracy 1000 --accuracy-dim 1024   # fid_rank vs exact
-    python scripts/proxy_cost.py --accuracy 400 --accuracy-dim 2048 --store /tmp/banks   # memory-mapped
+    python scripts/proxy_cost.py --accuracy 1000 --accuracy-dim 2048 --ranks 256,384 --alpha 2 --store /tmp/banks
     python scripts/proxy_cost.py --peak 1024          # peak memory of calls, budget-split
     python scripts/proxy_cost.py --regenerate         # digits10: statistics vs re-generation
 
@@ -28,7 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogateshap.tasks.features.statistics import LabelStats, StatsBank, _unbiased_cov
+from surrogateshap.tasks.features.statistics import (
+    LabelStats,
+    StatsBank,
+    _unbiased_cov,
+    _unbiased_scale,
+)
 
 
 def todays_neg_fid(bank: StatsBank, w: np.ndarray, sqrt_r: np.ndarray) -> np.ndarray:
@@ -71,14 +76,15 @@ def _stats(feats: np.ndarray) -> LabelStats:
                       neg_entropy=0.0, modes=np.ones(1), count=len(feats))
 
 
-def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, store=None, **kw) -> StatsBank:
+def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, store=None, alpha: float = 1.0,
+                   **kw) -> StatsBank:
     """n units of ``per_unit`` samples each and a real set of 2d + 1000, features with
-    variance ~ 1/k along dimension k (a power-law spectrum, as Inception features have).
+    variance ~ k^-alpha along dimension k (a power-law spectrum; alpha = 1 by default).
     ``store``: a folder where the statistics are written once, unit by unit, and read back
     memory-mapped (as a task's bank is; the whitened arrays are kept there too), so
     n = 258, d = 2,048 needs no 8 GiB in memory."""
     rng = np.random.default_rng(seed)
-    scale = 1 / np.sqrt(np.arange(1, d + 1))
+    scale = np.arange(1, d + 1) ** (-alpha / 2)
     units = (_stats(rng.normal(size=(per_unit, d)) * scale * np.exp(0.3 * rng.normal(size=d))
                     + 0.5 * scale * rng.normal(size=d)) for _ in range(n))
     if store is None:
@@ -87,7 +93,10 @@ def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, store=Non
     from surrogateshap.tasks.features.statistics import read_stats, write_stats
     from surrogateshap.tasks.features.stats_store import ArrayStore
 
-    root, key = Path(store) / f"synthetic-n{n}-d{d}", {"n": n, "d": d, "per_unit": per_unit, "seed": seed}
+    tag = "" if alpha == 1 else f"-a{alpha:g}"
+    root, key = Path(store) / f"synthetic-n{n}-d{d}{tag}", {"n": n, "d": d, "per_unit": per_unit, "seed": seed}
+    if alpha != 1:
+        key["alpha"] = alpha
     parts = {p: ArrayStore(root / p, {"part": p, **key}) for p in ("units", "real")}
     if any(read_stats(p) is None for p in parts.values()):
         with parts["units"].writing() as w:
@@ -95,6 +104,29 @@ def synthetic_bank(n: int, d: int, per_unit: int = 200, seed: int = 0, store=Non
         with parts["real"].writing() as w:
             write_stats(w, [_stats(rng.normal(size=(2 * d + 1000, d)) * scale)])
     return StatsBank(read_stats(parts["units"], True), read_stats(parts["real"], True)[0], **kw)
+
+
+def cached_values(bank: StatsBank, w: np.ndarray, folder, step: int = 40, compute: bool = True) -> np.ndarray:
+    """-FID of the rows of ``w`` by ``bank``, computed ``step`` rows at a time into
+    ``folder`` (one .npy per step, written when done) and read back from there: the
+    exact side of an accuracy run, paid for once and resumable. ``compute=False``: only
+    the leading rows already there."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(0, len(w), step):
+        path = folder / f"rows-{i:06d}-{min(i + step, len(w)):06d}.npy"
+        if not path.exists() and not compute:
+            break
+        if not path.exists():
+            t0 = time.perf_counter()
+            v = bank.utility("neg_fid", w[i : i + step])
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, v)
+            tmp.rename(path)
+            print(f"{path.name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        out.append(np.load(path))
+    return np.concatenate(out)
 
 
 def random_weights(n: int, m: int, rng) -> np.ndarray:
@@ -157,9 +189,14 @@ def _best(fn, w, repeats: int = 2) -> float:
     return 1e3 * min(_per_call(fn, w) for _ in range(repeats))
 
 
-def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None, store=None) -> dict:
-    """The approximate mode against exact FID over m random coalitions (of the synthetic
-    n x d bank, kept in ``store`` if given, or of ``task``'s proxy bank)."""
+def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None, alpha: float = 1.0,
+             timed: int = 40, cached_only: bool = False) -> list[dict]:
+    """The approximate mode at each rank in ``ranks`` against exact FID over m random
+    coalitions (of the synthetic n x d bank with spectrum ``alpha``, kept in ``store`` if
+    given, or of ``task``'s proxy bank). With a ``store``, the exact values are computed
+    once into it (:func:`cached_values`) and read back by later runs. Speed: both ways on
+    the first ``timed`` coalitions, one call each, the set-ups outside the timers.
+    ``cached_only``: score only the leading coalitions whose exact values are stored."""
     from scipy.stats import spearmanr
 
     if task:
@@ -168,25 +205,39 @@ def accuracy(n: int, d: int, rank: int, m: int, task: str | None = None, store=N
         exact = get_task(task).bank()
         n, d = exact.mean.shape
     else:
-        exact = synthetic_bank(n, d, store=store)
-    approx = StatsBank(exact._stats, exact.real, fid_rank=rank)
+        exact = synthetic_bank(n, d, store=store, alpha=alpha)
     w = random_weights(n, m, np.random.default_rng(3))
-    setup = {}
-    for name, bank in (("approx", approx), ("exact", exact)):  # the one-off set-ups, outside the timers
+    t0 = clock()
+    exact.whitened()
+    setup = clock() - t0
+    if store is None:
+        e = -exact.utility("neg_fid", w)
+    else:
+        tag = "" if alpha == 1 else f"-a{alpha:g}"
+        e = -cached_values(exact, w, Path(store) / f"exact-{task or 'synthetic'}-n{n}-d{d}{tag}-seed3-m{m}",
+                           compute=not cached_only)
+        w = w[: len(e)]
+    t_exact = _per_call(lambda x: exact.utility("neg_fid", x), w[:timed])
+    traces = exact.whitened()[4]
+    mu = w @ exact.mean
+    tr_cov = _unbiased_scale((w > 0) @ exact.count) * (w @ traces - (mu**2).sum(1))
+    ratio = np.median((tr_cov + exact.whitened()[0].trace_r) / e)
+    rows = []
+    for rank in ranks:
+        approx = StatsBank(exact._stats, exact.real, fid_rank=rank)
         t0 = clock()
-        bank.whitened()
-        setup[f"{name} set-up s"] = clock() - t0
-        print(setup, flush=True)
-    t0 = clock()
-    a = -approx.utility("neg_fid", w)
-    t_approx = clock() - t0
-    t0 = clock()
-    e = -exact.utility("neg_fid", w)
-    t_exact = clock() - t0
-    rel = np.abs(a - e) / np.abs(e)
-    return {"bank": task or "synthetic", "n": n, "d": d, "rank": rank, "coalitions": m, "spearman": float(spearmanr(a, e)[0]),
-            "median rel. error": float(np.median(rel)), "max rel. error": float(rel.max()),
-            "exact ms": 1e3 * t_exact / m, "approx ms": 1e3 * t_approx / m, "speed-up": t_exact / t_approx, **setup}
+        approx.whitened()
+        approx_setup = clock() - t0
+        t_approx = _per_call(lambda x, bank=approx: bank.utility("neg_fid", x), w[:timed])
+        a = -approx.utility("neg_fid", w)
+        rel = np.abs(a - e) / np.abs(e)
+        rows.append({"bank": task or f"synthetic alpha={alpha:g}", "n": n, "d": d, "rank": rank, "coalitions": len(w),
+                     "spearman": float(spearmanr(a, e)[0]), "median rel. error": float(np.median(rel)),
+                     "p90 rel. error": float(np.quantile(rel, 0.9)), "max rel. error": float(rel.max()),
+                     "traces / FID": float(ratio), "exact ms": 1e3 * t_exact, "approx ms": 1e3 * t_approx,
+                     "speed-up": t_exact / t_approx, "exact set-up s": setup, "approx set-up s": approx_setup})
+        print(rows[-1], flush=True)
+    return rows
 
 
 def peak_memory(d: int, n: int, budget: int, counts=()) -> list[dict]:
@@ -271,7 +322,13 @@ def main(argv=None):
     p.add_argument("--accuracy-players", type=int, default=258)
     p.add_argument("--accuracy-task", default=None, help="a task whose proxy bank --accuracy uses instead")
     p.add_argument("--store", default=None, metavar="DIR",
-                   help="--accuracy: keep the synthetic bank (and its whitened arrays) in DIR, memory-mapped")
+                   help="--accuracy: keep the synthetic bank (its whitened arrays, the exact values) in DIR")
+    p.add_argument("--ranks", type=_ints, default=[], help="--accuracy: several fid_rank values (default: --rank)")
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="the synthetic features' spectrum: variance of dimension k ~ k^-alpha")
+    p.add_argument("--timed", type=int, default=40, help="--accuracy: coalitions timed each way")
+    p.add_argument("--cached-only", action="store_true",
+                   help="--accuracy with --store: score only the coalitions whose exact values are stored")
     p.add_argument("--peak", type=int, default=0, metavar="D",
                    help="measure peak memory of budget-split calls at dimension D instead of timing")
     p.add_argument("--budget-mib", type=int, default=256, help="the memory budget of --peak")
@@ -289,8 +346,11 @@ def main(argv=None):
         if args.regenerate:
             return regeneration()
         if args.accuracy:
-            print(accuracy(args.accuracy_players, args.accuracy_dim, args.rank, args.accuracy, args.accuracy_task,
-                           args.store))
+            import pandas as pd
+
+            rows = accuracy(args.accuracy_players, args.accuracy_dim, args.ranks or [args.rank], args.accuracy,
+                            args.accuracy_task, args.store, args.alpha, args.timed, args.cached_only)
+            print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"))
             return
         if args.peak:
             import pandas as pd

@@ -99,7 +99,7 @@ def test_fast_fid_on_a_real_bank(tmp_path):
     from surrogateshap.tasks.games import ProxyGame
 
     approx = task.proxy_game("neg_fid", fid_rank=16)  # the task passes the mode on
-    assert approx.cache_id() == game.cache_id() + ":fid_rank=16"
+    assert approx.cache_id() == game.cache_id() + ":fid_rank=16:pooled"
     exact_values, approx_values = game(masks[:40]), approx(masks[:40])
     assert not np.allclose(exact_values, approx_values)
     assert (approx_values >= exact_values - 1e-8 * abs(exact_values)).all()  # the diagonal rest: FID from below

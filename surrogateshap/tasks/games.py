@@ -28,7 +28,7 @@ from collections import deque
 import numpy as np
 
 from surrogateshap.game import Game, coalition_key, key_to_mask, stable_hash
-from surrogateshap.tasks.features.statistics import check_bank_options
+from surrogateshap.tasks.features.statistics import FID_APPROX, check_bank_options
 from surrogateshap.tasks.models.pruning import PRUNE_SCOPES, magnitude_prune
 
 __all__ = ["RetrainingGame", "ProxyGame", "FineTuningGame", "RetrainingFailedError", "RetrainingRefusedError",
@@ -259,9 +259,9 @@ class ProxyGame(Game):
     (None: every bank image, weighted). mode="regenerate": generate ``n_samples`` fresh
     samples per coalition (slow).
 
-    A bank of sufficient statistics takes ``fid_rank`` (FID from the real features' top
-    principal directions: an approximation, named in :meth:`cache_id` so its values never
-    mix with exact ones), ``memory_budget`` (bytes a call's working arrays may take) and
+    A bank of sufficient statistics takes ``fid_rank`` (FID from the pooled generated
+    features' top directions: an approximation, named with its way in :meth:`cache_id` so
+    its values never mix with exact ones or an earlier way's), ``memory_budget`` (bytes a call's working arrays may take) and
     ``eig_backend`` ("numpy" or "torch": where FID's eigensolves run; None: torch on a
     CUDA task); values do not depend on the memory budget, and torch rounds a singular
     bank's near-zero eigenvalues differently, so a torch backend is named in the identity;
@@ -375,7 +375,8 @@ class ProxyGame(Game):
 
     def cache_id(self):
         samples = "" if self.samples is None else f":{self.samples}"
-        rank = "" if self.fid_rank is None else f":fid_rank={self.fid_rank}"
+        # the approximation's way is named: values cached by an earlier way are not served
+        rank = "" if self.fid_rank is None else f":fid_rank={self.fid_rank}:{FID_APPROX}"
         return f"proxy:{self.task.config_id()}:{self.utility}:{self.mode}:{self.seed}{samples}{rank}{self._eig_id()}"
 
     def _eig_id(self) -> str:
