@@ -14,29 +14,28 @@ values. Errors are against the shipped exact Shapley values of the proxy game.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def refine_steps(est, game, cap: int, first: int, growth: float, seed: int, exact) -> list[dict]:
+def refine_steps(est, game, until, cap: int, seed: int, exact) -> list[dict]:
+    """Every step of ``until``'s schedule (:meth:`Until.steps`, as ``estimate(until=...)``
+    runs it) up to ``cap``, none stopping early."""
     import numpy as np
 
     from surrogateshap.game import BudgetedGame
     from surrogateshap.metrics import relative_l2, spearman
 
     counted, rng = BudgetedGame(game, cap), np.random.default_rng(seed)
-    step, state, out, t0 = max(first, est.min_budget(game.n_players)), None, [], time.perf_counter()
-    while True:
+    state, out, t0 = None, [], time.perf_counter()
+    for step in until.steps(game.n_players, est.min_budget(game.n_players), cap):
         state, r = est._refine(state, counted, step, rng)
         v = np.asarray(r["values"], dtype=float)
         out.append({"values": v, "n_evaluations": counted.n_evaluations, "seconds": time.perf_counter() - t0,
                     "rel_l2": relative_l2(v, exact), "spearman": spearman(v, exact)})
-        if step >= cap:
-            return out
-        step = min(cap, max(step + 1, math.ceil(step * growth)))
+    return out
 
 
 def stop(until, steps: list[dict]) -> tuple[dict, str]:
@@ -73,8 +72,7 @@ def main(argv=None) -> int:
     for u in bt.utilities:
         game, exact = bt.game(u), bt.reference.values[u]
         for seed in range(args.seeds):
-            steps = refine_steps(est, game, target.max_evaluations, target.until.first or 8 * game.n_players,
-                                 target.until.growth, seed, exact)
+            steps = refine_steps(est, game, target.until, target.max_evaluations, seed, exact)
             fixed = est.estimate(game, 512, seed=seed)
             rows.append({"rule": "fixed 512", "utility": u, "seed": seed, "evaluations": 512,
                          "seconds": fixed.seconds, "stopped_by": "-", "rel_l2": relative_l2(fixed.values, exact),

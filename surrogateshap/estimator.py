@@ -106,6 +106,16 @@ class Until:
             return cls(**until)
         raise TypeError(f"until must be an Until or a dict of its fields; got {type(until).__name__}")
 
+    def steps(self, n_players: int, min_budget: int, budget: int) -> list[int]:
+        """The evaluations in all after each refinement step: ``first`` (None: max(8 n,
+        ``min_budget``)), each next ``growth`` times as many, the last ``budget``."""
+        step = min(budget, max(self.first or 8 * n_players, min_budget))
+        out = [step]
+        while step < budget:
+            step = min(budget, max(step + 1, math.ceil(step * self.growth)))
+            out.append(step)
+        return out
+
     def met(self, history: list[dict], stderr, elapsed: float, next_seconds: float) -> str | None:
         """The criterion that holds after the last step of ``history`` (dicts with
         "values"), or None."""
@@ -211,9 +221,9 @@ class Estimator(ABC):
 
     def _refine_until(self, counted: BudgetedGame, budget: int, rng, until: Until, t0: float):
         n = counted.n_players
-        step = min(budget, max(until.first or 8 * n, self.min_budget(n)))
+        steps = until.steps(n, self.min_budget(n), budget)
         state, history, stopped = None, [], None
-        while True:
+        for i, step in enumerate(steps):
             t_step = time.perf_counter()
             state, out = self._refine(state, counted, step, rng)
             now = time.perf_counter()
@@ -223,13 +233,12 @@ class Estimator(ABC):
             if until.rel_stderr is not None and out.get("stderr") is None:
                 raise ValueError(f"{self.label} reports no standard error, so until rel_stderr cannot "
                                  "be checked; use top_k or seconds")
-            nxt = min(budget, max(step + 1, math.ceil(step * until.growth)))
+            nxt = steps[i + 1] if i + 1 < len(steps) else None
             # the next step's time at this one's pace per evaluation held
-            pace = (now - t_step) * nxt / max(step, 1)
-            stopped = until.met(history, out.get("stderr"), now - t0, pace if step < budget else 0.0)
-            if stopped or step >= budget:
+            pace = 0.0 if nxt is None else (now - t_step) * nxt / max(step, 1)
+            stopped = until.met(history, out.get("stderr"), now - t0, pace)
+            if stopped:
                 break
-            step = nxt
         out.setdefault("extra", {})["steps"] = [
             {k: h[k] for k in ("n_evaluations", "seconds", "rel_stderr")} for h in history]
         return out, stopped or "budget"

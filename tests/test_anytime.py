@@ -187,3 +187,13 @@ def test_surrogateshap_trees_default_by_n(n, params, expected):
     game = AdditiveGame(np.linspace(0, 1, n))
     att = get_estimator("surrogateshap", model_params=params).estimate(game, 3 * n, seed=0)
     assert att.extra["model_params"] == (LARGE_N_MODEL_PARAMS if expected == "large" else expected)
+
+
+def test_the_step_schedule_is_the_one_estimate_runs():
+    # Until.steps is the schedule _refine_until runs (and scripts/proxy_target.py reads)
+    u = Until(top_k=3, stable_steps=50, first=40)
+    assert u.steps(10, 1, 400) == [40, 80, 160, 320, 400]
+    assert Until(seconds=1.0, growth=1.5).steps(4, 50, 100) == [50, 75, 100]  # first: max(8 n, minimum)
+    a = get_estimator("permutation").estimate(random_unanimity_game(10, seed=1), 400, seed=0, until=u)
+    assert [s["n_evaluations"] for s in a.extra["steps"]][-1] == a.n_evaluations
+    assert len(a.extra["steps"]) == len(u.steps(10, get_estimator("permutation").min_budget(10), 400))
