@@ -391,7 +391,6 @@ class ProxyGame(Game):
             backend = "torch" if device.startswith("cuda") else "numpy"
         return "" if backend == "numpy" else f":eig={backend}"
 
-
     def _bank_solves(self) -> bool:
         """Whether FID's eigensolves run in the bank (its backend); regenerated samples and
         a bank mixed image by image are scored per coalition (:meth:`DiffusionTask.score`)."""
