@@ -287,3 +287,37 @@ def test_a_table_task_costs_the_game_valued_in_its_own_steps(tmp_path):
         assert rate * valued.cost_of(full) == steps and [(n, s) for n, _, s in cheap] == [("proxy", 0.0)]
     with pytest.raises(LookupError, match="fidelities"):
         bt.resources("neg_fid", ("fidelities",), "proxy")
+
+
+@pytest.mark.parametrize("retrain, sampled, offered", [
+    ("train", True, True), ("replay", True, False), ("refuse", True, False), ("train", False, False)])
+def test_the_fine_tuning_game_is_a_fidelity_where_the_case_trains_anyway(tmp_path, monkeypatch, retrain,
+                                                                        sampled, offered):
+    """On an image task (a table of sampled coalitions) a multifidelity case that may train
+    gets the fine-tuning game as a fidelity beside the proxy (issue 31's three games); a
+    replayed or refused case, or a complete table (replayed whole), gets the proxy only,
+    so the default selection never fine-tunes."""
+    from dataclasses import dataclass
+
+    pytest.importorskip("torch")
+    from fake_tasks import FakeConfig, FakeTask
+
+    from surrogateshap.benchmark.tasks import TableBenchmark
+    from surrogateshap.estimators.multifidelity import parse_fidelities
+    from surrogateshap.tasks.games import FineTuningGame
+
+    @dataclass(frozen=True)
+    class Config(FakeConfig):
+        steps: int = 1000
+
+    monkeypatch.setattr(TableBenchmark, "sampled", property(lambda self: sampled))
+    bt = TableBenchmark("fake-fidelities", retrain=retrain)
+    bt._task, bt._checked = FakeTask(Config(), cache_dir=tmp_path), True
+    fid = bt.resources("neg_fid", ("fidelities",), "retraining")["fidelities"]
+    _, cheap = parse_fidelities(bt.task.retraining_game("neg_fid"), fid)
+    assert [n for n, _, _ in cheap] == (["proxy", "finetune"] if offered else ["proxy"])
+    if offered:
+        ft = fid["finetune"]
+        assert isinstance(ft, FineTuningGame) and ft is bt.game("neg_fid", "finetune")  # the benchmark's one
+        assert {n: s for n, _, s in cheap}["finetune"] == 1.0  # a fine-tuning costs its own steps
+    assert bt.resources("neg_fid", ("fidelities",), "finetune")["fidelities"].keys() == {"target", "proxy"}

@@ -268,7 +268,7 @@ class TableBenchmark(BenchmarkTask):
         """The proxy game; ``fidelities`` (``multifidelity``: the proxy as a free cheaper
         game beside the retraining game, a retraining costing the config's training
         steps, a fine-tuning its own; not beside a proxy game, which is free; the
-        fine-tuning game is not offered as a fidelity, since each of its evaluations trains);
+        fine-tuning game joins them only where the case trains anyway: :meth:`_offers_finetune`);
         and model access (``requires=("model",)``: the full-data model of the table's
         configuration) where the task's family provides it."""
         task = self._task if self._task is not None else self._named_task()
@@ -421,6 +421,15 @@ class TableBenchmark(BenchmarkTask):
 
         return fallback
 
+    def _offers_finetune(self, game) -> bool:
+        """Whether the fine-tuning game joins the ``fidelities`` beside the retraining game:
+        only where the case may train anyway (a table of sampled coalitions under
+        ``retrain="train"``: an estimator's coalitions outside the table are retrained), and
+        the family fine-tunes (mlp). A complete table replays its retraining game whole, and
+        replay or refusal trains nothing, so there a fine-tuning would be the one training."""
+        return (game in (None, "retraining") and self.retrain == "train" and self.sampled
+                and self.unavailable("finetune") is None)
+
     def proxy(self, utility: str, seller: bool = False) -> Game:
         """The task's proxy game (``seller``: its seller view's), tabulated once
         (:class:`ReplayedGame`): the first call trains the full model and sample bank if
@@ -463,7 +472,12 @@ class TableBenchmark(BenchmarkTask):
             # fine-tuning counts its own; a proxy valued is free, with no fidelity below it
             rate = {None: float(self.task.config.steps), "retraining": float(self.task.config.steps),
                     "finetune": 1.0}.get(game)
-            return None if rate is None else {"target": rate, "proxy": (self.proxy(utility), 0.0)}
+            if rate is None:
+                return None
+            out = {"target": rate, "proxy": (self.proxy(utility), 0.0)}
+            if self._offers_finetune(game):
+                out["finetune"] = self.game(utility, "finetune")  # its cost is in steps already
+            return out
         if name == "model" and "model" in self.offers:
             if getattr(self, "_access", None) is None:
                 self._access = self.task.model_access()
