@@ -86,9 +86,9 @@ with the level weights (the covariances between levels are left out); a regressi
 no more units than n - 1 interpolates them, so its sandwich would be 0: the per-unit
 spread stands in. The regression solver's stderr is the larger of that and a
 delete-a-group jackknife of the whole pooled fit (:meth:`MultiFidelityShapley._jackknife_var`),
-which sees the in-sample coefficients and the levels' covariance: +-2 stderr covered
-74-92% of the players alone, 87-98% with it, at about 1.1-1.6x the actual error
-(results/multifidelity_stderr.md). At a budget of 2**n the target is enumerated
+which sees the in-sample coefficients and the levels' covariance: on known games +-2
+stderr covered 74-90% of the players alone at the smaller budgets, 85-95% with it, the
+stderr 1.1-1.4x the actual error (results/multifidelity_stderr.md). At a budget of 2**n the target is enumerated
 (exact), as for every estimator. ``extra``: ``split`` (evaluations and steps per
 fidelity), ``levels`` and ``main_units`` (what the main stage played), ``correlation``
 (pooled, target against each cheaper game, on the pilot), ``coefficients``,
@@ -566,7 +566,7 @@ class MultiFidelityShapley(Estimator):
         stream, so a unit's index names it on every level). Unlike the per-level sandwich
         it sees the coefficients fitted on the same units and the covariance between
         levels, which made +-2 stderr cover 74-79% of the players at 12-40 retrainings'
-        worth of steps. Each refit keeps the estimate's ridges (``rows``, per level), which
+        worth of steps (with it: 85-93%). Each refit keeps the estimate's ridges (``rows``, per level), which
         keeps it cheap. None with fewer than 2 target units."""
         G = min(len(main[0].Z), _Solver.FOLDS)  # one unit a group up to 10 units
         if G < 2:
