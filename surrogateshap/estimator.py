@@ -147,6 +147,9 @@ class Estimator(ABC):
     #: at a budget of 2**n, answer by enumeration (Shapley and Banzhaf indices); a method
     #: that must run its own procedure there (to be studied as such) sets False
     exact_at_full_budget: ClassVar[bool] = True
+    #: True for an estimator that picks another and runs it (``auto``): the benchmark's
+    #: default selection leaves it out, as its cases would rerun the one it picks
+    delegates: ClassVar[bool] = False
 
     @classmethod
     def check_declarations(cls) -> None:
@@ -155,7 +158,7 @@ class Estimator(ABC):
         who = f"estimator {cls.name or cls.__qualname__!r}"
         if cls.index not in INDICES:
             raise ValueError(f"{who}: index must be one of {INDICES}; got {cls.index!r}")
-        for field in ("is_exact", "uses_budget", "exact_at_full_budget"):
+        for field in ("is_exact", "uses_budget", "exact_at_full_budget", "delegates"):
             if not isinstance(getattr(cls, field), bool):
                 raise TypeError(f"{who}: {field} must be True or False; got {getattr(cls, field)!r}")
         if not (isinstance(cls.requires, tuple) and all(isinstance(r, str) for r in cls.requires)):

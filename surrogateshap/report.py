@@ -234,7 +234,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 def _group_table(s: pd.DataFrame, raw: pd.DataFrame, alphas) -> pd.DataFrame:
     rows = []
     for d in s.to_dict("records"):
-        row = {"estimator": d["estimator"], "budget": str(int(d["budget"]))}
+        cases = raw[(raw["estimator"] == d["estimator"]) & (raw["budget"] == d["budget"])]
+        row = {"estimator": d["estimator"], "budget": _budget_cell(cases, d["budget"])}
         for a in alphas:
             row[f"LDS@{a}"] = _pm(d.get(f"lds_{a}_mean__mean"), d.get(f"lds_{a}_mean__std"))
         if "relative_l2__mean" in d:

@@ -20,6 +20,7 @@ from surrogateshap.evaluation import (
 )
 from surrogateshap.game import all_coalitions, coalition_key
 from surrogateshap.metrics import sample_test_coalitions
+from surrogateshap.registry import get_estimator
 from surrogateshap.benchmark import (
     BenchmarkCase,
     KnownGameTask,
@@ -192,6 +193,16 @@ def test_cases_skip_reasons_budgets_and_marks():
         benchmark_cases("ci", tasks=["no-such-task"])
     big = benchmark_cases("default", tasks=["unanimity50"], estimators=["kernelshap"], seeds=[0])
     assert all(c.slow for c in big)
+
+
+def test_the_default_selection_leaves_out_an_estimator_that_reruns_another():
+    # auto (not cheap) runs stratified-svarm at the whole budget: its cases would repeat those
+    att = get_estimator("auto").estimate(random_unanimity_game(10, seed=1), 64, seed=0)
+    assert att.extra["auto"]["chose"] == "stratified-svarm"
+    default = {c.estimator for c in benchmark_cases("ci", tasks=["unanimity10"])}
+    assert "stratified-svarm" in default and "auto" not in default
+    named = benchmark_cases("ci", tasks=["unanimity10"], estimators=["auto"], seeds=[0])
+    assert named and all(c.estimator == "auto" and c.skip is None for c in named)
 
 
 def test_proxy_requirement_is_served_or_skipped():

@@ -11,6 +11,7 @@ import csv
 import io
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ Image = pytest.importorskip("PIL.Image")
 from surrogateshap.cli import main  # noqa: E402
 from surrogateshap.tasks import get_task  # noqa: E402
 from surrogateshap.tasks.catalog.imagefolder import ImageFolderConfig  # noqa: E402
+from surrogateshap.tasks.data import imagefolder as folder_data  # noqa: E402
 from surrogateshap.tasks.data.images import DataMissingError  # noqa: E402
 
 #: a model that trains in a second or two: mechanics, not quality
@@ -269,6 +271,37 @@ def test_the_config_id_follows_the_folders_content(tiny):
     assert changed != first
     (moved / "README.txt").write_text("not an image")  # a file that is not data changes nothing
     assert get_task("imagefolder", scale="ci", data_dir=str(moved)).config_id() == changed
+
+
+def test_the_folders_identity_hashes_again_only_the_images_that_changed(tiny, monkeypatch):
+    data = digits_folder(tiny / "d", bad=False)
+    hashed = []
+    digest = folder_data._file_digest
+    monkeypatch.setattr(folder_data, "_file_digest", lambda path: hashed.append(path) or digest(path))
+    monkeypatch.setattr(folder_data, "_DIGESTS", {})
+    monkeypatch.setattr(folder_data, "SETTLED_NS", 60 * 10**9)
+
+    def config_id():
+        hashed.clear()
+        return get_task("imagefolder", scale="ci", data_dir=str(data)).config_id()
+
+    first = config_id()
+    assert len(hashed) == 36
+    assert config_id() == first and len(hashed) == 36  # not settled: a same-tick rewrite could hide
+    monkeypatch.setattr(folder_data, "SETTLED_NS", 100_000_000)
+    time.sleep(0.3)
+    assert config_id() == first and len(hashed) == 36
+    assert config_id() == first and hashed == []  # settled: remembered in this process
+    monkeypatch.setattr(folder_data, "_DIGESTS", {})  # as a new process: read from the cache's store
+    assert config_id() == first and hashed == []
+    path = data / "one" / "003.png"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    path.write_bytes(bytes(raw))  # other bytes, the same size, at once
+    changed = config_id()
+    assert changed != first and hashed == [path]
+    monkeypatch.setattr(folder_data, "_DIGESTS", {})
+    assert config_id() == changed
 
 
 def test_the_scoring_network_is_deterministic_cached_and_recorded(tiny):

@@ -182,6 +182,15 @@ def test_the_steps_paid_never_exceed_the_budget(solver):
             assert att.cost <= budget * 1000, (budget, sorted(fid), att.extra["split"])
 
 
+def test_max_units_caps_a_paid_level_too():
+    # as documented: without it a paid level whose coalitions are all drawn (8 players) would
+    # play free repeats for ever; a paid level it stops leaves steps unspent
+    target, ft = Paid(TARGET, 1000), Paid(FT, 200)
+    att = get_estimator("multifidelity", max_units=20).estimate(target, 100, seed=0, fidelities={"finetune": ft})
+    assert att.extra["levels"] == ["target", "finetune"] and att.extra["pilot_units"] <= 20
+    assert att.extra["main_units"][1] == 20 and att.cost < 0.5 * 100 * 1000
+
+
 def test_the_split_follows_the_measured_fidelity():
     # a cheap game that tracks the target is bought; one that does not is dropped
     noise = random_unanimity_game(N, n_terms=20, seed=99)

@@ -4,7 +4,9 @@ the proxy and retraining games, and the utilities' weighted statistics."""
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -248,6 +250,25 @@ def test_sd_lora_changes_only_lora_and_is_seeded(sd):
     assert all(torch.equal(a.state[k], again.state[k]) for k in a.state)
     other = fine_tune_lora(sd, items, steps=3, rank=4, lr=1e-2, seed=1, batch_size=2)
     assert not all(torch.equal(a.state[k], other.state[k]) for k in a.state)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_lora_bar_shows_on_a_terminal_only_as_the_other_trainings_bars(sd, monkeypatch):
+    from surrogateshap.tasks.models import mlp
+
+    monkeypatch.setattr(mlp, "BAR_DELAY", 0.0)  # the bar waits for long trainings; this one is short
+    for stream, shown in ((_Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        fine_tune_lora(sd, _items(), steps=2, rank=4, lr=1e-2, seed=0, batch_size=2, progress=True)
+        monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+        if shown:
+            assert "LoRA" in stream.getvalue() and "2/2" in stream.getvalue()
+        else:  # a log file or a pipe: quiet
+            assert stream.getvalue() == ""
 
 
 def test_sd_samples_images_per_seed(sd, tmp_path):

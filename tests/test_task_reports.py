@@ -17,7 +17,7 @@ from surrogateshap.evaluation import evaluate, ground_truth_from_table, proxy_fi
 from surrogateshap.game import coalition_key
 from surrogateshap.games import random_unanimity_game
 from surrogateshap.metrics import sample_test_coalitions
-from surrogateshap.report import INTERVAL, pooled_lds, write_task_reports
+from surrogateshap.report import INTERVAL, pooled_lds, write_report, write_task_reports
 from surrogateshap.table import CoalitionTable
 
 
@@ -109,14 +109,24 @@ def test_a_table_without_other_coalitions_has_no_additive_ceiling():
     assert truth.fit_set is None and not any(k.startswith("additive") for k in truth.ceiling())
 
 
-def test_a_precision_target_is_shown_by_its_label_and_what_it_spent(tmp_path):
-    # its cap (the JSON's budget) alone would overstate what the runs paid
+def _target_rows():
     base = {"task": "toy", "utility": "u", "scale": "default", "game": "proxy", "estimator": "surrogateshap",
             "budget": 8192, "target": "until-top5x1-first256-max8192", "stopped_by": "top_k",
             "cost": 0.0, "cost_unit": "images generated", "lds_0.5_mean": 40.0, "lds_0.5_s0": 40.0,
             "seconds": 0.1}
-    rows = [{**base, "seed": s, "n_evaluations": n} for s, n in ((0, 1024), (1, 4096), (2, 2048))]
-    (out,) = write_task_reports(_doc(tmp_path, rows), tmp_path / "reports")
+    return [{**base, "seed": s, "n_evaluations": n} for s, n in ((0, 1024), (1, 4096), (2, 2048))]
+
+
+def test_a_precision_target_is_shown_by_its_label_and_what_it_spent(tmp_path):
+    # its cap (the JSON's budget) alone would overstate what the runs paid
+    (out,) = write_task_reports(_doc(tmp_path, _target_rows()), tmp_path / "reports")
     text = out.read_text()
     assert "| until-top5x1-first256-max8192 (spent 1024-4096) |" in text
     assert "| 8192 |" not in text
+
+
+def test_the_general_report_shows_a_precision_target_as_the_task_report_does(tmp_path):
+    fixed = {**_target_rows()[0], "estimator": "kernelshap", "budget": 512, "target": None, "n_evaluations": 512}
+    text = write_report(_doc(tmp_path, [*_target_rows(), fixed]), tmp_path / "report", plots=False).read_text()
+    assert "| surrogateshap | until-top5x1-first256-max8192 (spent 1024-4096) |" in text
+    assert "| kernelshap | 512 |" in text and "| 8192 |" not in text

@@ -83,7 +83,7 @@ def benchmark_cases(
 
     ``tasks`` replaces the preset's task selection (all of a named task's utilities
     and games); ``utilities``/``games`` filter; ``estimators`` defaults to every
-    registered estimator, and takes variants as specs with parameters
+    registered estimator but those that delegate to another (``auto``), and takes variants as specs with parameters
     (``"surrogateshap(efficiency='centered')"``, see :func:`~surrogateshap.registry.parse_spec`);
     whether an estimator can run a case is the estimator's own
     :meth:`~surrogateshap.estimator.Estimator.unsupported`; ``budgets`` and ``seeds`` default to the preset's. An exact
@@ -98,7 +98,7 @@ def benchmark_cases(
     """
     st = get_scale(scale)
     known_est = available_estimators()
-    names = list(estimators) if estimators else known_est
+    names = list(estimators) if estimators else [e for e in known_est if not get_estimator(e).delegates]
     bad = [e for e in names if parse_spec(e)[0] not in known_est]
     if bad:
         raise KeyError(f"unknown estimator(s) {bad}; registered: {', '.join(known_est)}")

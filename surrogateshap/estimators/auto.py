@@ -38,6 +38,8 @@ class Auto(Estimator):
     cheap (a proxy game), ``rel_stderr`` and ``seconds``: the cheap rule's stopping
     criteria."""
 
+    delegates = True
+
     def __init__(self, cheap: bool = False, rel_stderr: float = 0.05, seconds: float | None = 30.0):
         self.cheap = cheap
         self.rel_stderr = rel_stderr

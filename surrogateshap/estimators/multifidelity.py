@@ -384,8 +384,10 @@ class MultiFidelityShapley(Estimator):
     consistent, or "unbiased"), ``pilot_fraction`` (share of the steps the pilot plans to
     spend), ``shrinkage`` (units' worth of weight on the plain-difference prior of the
     coefficients), ``exact_max_players`` (a free game is enumerated up to this many
-    players; sampled at no cost above), ``max_units`` (cap on units a free sampled level
-    plays).
+    players; sampled at no cost above), ``max_units`` (the most units any sampled level,
+    the target included, plays in the pilot and again in the main stage: what a free level
+    plays, and what stops a paid one whose coalitions are all drawn, as its further units
+    are free repeats; a paid level it stops leaves the rest of its steps unspent).
     """
 
     requires = ("fidelities",)

@@ -248,8 +248,9 @@ class ImageFolderTask(DiffusionTask):
 
     @cached_property
     def listing(self):
-        """The folder's contributors, candidate images and content identity (no decoding)."""
-        return scan_folder(self.config.folder(), self.config.mapping)
+        """The folder's contributors, candidate images and content identity (no decoding;
+        an image is hashed again only when it changed)."""
+        return scan_folder(self.config.folder(), self.config.mapping, self.cache_dir / "imagefolder-digests")
 
     @property
     def players(self) -> tuple[str, ...]:

@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from surrogateshap._files import atomic_write
 from surrogateshap.tasks.data.images import DataMissingError, ImageDataset, resize
 
 __all__ = ["IMAGE_SUFFIXES", "METADATA_CSV", "FolderItem", "FolderListing", "scan_folder", "read_images",
@@ -146,11 +149,54 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def scan_folder(data_dir, mapping: str = "auto") -> FolderListing:
+#: a file unchanged for this long before it is hashed keeps its digest while its stat
+#: holds: a later write gets a later time stamp (git's "racily clean" rule; FAT's 2 s)
+SETTLED_NS = 2_000_000_000
+#: the digests this process knows: absolute path -> (stat key, SHA-1)
+_DIGESTS: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # ctime: a write that restores mtime moves it
+
+
+def _digests(root: Path, paths, store: Path | None) -> list[str]:
+    """Each file's SHA-1, hashed again only where its stat key changed since this process,
+    or one sharing ``store`` (a JSON file; None: this process only), last hashed it."""
+    if store is not None:
+        try:
+            saved = json.loads(store.read_text())
+            _DIGESTS.update({p: (tuple(int(k) for k in key), str(d)) for p, (key, d) in saved.items()
+                             if p not in _DIGESTS})
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # no store yet, or not one: hash again
+    full = [os.path.abspath(root / rel) for rel in paths]
+    out, new = [], False
+    for path in _progress(full, f"hashing {root}", len(full)):
+        st = os.stat(path)
+        key, known = _stat_key(st), _DIGESTS.get(path)
+        if known is not None and known[0] == key:
+            out.append(known[1])
+            continue
+        out.append(_file_digest(Path(path)))
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS:
+            _DIGESTS[path], new = (key, out[-1]), True
+    if store is not None and new:
+        try:
+            with atomic_write(store) as f:
+                json.dump({p: _DIGESTS[p] for p in full if p in _DIGESTS}, f)
+        except OSError:
+            pass  # a read-only cache: this process still remembers them
+    return out
+
+
+def scan_folder(data_dir, mapping: str = "auto", digest_dir: Path | None = None) -> FolderListing:
     """List a folder's contributors, labels and candidate images, and hash its content.
 
     ``mapping``: "auto" (``DIR/metadata.csv`` when present, else sub-folders),
-    "sub-folders", or the path of a CSV (relative to ``DIR`` or absolute)."""
+    "sub-folders", or the path of a CSV (relative to ``DIR`` or absolute).
+    ``digest_dir``: where the images' digests are kept for the next process (one JSON file
+    per folder; only a file whose size, times or inode changed is hashed again)."""
     if data_dir is None:
         raise DataMissingError("imagefolder needs a folder of images: pass --data DIR (command line), "
                                "data_dir= (Python), or set SURROGATESHAP_IMAGEFOLDER")
@@ -196,10 +242,11 @@ def scan_folder(data_dir, mapping: str = "auto") -> FolderListing:
     items = tuple(sorted((FolderItem(p, pi[c], ui[lab], cap) for p, c, lab, cap in rows),
                          key=lambda it: (it.contributor, it.path)))
     h = hashlib.sha1()
-    for it in _progress(items, f"hashing {root}", len(items)):
+    store = None if digest_dir is None else \
+        Path(digest_dir) / f"{hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:16]}.json"
+    for it, digest in zip(items, _digests(root, [it.path for it in items], store)):
         caption = f"\0{it.caption}" if it.caption else ""  # folders without captions keep their identity
-        h.update(f"{it.path}\0{players[it.contributor]}\0{units[it.label]}\0"
-                 f"{_file_digest(root / it.path)}{caption}\n".encode())
+        h.update(f"{it.path}\0{players[it.contributor]}\0{units[it.label]}\0{digest}{caption}\n".encode())
     return FolderListing(root, source, players, units, items, tuple(sorted(skipped)), h.hexdigest()[:16],
                          captioned)
 
@@ -277,8 +324,7 @@ def imagefolder_dataset(listing: FolderListing, size: int, channels: int | None 
     raises one :class:`DataMissingError` naming them. A contributor left with fewer than
     ``min_images`` images is an error naming it."""
     images, kept, bad = read_images(listing, size, channels)
-    skipped = _keep(listing, kept, bad, min_images, bad_files)
-    contributors = np.array([listing.items[i].contributor for i in kept], dtype=np.int64)
+    skipped, contributors = _keep(listing, kept, bad, min_images, bad_files)
     labels = np.array([listing.items[i].label for i in kept], dtype=np.int64)
     same = listing.units == listing.players and np.array_equal(labels, contributors)
     return ImageDataset(name, images, labels, listing.players, units=None if same else listing.units,
@@ -297,7 +343,7 @@ def imagefolder_t2i_dataset(listing: FolderListing, template: str, captions: boo
 
     bad: list = []
     kept = [i for i, _, _ in _decoded(listing, bad)]
-    skipped = _keep(listing, kept, bad, min_images, bad_files)
+    skipped, _ = _keep(listing, kept, bad, min_images, bad_files)
     items = []
     for i in kept:
         it = listing.items[i]
@@ -309,7 +355,7 @@ def imagefolder_t2i_dataset(listing: FolderListing, template: str, captions: boo
 
 def _keep(listing: FolderListing, kept, bad, min_images: int, bad_files: str):
     """Report (or refuse) the files left out, check what is left, and return them all as
-    (path, why)."""
+    (path, why), with the contributor of each kept image."""
     skipped = sorted([*listing.skipped, *bad])
     total = len(listing.items) + len(listing.skipped)
     if bad and bad_files == "refuse":
@@ -320,7 +366,7 @@ def _keep(listing: FolderListing, kept, bad, min_images: int, bad_files: str):
     contributors = np.array([listing.items[i].contributor for i in kept], dtype=np.int64)
     check_counts(listing, np.bincount(contributors, minlength=len(listing.players)), min_images,
                  "after skipping unreadable files")
-    return skipped
+    return skipped, contributors
 
 
 def check_counts(listing: FolderListing, counts, min_images: int, when: str = "") -> None:

@@ -92,7 +92,8 @@ def fine_tune_lora(family: T2IPipeline, items: Sequence, steps: int, rank: int, 
     weights, so the result does not depend on what was trained before. ``latents``:
     the items' VAE latents when already encoded (:meth:`T2IPipeline.encode_images`)."""
     import torch
-    from tqdm.auto import tqdm
+
+    from surrogateshap.tasks.models.mlp import step_bar
 
     items = [T2IItem(*it) for it in items]
     if not items:
@@ -115,18 +116,20 @@ def fine_tune_lora(family: T2IPipeline, items: Sequence, steps: int, rank: int, 
     den.train()
     order: list[int] = []
     losses = []
-    for _ in tqdm(range(int(steps)), desc="LoRA", unit="step", disable=not progress):
-        while len(order) < batch_size:
-            order += torch.randperm(len(items), generator=g).tolist()
-        idx, order = order[:batch_size], order[batch_size:]
-        lat = latents[idx].to(family.device, family.dtype)
-        loss = family.loss(lat, family.encode_prompts([prompts[i] for i in idx]), g)
-        loss.backward()
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+    with step_bar(int(steps), "LoRA", progress) as bar:
+        for _ in range(int(steps)):
+            while len(order) < batch_size:
+                order += torch.randperm(len(items), generator=g).tolist()
+            idx, order = order[:batch_size], order[batch_size:]
+            lat = latents[idx].to(family.device, family.dtype)
+            loss = family.loss(lat, family.encode_prompts([prompts[i] for i in idx]), g)
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.update()
     den.eval()
     for p in params:
         p.requires_grad_(False)
