@@ -184,6 +184,22 @@ def test_the_script_names_a_missing_input_file(flag, tmp_path, capsys):
     assert not (tmp_path / "out.md").exists()  # refused before anything is written
 
 
+def test_the_script_checks_separability_before_reading_exact_values_per_label(tmp_path, capsys):
+    script = load_script("sellers_proxy")
+    groups = np.arange(8) // 4
+    weights = np.random.default_rng(0).normal(size=8)
+    per_group = FunctionGame(lambda m: (m * weights).sum(1) + m[:, :4].all(1) - m[:, 4:].sum(1) ** 2, 8, identity="sep")
+    across = FunctionGame(lambda m: (m * weights).sum(1) + m[:, 0] * m[:, 7], 8, identity="across")
+    assert script.separable(per_group, groups) and not script.separable(across, groups)
+    np.testing.assert_allclose(separable_shapley(per_group, groups), exact_shapley(per_group), atol=1e-12)
+    # centred within a label: the label's worth out, the order within each label kept
+    v = np.array([5.0, 6.0, 7.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(script.centred_in_label(v, [0, 0, 0, 1, 1, 1]), [-1, 0, 1, -1, 0, 1])
+    with pytest.raises(SystemExit):
+        script.main(["--utilities", "neg_fid", "no_such_utility", "--out", str(tmp_path / "out")])
+    assert "--utilities: unknown ['no_such_utility']" in capsys.readouterr().err
+
+
 def test_the_seller_bank_is_stored_in_the_cache_and_mapped_by_every_task_object(tiny, monkeypatch):
     """The view's bank is kept in its cache like the task's own: a second task object (a
     worker, a later run) maps it for every utility's proxy instead of sampling it again."""
