@@ -427,7 +427,8 @@ class DiffusionTask:
         """This task's data with each (contributor, unit) pair as a unit of its own: the
         proxy that tells apart contributors who share a label (:class:`SellerView`).
         Raises ValueError where every unit already belongs to one contributor (the
-        task's own proxy then sees its sellers). One view per task: its bank is kept in it."""
+        task's own proxy then sees its sellers). One view per task; its bank is stored in
+        its own cache (the task's configuration id + ``+seller``)."""
         if "_seller_view" not in self.__dict__:
             self._seller_view = SellerView(self)
         return self._seller_view
