@@ -15,7 +15,9 @@ planted; chance is k/n), the planted sellers' ranks, and the largest spread of v
 among the sellers of one label relative to the values' range (0 for an exactly
 symmetric game). Writes ``--out``.md and .csv.
 
-``--utilities``: the task's utilities and ``neg_intra_fid`` (FID per label against that
+``--finetune-steps`` (default 200; 0: not): also the issue's other seller proxy, per-seller
+banks from short fine-tunes of the label model (:class:`FinetunedBanks`; 4 minutes on one
+thread). ``--utilities``: the task's utilities and ``neg_intra_fid`` (FID per label against that
 label's clean images, averaged over labels), which the task does not list because its
 retraining table has no column for it: this run's task object scores it for the proxies.
 """
@@ -77,14 +79,16 @@ def main(argv=None):
     p.add_argument("--scale", default="default", help="task preset (ci: a smoke test)")
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     p.add_argument("--utilities", nargs="+", help="utilities to measure (default: the task's and neg_intra_fid)")
+    p.add_argument("--finetune-steps", type=int, default=200, help="also the proxy of per-seller banks from "
+                   "fine-tunes of the label model this many steps (0: not)")
     p.add_argument("--out", default="results/fashion_sellers_proxy")
     p.add_argument("--summarize", metavar="CSV", help="rescore the values in a CSV this script wrote; no game is played")
     p.add_argument("--table", metavar="CSV", help="a retraining table of the task holding the empty, full and "
                    "leave-one-out coalitions: also score retrained leave-one-out (v(N) - v(N - i)) and its "
                    "Spearman with each proxy's reference values (written to --out with _loo)")
     a = p.parse_args(argv)
-    if a.budget < 2 or a.reference_budget < 2 or not a.seeds:
-        p.error("--budget and --reference-budget must be >= 2, and --seeds non-empty")
+    if a.budget < 2 or a.reference_budget < 2 or not a.seeds or a.finetune_steps < 0:
+        p.error("--budget and --reference-budget must be >= 2, --seeds non-empty and --finetune-steps >= 0")
     for flag, path in (("--summarize", a.summarize), ("--table", a.table)):
         if path and not Path(path).is_file():
             p.error(f"{flag} {path}: no such file")
@@ -223,11 +227,53 @@ def separable(game, groups, pairs: int = 16, seed: int = 0) -> bool:
     return bool(np.allclose(lhs, rhs, rtol=1e-9, atol=0))
 
 
+class FinetunedBanks:
+    """The issue's other proxy that sees sellers: per seller, ``n_samples`` samples of the
+    label model fine-tuned ``steps`` steps at peak rate ``lr`` (the fine-tuning game's
+    defaults) on that seller's data alone, so each seller's statistics carry what its own
+    data does to the model; a coalition mixes its sellers' statistics in proportion to
+    their images (the seller proxy's rule), the empty one is the prior."""
+
+    full_model_trained = False
+
+    def __init__(self, task, steps: int, lr: float = 1e-3):
+        self.task, self.steps, self.lr, self._bank = task, int(steps), float(lr), None
+
+    def bank(self):
+        if self._bank is None:
+            from surrogateshap.tasks.features.statistics import StatsBank
+
+            t = self.task
+            init = {k: v.detach().cpu() for k, v in t.full_model.state_dict().items()}
+            alone = np.eye(t.n_players, dtype=bool)
+            stats = [t.finetune_stats(m[None], 0, init=init, keep={}, steps=self.steps, lr=self.lr)[0] for m in alone]
+            self._bank = StatsBank(stats, t.real_stats(), prior=t.empty_stats())
+        return self._bank
+
+    def proxy_game(self, utility: str):
+        from surrogateshap.game import FunctionGame
+
+        bank, counts = self.bank(), self.task.counts()
+        empty = self.task.score(self.task.empty_stats())[utility]
+
+        def v(masks):
+            w = masks * counts
+            some = w.sum(1) > 0
+            out = np.full(len(masks), empty)
+            if some.any():
+                out[some] = bank.utility(utility, w[some] / w[some].sum(1, keepdims=True))
+            return out
+
+        return FunctionGame(v, self.task.n_players, identity=f"finetuned-banks:{self.steps}:{self.lr}:{utility}")
+
+
 def play(task, a, planted, seller_label):
-    """Every estimator on both proxies: (rows, set-up seconds per proxy)."""
+    """Every estimator on every proxy: (rows, set-up seconds per proxy)."""
     task = get_task("fashion-sellers", scale=a.scale)  # this run's own: it scores --utilities
     task.utilities = tuple(dict.fromkeys([*task.utilities, *a.utilities]))
     views = {"label proxy (paper)": task, "seller proxy": task.seller_view()}
+    if a.finetune_steps:
+        views[f"seller proxy, fine-tuned banks ({a.finetune_steps} steps)"] = FinetunedBanks(task, a.finetune_steps)
     rows, setup = [], {}
     for name, view in views.items():
         t0 = time.perf_counter()
@@ -272,7 +318,8 @@ def write(df, setup, task, a, planted, seller_label, defects=()):
     lines = [f"# fashion-sellers: the label proxy against the seller proxy ({a.scale} preset, 0 retrainings)", "",
              f"Produced by `python scripts/sellers_proxy.py --budget {a.budget} --seeds "
              f"{' '.join(map(str, a.seeds))} --reference-budget {a.reference_budget} --scale {a.scale}"
-             f"{' --utilities ' + ' '.join(a.utilities) if a.utilities else ''}`. "
+             f"{' --utilities ' + ' '.join(a.utilities) if a.utilities else ''}"
+             f"{'' if a.summarize else f' --finetune-steps {a.finetune_steps}'}`. "
              f"Planted sellers {planted.tolist()} ({', '.join(f'{s}: {d}' for s, d in task.config.planted)}); "
              f"precision@{k} counts them among the {k} lowest values (chance {k / task.n_players:.2f}; ties "
              "share places). Lowest of its label: the share of planted sellers valued below every other seller of their label (chance 0.25). Spread: the largest range of values among the sellers of one label, over the "

@@ -200,6 +200,18 @@ def test_the_script_checks_separability_before_reading_exact_values_per_label(tm
     assert "--utilities: unknown ['no_such_utility']" in capsys.readouterr().err
 
 
+def test_the_finetuned_seller_banks_mix_sellers_by_their_images(tiny):
+    """The script's per-seller banks from fine-tunes: a coalition is its sellers' statistics
+    mixed in proportion to their images (equal here), the empty one the prior."""
+    banks = load_script("sellers_proxy").FinetunedBanks(tiny, steps=2)
+    hits = banks.bank().scores["label_hit"]  # one row per seller
+    masks = np.zeros((3, 24), bool)
+    masks[1, [0, 5]] = masks[2] = True
+    want = [tiny.score(tiny.empty_stats())["label_accuracy"], hits[[0, 5]].mean(), hits.mean()]
+    np.testing.assert_allclose(banks.proxy_game("label_accuracy")(masks), want, rtol=1e-12)
+    assert len(hits) == 24 and len(np.unique(banks.bank().mean[:, 0])) == 24  # each seller's own fine-tune
+
+
 def test_the_seller_bank_is_stored_in_the_cache_and_mapped_by_every_task_object(tiny, monkeypatch):
     """The view's bank is kept in its cache like the task's own: a second task object (a
     worker, a later run) maps it for every utility's proxy instead of sampling it again."""
