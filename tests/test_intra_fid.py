@@ -95,6 +95,9 @@ def test_a_missing_label_without_a_prior_or_statistics_without_label_moments_is_
     plain = stats_from_features(d["real"][0], np.zeros((40, 2)), CENTROIDS)
     with pytest.raises(ValueError, match="per-label moments"):
         utility_from_stats("neg_intra_fid", plain, d["real_stats"])
+    other = stats_from_features(d["real"][0], np.zeros((40, 2)), CENTROIDS, labels=np.zeros(40, int), n_labels=2)
+    with pytest.raises(ValueError, match="statistics have 2 labels, the real statistics 3"):
+        utility_from_stats("neg_intra_fid", other, d["real_stats"])
     with pytest.raises(ValueError, match="labels must be 40 integers in 0..2"):
         stats_from_features(d["real"][0], np.zeros((40, 2)), CENTROIDS, labels=np.full(40, 3), n_labels=K)
 

@@ -479,6 +479,9 @@ class StatsBank:
         if self.label_share is None or self.real.label_share is None:
             raise ValueError("a per-label utility needs per-label moments in the bank's and the real "
                              "statistics (the task computes them when one of its utilities is per-label)")
+        if self.label_share.shape[1] != len(self.real.label_share):
+            raise ValueError(f"the bank's statistics have {self.label_share.shape[1]} labels, the real "
+                             f"statistics {len(self.real.label_share)}")
         if k not in self._by_label:
             units = np.flatnonzero(self.label_share[:, k] > 0)
             real, opts = self.real.given_label(k), (self.memory_budget, self.fid_rank, self.workdir,
