@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from surrogateshap.evaluation import GroundTruth, evaluate  # noqa: E402
-from surrogateshap.exact import exact_shapley, grouped_shapley  # noqa: E402
+from surrogateshap.exact import exact_shapley, grouped_shapley, separable_shapley  # noqa: E402
 from surrogateshap.game import FunctionGame  # noqa: E402
 from surrogateshap.tasks import get_task  # noqa: E402
 from surrogateshap.tasks.catalog.fashion_sellers import FashionSellersConfig, FashionSellersTask  # noqa: E402
@@ -142,6 +142,23 @@ def test_grouped_shapley_equals_enumeration_on_a_game_of_group_counts():
         grouped_shapley(game, [0, 1, 2])
 
 
+def test_separable_shapley_equals_enumeration_on_a_sum_of_group_games():
+    groups = np.array([0, 0, 1, 1, 1, 2, 0, 2])
+    tables = [np.random.default_rng(g).normal(size=2 ** int((groups == g).sum())) for g in range(3)]
+
+    def utility(masks):  # each group's own game, on the bits of its members
+        out = np.full(len(masks), 0.7)
+        for g, t in enumerate(tables):
+            bits = masks[:, groups == g].astype(int)
+            out += t[bits @ (1 << np.arange(bits.shape[1]))]
+        return out
+
+    game = FunctionGame(utility, 8, identity="group-sum")
+    np.testing.assert_allclose(separable_shapley(game, groups), exact_shapley(game), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="groups has 3 entries"):
+        separable_shapley(game, [0, 1, 2])
+
+
 def test_the_seller_view_refuses_a_proxy_it_cannot_play_before_training_anything(tmp_path):
     """mode='regenerate' asks the view to regenerate per coalition, which it refuses: the
     refusal comes when the game is made, not after the seller model and bank are trained."""
@@ -167,14 +184,71 @@ def test_the_script_names_a_missing_input_file(flag, tmp_path, capsys):
     assert not (tmp_path / "out.md").exists()  # refused before anything is written
 
 
-def test_the_seller_proxies_of_every_utility_share_one_bank(tiny, monkeypatch):
-    """The view's bank lives in the view (not in the task's cache): a task hands out one
-    view, so the benchmark's seller proxies of its utilities sample the bank once."""
+def test_the_script_checks_separability_before_reading_exact_values_per_label(tmp_path, capsys):
+    script = load_script("sellers_proxy")
+    groups = np.arange(8) // 4
+    weights = np.random.default_rng(0).normal(size=8)
+    per_group = FunctionGame(lambda m: (m * weights).sum(1) + m[:, :4].all(1) - m[:, 4:].sum(1) ** 2, 8, identity="sep")
+    across = FunctionGame(lambda m: (m * weights).sum(1) + m[:, 0] * m[:, 7], 8, identity="across")
+    assert script.separable(per_group, groups) and not script.separable(across, groups)
+    np.testing.assert_allclose(separable_shapley(per_group, groups), exact_shapley(per_group), atol=1e-12)
+    # centred within a label: the label's worth out, the order within each label kept
+    v = np.array([5.0, 6.0, 7.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(script.centred_in_label(v, [0, 0, 0, 1, 1, 1]), [-1, 0, 1, -1, 0, 1])
+    with pytest.raises(SystemExit):
+        script.main(["--utilities", "neg_fid", "no_such_utility", "--out", str(tmp_path / "out")])
+    assert "--utilities: unknown ['no_such_utility']" in capsys.readouterr().err
+
+
+def test_the_finetuned_seller_banks_mix_sellers_by_their_images(tiny):
+    """The script's per-seller banks from fine-tunes: a coalition is its sellers' statistics
+    mixed in proportion to their images (equal here), the empty one the prior."""
+    banks = load_script("sellers_proxy").FinetunedBanks(tiny, steps=2)
+    hits = banks.bank().scores["label_hit"]  # one row per seller
+    masks = np.zeros((3, 24), bool)
+    masks[1, [0, 5]] = masks[2] = True
+    want = [tiny.score(tiny.empty_stats())["label_accuracy"], hits[[0, 5]].mean(), hits.mean()]
+    np.testing.assert_allclose(banks.proxy_game("label_accuracy")(masks), want, rtol=1e-12)
+    assert len(hits) == 24 and len(np.unique(banks.bank().mean[:, 0])) == 24  # each seller's own fine-tune
+
+
+def test_the_seller_bank_is_stored_in_the_cache_and_mapped_by_every_task_object(tiny, monkeypatch):
+    """The view's bank is kept in its cache like the task's own: a second task object (a
+    worker, a later run) maps it for every utility's proxy instead of sampling it again."""
     from surrogateshap.tasks.base import SellerView
 
-    task = FashionSellersTask(tiny.config, cache_dir=tiny.cache_dir)  # the full models cached, no bank yet
-    calls, sample = [], SellerView.sample
-    monkeypatch.setattr(SellerView, "sample", lambda self, *a, **kw: calls.append(1) or sample(self, *a, **kw))
+    first = tiny.seller_view().bank_stats()  # sampled here, or stored by an earlier test
+    task = FashionSellersTask(tiny.config, cache_dir=tiny.cache_dir)
+
+    def refuse(*a, **kw):
+        raise AssertionError("sampled the seller bank again")
+
+    monkeypatch.setattr(SellerView, "sample", refuse)
     for utility in task.utilities:
         task.seller_view().proxy_game(utility)(np.ones((1, task.n_players), bool))
-    assert len(calls) == 1
+    again = task.seller_view().bank_stats()
+    assert isinstance(again[0].second, np.memmap)  # mapped from the cache
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.second, b.second)
+        assert a.scores == b.scores
+
+
+def test_intra_fid_scores_a_coalition_alike_in_the_proxy_and_in_the_scoring_of_its_samples(tiny):
+    """The label proxy's bank mixed for a coalition and the same samples scored as one
+    retrained model's are (task.score, what the retraining game calls): one utility, a
+    label the coalition lacks counted as the prior's in both."""
+    from surrogateshap.tasks.features.image_scoring import BANK_SEED
+
+    task = FashionSellersTask(tiny.config, cache_dir=tiny.cache_dir)
+    task.utilities = (*task.utilities, "neg_intra_fid")  # a registered utility the task does not list
+    game = task.proxy_game("neg_intra_fid")
+    B = task.config.bank_per_label
+    labels = np.repeat(np.arange(task.n_units), B)
+    images = task.sample(task.full_model, labels[None], seed=BANK_SEED)[0]  # the bank's samples
+    for sellers in (np.arange(24), np.arange(12)):  # every label; labels 0-2 only
+        mask = np.isin(np.arange(24), sellers)
+        keep = np.isin(labels, np.unique(sellers // 4))
+        pooled = task.score(task.stats_of(images[keep], labels[keep]))["neg_intra_fid"]
+        assert game(mask[None])[0] == pytest.approx(pooled, rel=1e-9)
+    empty = task.score(task.empty_stats())
+    assert game(np.zeros((1, 24), bool))[0] == empty["neg_intra_fid"]

@@ -405,12 +405,16 @@ class DiffusionTask:
     def bank(self):
         """The proxy's bank as one object: ``mixture(unit_weights) -> statistics`` (and,
         for sufficient statistics, ``utility(name, weights)`` batched over coalitions)."""
-        from surrogateshap.tasks.features.statistics import StatsBank
+        from surrogateshap.tasks.features.statistics import (
+            StatsBank,
+            needs_label_moments,
+        )
 
         stats = self.bank_stats()
         if not isinstance(stats, (list, tuple)):
             return stats
-        return StatsBank(stats, self.real_stats(), device=self.device)  # CUDA: eigensolves there
+        prior = self.empty_stats() if needs_label_moments(self.utilities) else None  # a per-label utility's
+        return StatsBank(stats, self.real_stats(), device=self.device, prior=prior)  # CUDA: eigensolves there
 
     def regenerate_stats(self, mask, seed: int):
         """Statistics of freshly generated samples of the full model for coalition
@@ -423,7 +427,8 @@ class DiffusionTask:
         """This task's data with each (contributor, unit) pair as a unit of its own: the
         proxy that tells apart contributors who share a label (:class:`SellerView`).
         Raises ValueError where every unit already belongs to one contributor (the
-        task's own proxy then sees its sellers). One view per task: its bank is kept in it."""
+        task's own proxy then sees its sellers). One view per task; its bank is stored in
+        its own cache (the task's configuration id + ``+seller``)."""
         if "_seller_view" not in self.__dict__:
             self._seller_view = SellerView(self)
         return self._seller_view
@@ -462,7 +467,8 @@ class SellerView(DiffusionTask):
     parent task as the parent's unit they belong to (its scoring networks, reference and
     per-sample scores), so a utility means what it means in the parent's retraining
     game, which this view never trains. Its cache is the parent's configuration id plus
-    ``+seller``.
+    ``+seller``: its full model and its bank's statistics (stored like the parent's, so
+    every process and task object maps them).
     """
 
     view = "seller"
@@ -533,19 +539,6 @@ class SellerView(DiffusionTask):
 
     def empty_stats(self):
         return self.parent.empty_stats()
-
-    def bank_stats(self):
-        """Per seller unit, the statistics of ``bank_per_label`` samples of this view's
-        full model, scored by the parent."""
-        if not hasattr(self, "_bank"):
-            from surrogateshap.tasks.features.image_scoring import BANK_SEED
-
-            B = self.config.bank_per_label
-            labels = np.repeat(np.arange(self.n_units), B)
-            imgs = self.sample(self.full_model, labels[None], seed=BANK_SEED)[0]
-            self._bank = [self.stats_of(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B])
-                          for i in range(self.n_units)]
-        return self._bank
 
     def proxy_game(self, utility: str, mode: str = "bank", **kw):
         """The bank proxy only (the view refuses ``regenerate_stats``): another mode is

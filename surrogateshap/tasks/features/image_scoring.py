@@ -17,6 +17,7 @@ import numpy as np
 
 from surrogateshap.tasks.features.statistics import (
     LabelStats,
+    needs_label_moments,
     read_stats,
     stats_from_features,
     utility_from_stats,
@@ -79,11 +80,18 @@ class StatsScorer:
         f, _ = self.features(self.task.dataset.images)
         return KMeans(self.task.config.n_modes, n_init=4, random_state=0).fit(f).cluster_centers_
 
+    @property
+    def label_moments(self) -> bool:
+        """Whether statistics carry per-label moments over the task's units (a utility of
+        the task reads them)."""
+        return needs_label_moments(self.task.utilities)
+
     def stats(self, images, units=None) -> LabelStats:
         """Statistics of images; ``units`` (the unit each was generated for) feeds the
-        task's per-sample scores."""
+        task's per-sample scores and, where a utility needs them, the per-label moments."""
         f, logits = self.features(images)
-        return stats_from_features(f, logits, self.centroids, self.task.sample_scores(images, f, units))
+        by_label = {"labels": units, "n_labels": self.task.n_units} if self.label_moments else {}
+        return stats_from_features(f, logits, self.centroids, self.task.sample_scores(images, f, units), **by_label)
 
     @cached_property
     def real(self) -> LabelStats:
@@ -97,7 +105,8 @@ class StatsScorer:
 
     def score(self, stats: LabelStats) -> dict[str, float]:
         real = self.task.real_stats()  # a task may give its own reference statistics
-        return {u: utility_from_stats(u, stats, real) for u in self.task.utilities}
+        prior = self.task.empty_stats() if self.label_moments else None  # for a label ``stats`` lacks
+        return {u: utility_from_stats(u, stats, real, prior) for u in self.task.utilities}
 
     def bank_store(self):
         """Where the bank's per-unit statistics live (:meth:`store`)."""
@@ -111,6 +120,8 @@ class StatsScorer:
 
         task = self.task
         identity = {"statistics": what, "task": task.config_id(), "scoring": task.scoring_id()}
+        if self.label_moments:  # named only where set: the other tasks' stores keep their keys
+            identity["label_moments"] = True
         if what == "bank":
             identity.update(seed=BANK_SEED, per_label=int(task.config.bank_per_label), units=task.n_units)
         return ArrayStore(task.cache.root / f"{what}-stats-{stable_hash(identity)}", identity)
@@ -140,4 +151,5 @@ class StatsScorer:
         B = task.config.bank_per_label
         labels = np.repeat(np.arange(task.n_units), B)
         imgs = task.sample(task.full_model, labels[None], seed=BANK_SEED)[0]
-        return [self.stats(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B]) for i in range(task.n_units)]
+        # the task's stats_of: a view scores its units as its parent's (SellerView)
+        return [task.stats_of(imgs[i * B : (i + 1) * B], labels[i * B : (i + 1) * B]) for i in range(task.n_units)]

@@ -13,6 +13,7 @@ Pooled-image versions use torchmetrics, to check the statistics against.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,6 +39,7 @@ __all__ = [
     "utility_from_stats",
     "register_utility",
     "available_utilities",
+    "needs_label_moments",
     "bank_score",
 ]
 
@@ -48,22 +50,27 @@ between the generated and real distributions over k-means modes of the real feat
 
 #: name -> fn(bank, weights (m, L)) -> (m,) utilities of the m mixtures
 _UTILITY_FNS: dict = {}
+#: the utilities that read per-label moments (:attr:`LabelStats.label_share`)
+_PER_LABEL: set = set()
 
 
-def register_utility(name: str):
+def register_utility(name: str, per_label: bool = False):
     """Decorator registering a utility computed from mixed sufficient statistics.
 
     ``fn(bank: StatsBank, weights: np.ndarray (m, L)) -> np.ndarray (m,)``, higher is
     better; the bank holds per-unit ``mean``, ``second`` (flattened d x d), ``pbar``,
     ``neg_entropy``, ``modes``, ``count``, ``scores`` (name -> (L,) per-unit means of a
     task's per-sample scores) and the ``real`` statistics. A task lists the utility by
-    name (``utilities=``).
+    name (``utilities=``). ``per_label``: the utility reads the per-label moments, which
+    a task's statistics then carry (:func:`needs_label_moments`).
     """
 
     def deco(fn):
         if name in _UTILITY_FNS and _UTILITY_FNS[name] is not fn:
             raise ValueError(f"utility {name!r} is already registered")
         _UTILITY_FNS[name] = fn
+        if per_label:
+            _PER_LABEL.add(name)
         return fn
 
     return deco
@@ -71,6 +78,12 @@ def register_utility(name: str):
 
 def available_utilities() -> list[str]:
     return sorted(_UTILITY_FNS)
+
+
+def needs_label_moments(utilities) -> bool:
+    """Whether any of ``utilities`` reads per-label moments: only then do statistics carry
+    them (K d x d second moments per bank unit: too much to keep for every task)."""
+    return any(u in _PER_LABEL for u in utilities)
 
 
 @dataclass
@@ -85,14 +98,34 @@ class LabelStats:
     count: int = 0
     #: means of a task's per-sample scores (name -> float); they mix linearly
     scores: dict = field(default_factory=dict)
+    #: per-label *joint* moments over the K labels (the unit each sample was generated
+    #: for): P(y = k), E[1{y = k} f], E[1{y = k} f f^T]; joint, not conditional, so they
+    #: mix linearly like the rest. None where no utility reads them.
+    label_share: np.ndarray | None = None  # (K,)
+    label_mean: np.ndarray | None = None  # (K, d)
+    label_second: np.ndarray | None = None  # (K, d, d)
 
     def cov(self) -> np.ndarray:
         return self.second - np.outer(self.mean, self.mean)
 
+    def given_label(self, k: int) -> LabelStats:
+        """The statistics of the samples of label ``k`` alone: feature mean, second moment
+        and count (what FID reads; the other fields are the whole bank's)."""
+        if self.label_share is None:
+            raise ValueError("these statistics carry no per-label moments (no per-label utility asked for them)")
+        p = float(self.label_share[k])
+        if p <= 0:
+            raise ValueError(f"these statistics hold no sample of label {k}")
+        return dataclasses.replace(self, mean=np.asarray(self.label_mean[k]) / p,
+                                   second=np.asarray(self.label_second[k]) / p, count=round(self.count * p),
+                                   label_share=None, label_mean=None, label_second=None)
+
 
 def stats_from_features(feats: np.ndarray, logits: np.ndarray, centroids: np.ndarray,
-                        scores: dict | None = None) -> LabelStats:
-    """``scores``: optional name -> (n,) per-sample values, kept as their means."""
+                        scores: dict | None = None, labels=None, n_labels: int | None = None) -> LabelStats:
+    """``scores``: optional name -> (n,) per-sample values, kept as their means.
+    ``n_labels``: also the per-label moments over labels 0..n_labels-1, ``labels`` (n,)
+    being the label each sample was generated for."""
     feats = np.asarray(feats, dtype=np.float64)
     logits = np.asarray(logits, dtype=np.float64)
     if len(feats) == 0:
@@ -111,7 +144,24 @@ def stats_from_features(feats: np.ndarray, logits: np.ndarray, centroids: np.nda
         modes=modes,
         count=len(feats),
         scores={k: float(np.mean(_per_sample(k, v, len(feats)))) for k, v in (scores or {}).items()},
+        **({} if n_labels is None else _label_moments(feats, labels, n_labels)),
     )
+
+
+def _label_moments(feats: np.ndarray, labels, n_labels: int) -> dict:
+    """The per-label joint moments of :class:`LabelStats` (``label_share`` and so on)."""
+    if labels is None:
+        raise ValueError("per-label moments need the label each sample was generated for")
+    y = np.asarray(labels).reshape(-1)
+    if len(y) != len(feats) or (y < 0).any() or (y >= n_labels).any():
+        raise ValueError(f"labels must be {len(feats)} integers in 0..{n_labels - 1}, got shape {y.shape}")
+    n, d = feats.shape
+    out = {"label_share": np.zeros(n_labels), "label_mean": np.zeros((n_labels, d)),
+           "label_second": np.zeros((n_labels, d, d))}
+    for k in np.unique(y):
+        f = feats[y == k]
+        out["label_share"][k], out["label_mean"][k], out["label_second"][k] = len(f) / n, f.sum(0) / n, f.T @ f / n
+    return out
 
 
 def _per_sample(name, values, n) -> np.ndarray:
@@ -144,7 +194,12 @@ def mix_stats(stats: list[LabelStats], weights: np.ndarray) -> LabelStats:
         modes=sum(wi * s.modes for wi, s in zip(w, stats)),
         count=int(sum(s.count for wi, s in zip(w, stats) if wi > 0)),
         scores={k: float(sum(wi * s.scores[k] for wi, s in zip(w, stats))) for k in _score_keys(stats)},
+        **({k: sum(wi * getattr(s, k) for wi, s in zip(w, stats)) for k in _LABEL_FIELDS}
+           if all(s.label_share is not None for s in stats) else {}),
     )
+
+
+_LABEL_FIELDS = ("label_share", "label_mean", "label_second")
 
 
 def write_stats(writer, stats, n: int | None = None) -> None:
@@ -166,11 +221,19 @@ def write_stats(writer, stats, n: int | None = None) -> None:
         for k in ("mean", "pbar", "neg_entropy", "modes", "count"):
             rows[k].append(getattr(s, k))
         rows["scores"].append([s.scores[k] for k in keys])
+        if u == 0:
+            label_rows = {k: [] for k in _LABEL_FIELDS} if s.label_share is not None else {}
+        if (s.label_share is not None) != bool(label_rows):
+            raise ValueError(f"unit {u} {'lacks' if label_rows else 'has'} per-label moments, unlike unit 0")
+        for k, v in label_rows.items():
+            v.append(getattr(s, k))
     if len(rows["mean"]) != n or n == 0:
         raise ValueError(f"need {n} units' statistics (at least one), got {len(rows['mean'])}")
     for k, v in rows.items():
         writer.put(k, np.array(v, dtype=np.int64 if k == "count" else np.float64))
     writer.put("score_names", np.array(keys, dtype=str))
+    for k, v in label_rows.items():
+        writer.put(k, np.array(v, dtype=np.float64))
 
 
 _STORED_FIELDS = ("second", "mean", "pbar", "neg_entropy", "modes", "count", "scores", "score_names")
@@ -200,9 +263,11 @@ def read_stats(store, required: bool = False) -> StoredStats | None:
                              "read: build the task's bank again (task.bank())")
         return None
     names = [str(k) for k in a["score_names"]]
+    labelled = all(k in a for k in _LABEL_FIELDS)
     stats = [LabelStats(mean=a["mean"][u], second=a["second"][u], pbar=a["pbar"][u],
                         neg_entropy=float(a["neg_entropy"][u]), modes=a["modes"][u], count=int(a["count"][u]),
-                        scores={k: float(v) for k, v in zip(names, a["scores"][u])})
+                        scores={k: float(v) for k, v in zip(names, a["scores"][u])},
+                        **({k: a[k][u] for k in _LABEL_FIELDS} if labelled else {}))
              for u in range(len(a["mean"]))]
     return StoredStats(stats, store)
 
@@ -373,10 +438,13 @@ class StatsBank:
     torch where ``device`` (a torch device, e.g. the task's) is CUDA, else numpy. The
     backends agree to rounding (1e-15 relative on a full-rank bank, up to 4e-9 on a singular
     one: tests/test_eig_backend.py); the proxy game names a torch backend in its identity.
+    ``prior``: the empty coalition's statistics (the family's prior), which a per-label
+    utility reads for a label a mixture lacks.
     """
 
     def __init__(self, stats: list[LabelStats], real: LabelStats, memory_budget: int = MEMORY_BUDGET,
-                 fid_rank: int | None = None, workdir=None, eig_backend: str | None = None, device=None):
+                 fid_rank: int | None = None, workdir=None, eig_backend: str | None = None, device=None,
+                 prior: LabelStats | None = None):
         if not stats:
             raise ValueError("need at least one unit's statistics")
         check_bank_options(fid_rank, memory_budget, eig_backend)
@@ -392,13 +460,36 @@ class StatsBank:
         self.fid_rank = None if fid_rank is None else int(fid_rank)
         self.workdir = workdir
         self.eig_backend, self.device = eig_backend, None if device is None else str(device)
+        self.prior = prior
+        labelled = [s.label_share is not None for s in stats]
+        self.label_share = np.stack([s.label_share for s in stats]) if all(labelled) else None  # (L, K)
         self._whitened = {}  # fid_rank -> (basis, top, rest, rotated means, traces)
+        self._by_label = {}  # label -> (its units, their bank of that label's samples)
 
     def __getstate__(self):  # the derived arrays (a memory map among them) are rebuilt
         state = dict(self.__dict__)
-        state["_whitened"] = {}
+        state["_whitened"], state["_by_label"] = {}, {}
         state.pop("second", None)
         return state
+
+    def given_label(self, k: int) -> tuple[np.ndarray, StatsBank, StatsBank | None]:
+        """(the units holding samples of label ``k``, a bank of those samples alone against
+        the real data's label ``k`` (None: no unit holds any), the same of the prior's
+        (None: no prior)), with this bank's FID settings; built once."""
+        if self.label_share is None or self.real.label_share is None:
+            raise ValueError("a per-label utility needs per-label moments in the bank's and the real "
+                             "statistics (the task computes them when one of its utilities is per-label)")
+        if self.label_share.shape[1] != len(self.real.label_share):
+            raise ValueError(f"the bank's statistics have {self.label_share.shape[1]} labels, the real "
+                             f"statistics {len(self.real.label_share)}")
+        if k not in self._by_label:
+            units = np.flatnonzero(self.label_share[:, k] > 0)
+            real, opts = self.real.given_label(k), (self.memory_budget, self.fid_rank, self.workdir,
+                                                    self.eig_backend, self.device)
+            prior = None if self.prior is None else StatsBank([self.prior.given_label(k)], real, *opts)
+            own = StatsBank([self._stats[u].given_label(k) for u in units], real, *opts) if len(units) else None
+            self._by_label[k] = units, own, prior
+        return self._by_label[k]
 
     @cached_property
     def second(self) -> np.ndarray:
@@ -525,6 +616,33 @@ def _coverage(bank: StatsBank, w: np.ndarray) -> np.ndarray:
     return np.minimum(w @ bank.modes, bank.real.modes).sum(1)
 
 
+@register_utility("neg_intra_fid", per_label=True)
+def _neg_intra_fid(bank: StatsBank, w: np.ndarray) -> np.ndarray:
+    """Minus intra-FID (Miyato & Koyama, 2018): the FID of each label's samples against
+    the real images of that label, averaged over the K labels with equal weight, so a
+    sample is judged against its own label and a label's share of the mixture does not
+    weigh it. A label the mixture lacks counts the empty coalition's FID for it (the
+    prior's samples of that label): the mean is always over all K labels, v(empty) is
+    the prior's, and a coalition gains by covering a label as well as by its quality."""
+    if bank.real.label_share is None:
+        raise ValueError("neg_intra_fid needs the real statistics' per-label moments")
+    n_labels = len(bank.real.label_share)
+    out = np.zeros(len(w))
+    for k in range(n_labels):
+        units, sub, prior = bank.given_label(k)
+        wk = w[:, units] * bank.label_share[units, k]  # the mixture's joint weights of label k
+        p = wk.sum(1)
+        some = p > 0
+        if not some.all():
+            if prior is None:
+                raise ValueError(f"a mixture lacks label {k}: neg_intra_fid then reads the empty coalition's "
+                                 "statistics (the bank's prior), which this bank was not given")
+            out[~some] += prior.utility("neg_fid", np.ones((1, 1)))[0]
+        if some.any():
+            out[some] += sub.utility("neg_fid", wk[some] / p[some, None])
+    return out / n_labels
+
+
 def bank_score(bank: StatsBank, name: str) -> np.ndarray:
     """(L,) per-unit means of score ``name``; a clear error when the task computed none."""
     if name not in bank.scores:
@@ -548,9 +666,10 @@ def _neg_fidelity(bank: StatsBank, w: np.ndarray) -> np.ndarray:
     return -(w @ bank_score(bank, "fidelity_dist"))
 
 
-def utility_from_stats(name: str, gen: LabelStats, real: LabelStats) -> float:
-    """One utility of generated statistics ``gen`` against the real data's ``real``.
+def utility_from_stats(name: str, gen: LabelStats, real: LabelStats, prior: LabelStats | None = None) -> float:
+    """One utility of generated statistics ``gen`` against the real data's ``real``
+    (``prior``: the empty coalition's, for a per-label utility; see :class:`StatsBank`).
 
     FID uses the unbiased (n - 1) covariance, as torchmetrics does.
     """
-    return float(StatsBank([gen], real).utility(name, np.ones((1, 1)))[0])
+    return float(StatsBank([gen], real, prior=prior).utility(name, np.ones((1, 1)))[0])
