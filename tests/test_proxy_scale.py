@@ -208,3 +208,18 @@ def test_coalition_keys_equal_the_per_mask_key(n):
     assert coalition_keys(masks[:, ::-1].astype(int)) == [k[::-1] for k in spec]  # a strided int view
     assert np.array_equal(np.stack([key_to_mask(k) for k in coalition_keys(masks)]), masks)
     assert coalition_keys(masks[:0]) == []
+
+
+def test_fid_is_the_same_at_any_blas_thread_count():
+    # from r = 256 up, LAPACK's eigensolve rounds differently on 2 BLAS threads than on 1
+    # (7e-12 apart): the proxy's values depended on the machine's cores; the eigensolves
+    # now run on one thread whatever the caller's setting
+    from threadpoolctl import threadpool_limits
+
+    bank = _bank(5, 256, 300)
+    w = _weights(5, 8)
+    with threadpool_limits(1, user_api="blas"):
+        one = bank.utility("neg_fid", w)
+    with threadpool_limits(2, user_api="blas"):
+        two = bank.utility("neg_fid", w)
+    assert np.array_equal(one, two)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -371,12 +372,25 @@ EIG_BACKENDS = ("numpy", "torch")
 the bank's device, a CUDA device's batched solver among them."""
 
 
+@functools.cache
+def _blas_controller():
+    """The process's BLAS libraries, found once (finding them on every call costs about
+    0.4 MB of objects, more than a small call's memory budget)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def _eigvalsh(k: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
     """Eigenvalues of a batch (m, r, r) of symmetric matrices from their lower triangles,
     float64, on ``backend`` (one of :data:`EIG_BACKENDS`; torch on ``device``, default
-    the CPU)."""
+    the CPU). numpy's run on one BLAS thread: a batch is solved one matrix at a time, so
+    threads inside one small solve only contend (results/proxy_paper_scale.md, "one BLAS
+    thread"), and from r = 256 up their rounding depends on the thread count; on one
+    thread the values are the same on every machine."""
     if backend == "numpy":
-        return np.linalg.eigvalsh(k)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return np.linalg.eigvalsh(k)
     import torch
 
     device = torch.device(device or "cpu")
