@@ -113,3 +113,19 @@ def test_label_moments_round_trip_through_a_store_and_only_per_label_utilities_a
         for field in ("label_share", "label_mean", "label_second"):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert needs_label_moments(["neg_fid", "neg_intra_fid"]) and not needs_label_moments(["neg_fid", "coverage"])
+
+
+def test_a_bank_option_set_after_a_per_label_call_reaches_the_per_label_banks(data):
+    # ProxyGame sets fid_rank, memory_budget and eig_backend on a bank as attributes; the
+    # per-label banks built at a first call must follow a later change, as neg_fid does
+    d = data
+    bank = StatsBank(d["unit_stats"], d["real_stats"], prior=d["prior_stats"])
+    w = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+    exact = bank.utility("neg_intra_fid", w)
+    bank.fid_rank = 2
+    fresh = StatsBank(d["unit_stats"], d["real_stats"], prior=d["prior_stats"], fid_rank=2)
+    approx = fresh.utility("neg_intra_fid", w)
+    assert not np.allclose(approx, exact)  # the rank-2 approximation differs here
+    np.testing.assert_allclose(bank.utility("neg_intra_fid", w), approx, rtol=1e-12)
+    bank.fid_rank = None
+    np.testing.assert_allclose(bank.utility("neg_intra_fid", w), exact, rtol=1e-12)

@@ -478,7 +478,7 @@ class StatsBank:
         labelled = [s.label_share is not None for s in stats]
         self.label_share = np.stack([s.label_share for s in stats]) if all(labelled) else None  # (L, K)
         self._whitened = {}  # fid_rank -> (basis, top, rest, rotated means, traces)
-        self._by_label = {}  # label -> (its units, their bank of that label's samples)
+        self._by_label = {}  # (label, FID options) -> (its units, their banks of that label's samples)
 
     def __getstate__(self):  # the derived arrays (a memory map among them) are rebuilt
         state = dict(self.__dict__)
@@ -489,21 +489,22 @@ class StatsBank:
     def given_label(self, k: int) -> tuple[np.ndarray, StatsBank, StatsBank | None]:
         """(the units holding samples of label ``k``, a bank of those samples alone against
         the real data's label ``k`` (None: no unit holds any), the same of the prior's
-        (None: no prior)), with this bank's FID settings; built once."""
+        (None: no prior)), with this bank's FID settings; built once per label and settings
+        (a caller may set ``fid_rank`` and the rest on a live bank, as the proxy game does)."""
         if self.label_share is None or self.real.label_share is None:
             raise ValueError("a per-label utility needs per-label moments in the bank's and the real "
                              "statistics (the task computes them when one of its utilities is per-label)")
         if self.label_share.shape[1] != len(self.real.label_share):
             raise ValueError(f"the bank's statistics have {self.label_share.shape[1]} labels, the real "
                              f"statistics {len(self.real.label_share)}")
-        if k not in self._by_label:
+        opts = (self.memory_budget, self.fid_rank, self.workdir, self.eig_backend, self.device)
+        if (k, opts) not in self._by_label:
             units = np.flatnonzero(self.label_share[:, k] > 0)
-            real, opts = self.real.given_label(k), (self.memory_budget, self.fid_rank, self.workdir,
-                                                    self.eig_backend, self.device)
+            real = self.real.given_label(k)
             prior = None if self.prior is None else StatsBank([self.prior.given_label(k)], real, *opts)
             own = StatsBank([self._stats[u].given_label(k) for u in units], real, *opts) if len(units) else None
-            self._by_label[k] = units, own, prior
-        return self._by_label[k]
+            self._by_label[k, opts] = units, own, prior
+        return self._by_label[k, opts]
 
     @cached_property
     def second(self) -> np.ndarray:
