@@ -430,10 +430,10 @@ def _table_counts(args) -> int:
 
 
 def _report(args) -> int:
-    from surrogateshap.report import read_benchmark_doc, write_report, write_task_reports
+    from surrogateshap.report import load_runs, write_report, write_task_reports
 
     try:
-        read_benchmark_doc(args.json, require_cases=True)
+        load_runs(args.json)
     except (OSError, ValueError) as e:
         raise UsageError(str(e)) from None
     _writable(args.out, "report folder (--out)")
@@ -524,8 +524,9 @@ def main(argv=None) -> int:
         command.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                              help="a field of the task's configuration, e.g. --set family=sd --set "
                                   "model_path=DIR (repeatable; values read as Python literals)")
-    rep = sub.add_parser("report", help="turn a --benchmark-json file into a markdown report and plots")
-    rep.add_argument("json")
+    rep = sub.add_parser("report", help="turn --benchmark-json files into a markdown report and plots")
+    rep.add_argument("json", nargs="+", help="one benchmark JSON file, or several read as one run (e.g. a "
+                     "new estimator's run beside a published report's)")
     rep.add_argument("--out", default="results/report")
     rep.add_argument("--task-reports", default=None, metavar="DIR",
                      help="also write DIR/<task>_report.md for each task with a sampled ground truth")

@@ -1,6 +1,7 @@
 """Turn a ``pytest benchmarks/ --benchmark-json out.json`` file into tables and plots.
 
     surrogateshap report out.json --out results/report
+    surrogateshap report published.json mine.json --task-reports DIR   # runs read as one
 
 writes, under ``out_dir``:
 
@@ -18,6 +19,10 @@ raised are not benchmarks (pytest-benchmark writes only finished ones): the suit
 plug-in lists them under the JSON's ``"failed_cases"`` key (case fields and ``error``)
 and the report shows them in a "Failed cases" table.
 
+Several JSON files are read as one run (:func:`load_runs`): a new estimator's run beside
+a published report's cases, each source named with its commit; a case in two files, or
+a task and utility scored against two different ground truths, is refused.
+
 The JSON is input, not markdown: every string taken from it is escaped (no HTML, link,
 image or emphasis from a name), a command or commit goes in a code span. A malformed
 case field (task, utility, game, estimator, budget, seed) or structure is one
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["read_benchmark_doc", "load_benchmark_json", "load_failed_cases", "summarize",
+__all__ = ["read_benchmark_doc", "load_benchmark_json", "load_failed_cases", "load_runs", "summarize",
            "markdown_table", "write_report", "write_task_reports", "task_report", "pooled_lds", "FAILED_KEY"]
 
 KEYS = ["task", "utility", "game", "estimator", "budget"]
@@ -149,6 +154,49 @@ def load_benchmark_json(json_path) -> pd.DataFrame:
             df[c] = pd.to_numeric(df[c], errors="coerce")
     df["budget"] = df["budget"].astype(int)
     return df.sort_values(KEYS + ["seed"]).reset_index(drop=True)
+
+
+def _paths(json_paths) -> list[Path]:
+    """One path or several, as a list."""
+    return [Path(json_paths)] if isinstance(json_paths, (str, Path)) else [Path(p) for p in json_paths]
+
+
+def load_runs(json_paths) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
+    """(docs, cases, failed cases) of one benchmark JSON file or several read as one run,
+    e.g. a new estimator's run beside the cases of a published report. Each case keeps
+    its file's name in ``source``. Refused with one ValueError naming the files: a case
+    (task, utility, game, estimator, budget, seed) in two of them, and a task and
+    utility whose cases were scored against different ground truths (``truth`` hash:
+    another table, other test sets), which no report may pool."""
+    paths = _paths(json_paths)
+    if not paths:
+        raise ValueError("no benchmark JSON file given")
+    docs = [read_benchmark_doc(p, require_cases=True) for p in paths]
+    frames = [load_benchmark_json(p).assign(source=p.name) for p in paths]
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(paths) > 1 and not df.empty:
+        dup = df[df.duplicated([*KEYS, "seed"], keep=False)]
+        if len(dup):
+            r = dup.iloc[0]
+            raise ValueError(f"case {r.task}/{r.utility}/{r.game}/{r.estimator}/{r.budget} seed {r.seed} is in "
+                             f"{' and '.join(sorted(set(dup[(dup[KEYS] == r[KEYS]).all(axis=1)].source)))}: "
+                             "give each case once")
+        if "truth" in df:
+            for (task, util), g in df.groupby(["task", "utility"]):
+                seen = g.dropna(subset=["truth"]).groupby("truth")["source"].first()
+                if len(seen) > 1:
+                    raise ValueError(f"{task}/{util} was scored against different ground truths: "
+                                     + ", ".join(f"{t} in {src}" for t, src in seen.items())
+                                     + " (another table or test sets); a report pools one")
+        df = df.sort_values([*KEYS, "seed"]).reset_index(drop=True)
+    failed = pd.concat([load_failed_cases(p) for p in paths], ignore_index=True)
+    return docs, df, failed
+
+
+def _sources(paths, docs) -> str:
+    """Each file of the run, with its commit and date, as markdown."""
+    return "; ".join(f"{_code(p.name)} (commit {_commit(d)}, {_md(d.get('datetime', '?'))})"
+                     for p, d in zip(paths, docs))
 
 
 def _budget_cell(cases, budget) -> str:
@@ -379,10 +427,9 @@ def _plot_group(name, s, raw, alphas, fractions, style, out: Path) -> list[tuple
 
 def write_report(json_path, out_dir="results/report", plots: bool = True) -> Path:
     """Write report.md, figures.csv, summary.csv and PNG plots to ``out_dir``; returns
-    the path of report.md."""
-    doc = read_benchmark_doc(json_path, require_cases=True)
-    df = load_benchmark_json(json_path)
-    failed = load_failed_cases(json_path)
+    the path of report.md. ``json_path``: one benchmark JSON file or several (:func:`load_runs`)."""
+    docs, df, failed = load_runs(json_path)
+    doc = docs[0]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     s = summarize(df) if not df.empty else pd.DataFrame(columns=[*KEYS])
@@ -395,12 +442,13 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
     cpu = _obj(doc, "machine_info", "cpu")
     scales = sorted({str(v) for v in df["scale"].dropna()}) if "scale" in df else []
     if not scales and not failed.empty:
-        scales = sorted({str(r.get("scale")) for r in doc.get(FAILED_KEY, []) if r.get("scale")})
+        scales = sorted({str(r.get("scale")) for d in docs for r in d.get(FAILED_KEY, []) if r.get("scale")})
     lines = [
         "# Benchmark report",
         "",
-        f"Source: {_code(Path(json_path).name)} ({_md(doc.get('datetime', '?'))}), commit "
-        f"{_commit(doc)}, {_md(cpu.get('brand_raw', '?'))} x{_md(cpu.get('count', '?'))}; scale "
+        (f"Source: {_code(_paths(json_path)[0].name)} ({_md(doc.get('datetime', '?'))}), commit {_commit(doc)}, "
+         if len(docs) == 1 else f"Sources: {_sources(_paths(json_path), docs)}; the first's machine: ")
+        + f"{_md(cpu.get('brand_raw', '?'))} x{_md(cpu.get('count', '?'))}; scale "
         f"{_md(', '.join(scales) or '?')}; "
         f"{len(df)} cases run, {df['estimator'].nunique()} estimators"
         + (f"; **{len(failed)} cases failed** (see Failed cases)." if len(failed) else "."),
@@ -542,9 +590,10 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
 
 def write_task_reports(json_path, out_dir="results", tasks=None) -> list[Path]:
     """Write ``<out_dir>/<task>_report.md`` for every task of the run whose ground truth is
-    sampled (no exact values), or for ``tasks``; returns the paths."""
-    doc = read_benchmark_doc(json_path, require_cases=True)
-    df = load_benchmark_json(json_path)
+    sampled (no exact values), or for ``tasks``; returns the paths. ``json_path``: one
+    benchmark JSON file or several read as one run (:func:`load_runs`)."""
+    docs, df, _ = load_runs(json_path)
+    paths_in = _paths(json_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = tasks or sorted(t for t, g in df.groupby("task")
@@ -552,12 +601,20 @@ def write_task_reports(json_path, out_dir="results", tasks=None) -> list[Path]:
     paths = []
     for task in names:
         if not (df.task == task).any():
-            raise ValueError(f"{json_path} holds no case of task {task!r}")
+            raise ValueError(f"{', '.join(p.name for p in paths_in)} holds no case of task {task!r}")
         scale = df[df.task == task]["scale"].iloc[0] if "scale" in df else "?"
-        name = Path(json_path).name
+        name = paths_in[0].name
         run = _code(f"pytest benchmarks/ --task {task} --scale {scale} --benchmark-json {name}")
-        report = _code(f"surrogateshap report {name} --task-reports {out_dir}")
-        source = f"Produced by {run} then {report} (commit {_commit(doc)}, {_md(doc.get('datetime', '?'))})."
+        report = _code(f"surrogateshap report {' '.join(p.name for p in paths_in)} --task-reports {out_dir}")
+        if len(paths_in) == 1:
+            doc = docs[0]
+            source = f"Produced by {run} then {report} (commit {_commit(doc)}, {_md(doc.get('datetime', '?'))})."
+        else:
+            mine = df[df.task == task].groupby("source")["estimator"].unique()
+            source = (f"Produced by {report}, several benchmark runs read as one (each case from one, scored "
+                      f"against the same ground truth): " + "; ".join(
+                          f"{_sources([p], [d])}: {_md(', '.join(sorted(mine.get(p.name, []))) or 'no case')}"
+                          for p, d in zip(paths_in, docs)) + f". The first is {run}.")
         path = out / f"{_slug(task).replace('-', '_')}_report.md"  # a name from the JSON, not a path
         path.write_text(task_report(df, task, source))
         paths.append(path)

@@ -130,3 +130,38 @@ def test_the_general_report_shows_a_precision_target_as_the_task_report_does(tmp
     text = write_report(_doc(tmp_path, [*_target_rows(), fixed]), tmp_path / "report", plots=False).read_text()
     assert "| surrogateshap | until-top5x1-first256-max8192 (spent 1024-4096) |" in text
     assert "| kernelshap | 512 |" in text and "| 8192 |" not in text
+
+
+def test_several_runs_read_as_one_report(tmp_path):
+    """A new estimator's run beside a published report's cases: one task report with both,
+    each source named; a case in two files, or two ground truths for one utility, refused."""
+    from surrogateshap.cli import main
+
+    base = {"task": "toy", "utility": "u", "scale": "report", "cost_unit": "model trainings", "truth": "t1",
+            "lds_0.5_mean": 30.0, "lds_0.5_s0": 28.0, "lds_0.5_s1": 32.0, "seconds": 0.1, "cost": 13.0}
+    published = tmp_path / "a"
+    published.mkdir()
+    mine = tmp_path / "b"
+    mine.mkdir()
+    a = _doc(published, [{**base, "game": "retraining", "estimator": "loo", "budget": 13, "seed": 0}])
+    b = _doc(mine, [{**base, "game": "retraining", "estimator": "multifidelity", "budget": 24, "seed": 0,
+                     "lds_0.5_s0": 50.0, "lds_0.5_s1": 54.0}])
+    b = b.rename(b.with_name("mine.json"))
+    (out,) = write_task_reports([a, b], tmp_path / "reports")
+    text = out.read_text()
+    assert "loo (retraining)" in text and "multifidelity (retraining)" in text and "52.0 ± " in text
+    assert "run.json" in text and "mine.json" in text and "several benchmark runs" in text
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "general")]) == 0
+    general = (tmp_path / "general" / "report.md").read_text()
+    assert "run.json" in general and "mine.json" in general and "multifidelity" in general
+    with pytest.raises(ValueError, match="is in mine.json and run.json"):
+        write_task_reports([a, b, _copy(b, tmp_path / "run.json")], tmp_path / "reports")
+    other = _doc(tmp_path, [{**base, "truth": "t2", "game": "proxy", "estimator": "surrogateshap",
+                             "budget": 512, "seed": 0}])
+    with pytest.raises(ValueError, match="different ground truths"):
+        write_task_reports([a, other], tmp_path / "reports")
+
+
+def _copy(src, dst):
+    dst.write_text(src.read_text())
+    return dst
