@@ -553,7 +553,10 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
                 row[f"LDS@{a}"] = _pm(m, h)
             unit = str(c["cost_unit"].iloc[0]) if "cost_unit" in c else ""
             cost = float(pd.to_numeric(c["cost"], errors="coerce").mean()) if "cost" in c else float("nan")
-            row["retrainings"] = f"{cost:.0f}" if unit == "model trainings" else "0"
+            # a game that trains, costed in steps (multifidelity, the fine-tuning game), did
+            # train: its cost says how much, not a count of retrainings
+            trains = c["game"].iloc[0] in ("retraining", "finetune")
+            row["retrainings"] = f"{cost:.0f}" if unit == "model trainings" else "see cost" if trains else "0"
             row["cost"] = f"{cost:.4g} {unit}"
             row["seconds"] = _num(pd.to_numeric(c["seconds"], errors="coerce").mean(), ".3g") if "seconds" in c else ""
             rows.append(row)

@@ -145,12 +145,14 @@ def test_several_runs_read_as_one_report(tmp_path):
     mine.mkdir()
     a = _doc(published, [{**base, "game": "retraining", "estimator": "loo", "budget": 13, "seed": 0}])
     b = _doc(mine, [{**base, "game": "retraining", "estimator": "multifidelity", "budget": 24, "seed": 0,
-                     "lds_0.5_s0": 50.0, "lds_0.5_s1": 54.0}])
+                     "lds_0.5_s0": 50.0, "lds_0.5_s1": 54.0, "cost_unit": "training steps", "cost": 2.4e4}])
     b = b.rename(b.with_name("mine.json"))
     (out,) = write_task_reports([a, b], tmp_path / "reports")
     text = out.read_text()
     assert "loo (retraining)" in text and "multifidelity (retraining)" in text and "52.0 ± " in text
     assert "run.json" in text and "mine.json" in text and "several benchmark runs" in text
+    mf_row = next(line for line in text.splitlines() if line.startswith("| multifidelity"))
+    assert "| see cost |" in mf_row  # it trained, costed in steps: not "0" retrainings
     assert main(["report", str(a), str(b), "--out", str(tmp_path / "general")]) == 0
     general = (tmp_path / "general" / "report.md").read_text()
     assert "run.json" in general and "mine.json" in general and "multifidelity" in general
