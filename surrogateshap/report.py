@@ -123,7 +123,11 @@ def _case_infos(doc) -> list[dict]:
 
 def load_failed_cases(json_path) -> pd.DataFrame:
     """One row per case that raised: its fields (task ... seed) and ``error``."""
-    rows = read_benchmark_doc(json_path).get(FAILED_KEY) or []
+    return _failed_frame(read_benchmark_doc(json_path))
+
+
+def _failed_frame(doc: dict) -> pd.DataFrame:
+    rows = doc.get(FAILED_KEY) or []
     cols = [*KEYS, "seed", "error"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols)
 
@@ -131,7 +135,11 @@ def load_failed_cases(json_path) -> pd.DataFrame:
 def load_benchmark_json(json_path) -> pd.DataFrame:
     """One row per benchmark case: its parameters, every figure, and ``wall_seconds``.
     Empty (columns only) when every case failed; raises when there is no case at all."""
-    doc = read_benchmark_doc(json_path)
+    return _cases_frame(read_benchmark_doc(json_path), json_path)
+
+
+def _cases_frame(doc: dict, json_path) -> pd.DataFrame:
+    """:func:`load_benchmark_json` of a parsed file (``json_path`` names it in an error)."""
     rows = []
     for b in doc.get("benchmarks", []):
         info = _info(b)
@@ -171,8 +179,8 @@ def load_runs(json_paths) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
     paths = _paths(json_paths)
     if not paths:
         raise ValueError("no benchmark JSON file given")
-    docs = [read_benchmark_doc(p, require_cases=True) for p in paths]
-    frames = [load_benchmark_json(p).assign(source=p.name) for p in paths]
+    docs = [read_benchmark_doc(p, require_cases=True) for p in paths]  # each file read once
+    frames = [_cases_frame(d, p).assign(source=p.name) for p, d in zip(paths, docs)]
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if len(paths) > 1 and not df.empty:
         dup = df[df.duplicated([*KEYS, "seed"], keep=False)]
@@ -189,7 +197,7 @@ def load_runs(json_paths) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
                                      + ", ".join(f"{t} in {src}" for t, src in seen.items())
                                      + " (another table or test sets); a report pools one")
         df = df.sort_values([*KEYS, "seed"]).reset_index(drop=True)
-    failed = pd.concat([load_failed_cases(p) for p in paths], ignore_index=True)
+    failed = pd.concat([_failed_frame(d) for d in docs], ignore_index=True)
     return docs, df, failed
 
 
