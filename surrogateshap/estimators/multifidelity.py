@@ -88,10 +88,10 @@ spread stands in. The regression solver's stderr is the larger of that and a
 delete-a-group jackknife of the whole pooled fit (:meth:`MultiFidelityShapley._jackknife_var`),
 which sees the in-sample coefficients and the levels' covariance: on known games +-2
 stderr covered 74-90% of the players alone at the smaller budgets, 85-95% with it, the
-stderr 1.1-1.4x the actual error (results/multifidelity_stderr.md). At a budget of 2**n the target is enumerated
-(exact), as for every estimator. ``extra``: ``split`` (evaluations and steps per
-fidelity), ``levels`` and ``main_units`` (what the main stage played), ``correlation``
-(pooled, target against each cheaper game, on the pilot), ``coefficients``,
+stderr 1.1-1.4x the actual error (results/multifidelity_stderr.md). At a budget of 2**n
+the target is enumerated (exact), as for every estimator. ``extra``: ``split``
+(evaluations and steps per fidelity), ``levels`` and ``main_units`` (what the main stage
+played), ``correlation`` (pooled, target against each cheaper game, on the pilot), ``coefficients``,
 ``level_weights``, ``predicted_variance``, ``pilot_units``, ``pilot_weight``,
 ``dropped`` (cheap games the pilot could not afford), ``budget_steps``, ``ridge_rows``.
 """
@@ -568,8 +568,8 @@ class MultiFidelityShapley(Estimator):
         stream, so a unit's index names it on every level). Unlike the per-level sandwich
         it sees the coefficients fitted on the same units and the covariance between
         levels, which made +-2 stderr cover 74-79% of the players at 12-40 retrainings'
-        worth of steps (with it: 85-93%). Each refit keeps the estimate's ridges (``rows``, per level), which
-        keeps it cheap. None with fewer than 2 target units."""
+        worth of steps (with it: 85-93%). Each refit keeps the estimate's ridges (``rows``,
+        per level), which keeps it cheap. None with fewer than 2 target units."""
         G = min(len(main[0].Z), _Solver.FOLDS)  # one unit a group up to 10 units
         if G < 2:
             return None
