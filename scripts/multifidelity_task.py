@@ -103,7 +103,8 @@ def main(argv=None):
              f"Best or within the best's interval in {sum(cells)} of {len(cells)} cells "
              f"({100 * sum(cells) / max(len(cells), 1):.0f}%; the issue's goal: 80%).", "",
              "At alpha 0.5 against the best single-fidelity estimator (the goal: 10 points above):", ""]
-    lines += [f"- {u}: multifidelity {m:.1f}, {b} {v:.1f} ({m - v:+.1f})" for u, (m, b, v) in summary["at_half"].items()]
+    lines += [f"- {u}: multifidelity {m:.1f}, {b} {v:.1f} ({m - v:+.1f})"
+              for u, (m, b, v) in summary["at_half"].items()]
     lines += ["", "## The split it chose (replayed from the cache)", "",
               *split(args.task, budget, args.seed, args.scale, sorted(mf.utility.unique()))]
     out = Path(args.out or f"results/{args.task.replace('-', '_')}_multifidelity.md")
