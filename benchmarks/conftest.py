@@ -32,6 +32,7 @@ from surrogateshap.benchmark.scales import PrecisionTarget
 from surrogateshap.benchmark import (
     BenchmarkCase,
     json_safe,
+    small_extras,
     ceiling_figures,
     read_reference,
     reference_entries,
@@ -120,9 +121,7 @@ class BenchSession:
                 game_info["game_seconds_per_evaluation"] * figures.get("n_evaluations", 0)
             )
         if attribution.extra:
-            info["estimator_extra"] = {
-                k: v for k, v in attribution.extra.items() if isinstance(v, (int, float, str, bool))
-            }
+            info["estimator_extra"] = small_extras(attribution.extra)
         extra_info.update(json_safe(info))
         self.records[case.key].append({**figures, "seed": case.seed})
         self.fingerprints[case.key] = info["truth"]

@@ -10,7 +10,8 @@ From the benchmark JSON files (the task report's run and multifidelity's, read a
 against the best estimator's (best, within the best's interval, or below), the mean at
 alpha 0.5 against the best single-fidelity estimator's (one game: the proxy, retraining
 or fine-tuning; not proxy-cv, the model-based baselines or multifidelity), and the split
-multifidelity chose, replayed from the cache (the games' coalitions were trained by the
+multifidelity chose: from the JSON (``estimator_extra``), or for a run made before the
+JSON kept it, replayed from the cache (the games' coalitions were trained by the
 benchmark run: a coalition that is not cached is refused, nothing trains here).
 """
 
@@ -25,14 +26,14 @@ SINGLE = {"proxy", "retraining", "finetune"}
 
 
 def comparison(df, task: str) -> tuple[list[str], dict]:
-    from surrogateshap.report import _alphas, _label, pooled_lds
+    from surrogateshap.report import case_label, lds_alphas, pooled_lds
 
     t = df[df.task == task].copy()
-    t["label"] = [_label(r) for r in t.to_dict("records")]
+    t["label"] = [case_label(r) for r in t.to_dict("records")]
     lines = ["| utility | alpha | multifidelity | best other | verdict |", "|---|---|---|---|---|"]
     cells, at_half = [], {}
     for util, u in t.groupby("utility", sort=True):
-        for a in _alphas(u):
+        for a in lds_alphas(u):
             lds = {lab: pooled_lds(c, a) for lab, c in u.groupby("label")}
             mf = next((v for k, v in lds.items() if k.startswith("multifidelity")), None)
             if mf is None:
@@ -52,26 +53,47 @@ def comparison(df, task: str) -> tuple[list[str], dict]:
     return lines, {"cells": cells, "at_half": at_half}
 
 
+SPLIT_HEADER = [("| utility | levels kept | pilot units | target: evaluations, steps | fine-tuning: evaluations, "
+                 "steps | proxy evaluations | correlation with the target (pilot) | level weights |"),
+                "|---|---|---|---|---|---|---|---|"]
+
+
+def _split_row(u: str, x: dict) -> str:
+    sp = x["split"]
+    ft = sp.get("finetune", {})
+    return (f"| {u} | {', '.join(x['levels'])} | {x['pilot_units']} | {sp['target']['evaluations']}, "
+            f"{sp['target']['steps']:.0f} | {ft.get('evaluations', 0)}, {ft.get('steps', 0):.0f} | "
+            f"{sp.get('proxy', {}).get('evaluations', 0)} | "
+            + ", ".join(f"{k} {v:.2f}" for k, v in x["correlation"].items())
+            + f" | {', '.join(f'{w:.2f}' for w in x['level_weights'])} |")
+
+
+def split_from_json(mf, seed: int) -> list[str] | None:
+    """multifidelity's split per utility from the benchmark JSON's ``estimator_extra``
+    (None: a run made before the JSON kept it)."""
+    import json
+
+    rows = mf[mf.seed == seed]
+    if rows.empty or "estimator_extra" not in rows or not rows["estimator_extra"].astype(bool).all():
+        return None
+    extras = {r.utility: json.loads(r.estimator_extra) for r in rows.itertuples()}
+    if not all("split" in x for x in extras.values()):
+        return None
+    return SPLIT_HEADER + [_split_row(u, extras[u]) for u in sorted(extras)]
+
+
 def split(task: str, budget: int, seed: int, scale: str, utilities) -> list[str]:
-    """multifidelity's split per utility, replayed from the cache (refuses to train)."""
+    """multifidelity's split per utility, replayed from the cache (refuses to train): for a
+    run whose JSON lacks it."""
     from surrogateshap.benchmark import BenchmarkCase
     from surrogateshap.benchmark.cases import prepare_case
     from surrogateshap.benchmark.tasks import get_benchmark_task
 
-    lines = ["| utility | levels kept | pilot units | target: evaluations, steps | fine-tuning: evaluations, "
-             "steps | proxy evaluations | correlation with the target (pilot) | level weights |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = list(SPLIT_HEADER)
     for u in utilities:
         call, _ = prepare_case(BenchmarkCase(task, u, "retraining", "multifidelity", budget, seed, scale,
                                              retrain="train"))
-        x = call().extra
-        sp = x["split"]
-        ft = sp.get("finetune", {})
-        lines.append(f"| {u} | {', '.join(x['levels'])} | {x['pilot_units']} | {sp['target']['evaluations']}, "
-                     f"{sp['target']['steps']:.0f} | {ft.get('evaluations', 0)}, {ft.get('steps', 0):.0f} | "
-                     f"{sp.get('proxy', {}).get('evaluations', 0)} | "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in x["correlation"].items())
-                     + f" | {', '.join(f'{w:.2f}' for w in x['level_weights'])} |")
+        lines.append(_split_row(u, call().extra))
     trained = get_benchmark_task(task, scale, "train").costs()
     if trained.get("coalition_models_trained") or trained.get("fine_tunings"):
         raise RuntimeError(f"the split was not replayed from the cache: {trained}")
@@ -105,8 +127,9 @@ def main(argv=None):
              "At alpha 0.5 against the best single-fidelity estimator (the goal: 10 points above):", ""]
     lines += [f"- {u}: multifidelity {m:.1f}, {b} {v:.1f} ({m - v:+.1f})"
               for u, (m, b, v) in summary["at_half"].items()]
-    lines += ["", "## The split it chose (replayed from the cache)", "",
-              *split(args.task, budget, args.seed, args.scale, sorted(mf.utility.unique()))]
+    from_json = split_from_json(mf, args.seed)
+    lines += ["", "## The split it chose (" + ("from the benchmark JSON" if from_json else "replayed from the cache")
+              + ")", "", *(from_json or split(args.task, budget, args.seed, args.scale, sorted(mf.utility.unique())))]
     out = Path(args.out or f"results/{args.task.replace('-', '_')}_multifidelity.md")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

@@ -145,7 +145,8 @@ def _cases_frame(doc: dict, json_path) -> pd.DataFrame:
         info = _info(b)
         if "task" not in info:
             continue  # not one of ours
-        info.pop("estimator_extra", None)
+        extra = info.pop("estimator_extra", None)
+        info["estimator_extra"] = json.dumps(extra, sort_keys=True) if extra else ""
         fails = info.pop("regression_failures", None)
         info["regression_failures"] = "; ".join(fails) if fails else ""
         info["wall_seconds"] = _obj(b, "stats").get("mean", float("nan"))
@@ -158,7 +159,7 @@ def _cases_frame(doc: dict, json_path) -> pd.DataFrame:
         raise ValueError(f"{json_path} holds no surrogateshap benchmark cases")
     for c in df.columns:
         if c not in ("task", "utility", "game", "estimator", "scale", "cost_unit", "truth",
-                     "regression", "regression_failures", "group", "target", "stopped_by"):
+                     "regression", "regression_failures", "group", "target", "stopped_by", "estimator_extra"):
             df[c] = pd.to_numeric(df[c], errors="coerce")
     df["budget"] = df["budget"].astype(int)
     return df.sort_values(KEYS + ["seed"]).reset_index(drop=True)
@@ -224,7 +225,8 @@ def _commit(doc) -> str:
     return _code(str(commit.get("id", "?"))[:12]) + (" (dirty)" if commit.get("dirty") is True else "")
 
 
-def _alphas(df) -> list[str]:
+def lds_alphas(df) -> list[str]:
+    """The LDS alphas a benchmark frame holds (its ``lds_<alpha>_mean`` columns), ascending."""
     found = {m.group(1) for c in df.columns if (m := re.fullmatch(r"lds_([0-9.]+)_mean", c))}
     return sorted(found, key=float)
 
@@ -443,7 +445,7 @@ def write_report(json_path, out_dir="results/report", plots: bool = True) -> Pat
     s = summarize(df) if not df.empty else pd.DataFrame(columns=[*KEYS])
     df.to_csv(out / "figures.csv", index=False, float_format="%.6g")
     s.to_csv(out / "summary.csv", index=False, float_format="%.6g")
-    alphas, fractions = _alphas(df), _fractions(df)
+    alphas, fractions = lds_alphas(df), _fractions(df)
     estimators = sorted(df["estimator"].unique())
     style = _style(estimators)
 
@@ -510,7 +512,8 @@ INTERVAL = ("LDS in points (100 x Spearman of the values summed over a test coal
             "k = the table's retraining seeds")
 
 
-def _label(row) -> str:
+def case_label(row) -> str:
+    """An estimator as the task report names it: with the game it played."""
     game = {"proxy": "proxy", "retraining": "retraining", "model": "model", "finetune": "fine-tuning game"}
     return f"{row['estimator']} ({game.get(row['game'], row['game'])})"
 
@@ -534,8 +537,8 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
     per alpha with its one interval and the additive reference, precision@k where the task
     plants players, and top-k removal against random."""
     t = df[df.task == task].copy()
-    t["label"] = [_label(r) for r in t.to_dict("records")]
-    alphas = _alphas(t)
+    t["label"] = [case_label(r) for r in t.to_dict("records")]
+    alphas = lds_alphas(t)
     fractions = _fractions(t)
     lines = [f"# {_md(task)}: estimators against its retrained ground truth", ""]
     if source:
@@ -581,6 +584,7 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
             p = u.groupby("label", sort=False)[prec].mean().reset_index().rename(columns={"label": "estimator"})
             lines += [f"## {_md(util)}: precision@k at finding the planted players (mean over estimator seeds)",
                       "", markdown_table(p.round(3)), ""]
+        lines += _split_section(util, u)
         rem = []
         for label, c in u.groupby("label", sort=False):
             for f in fractions:
@@ -597,6 +601,30 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
                       "mean ± sd over the random sets, not the LDS interval)", "",
                       markdown_table(pd.DataFrame(rem)), ""]
     return "\n".join(lines) + "\n"
+
+
+def _split_section(util, u: pd.DataFrame) -> list[str]:
+    """What each estimator that buys several fidelities (its extra's ``split``:
+    multifidelity) bought of each, per estimator seed, from the benchmark JSON."""
+    rows = []
+    for r in u.to_dict("records"):
+        extra = json.loads(r["estimator_extra"]) if r.get("estimator_extra") else {}
+        split = extra.get("split")
+        if not isinstance(split, dict):
+            continue
+        bought = "; ".join(
+            f"{name}: {part.get('evaluations', 0):.0f} evaluations, "
+            + (f"exact by {part['exact']}, free" if part.get("exact") else f"{part.get('steps', 0):.0f} steps")
+            for name, part in split.items() if isinstance(part, dict))
+        weights = extra.get("level_weights")
+        rows.append({"estimator": r["label"], "seed": str(int(r["seed"])), "bought": bought,
+                     "levels kept": ", ".join(map(str, extra.get("levels", []))),
+                     "pilot units": str(extra.get("pilot_units", "")),
+                     "level weights": ", ".join(f"{w:.2f}" for w in weights) if isinstance(weights, list) else ""})
+    if not rows:
+        return []
+    return [f"## {_md(util)}: what each multi-fidelity estimator bought (per estimator seed; steps in "
+            "training steps)", "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def write_task_reports(json_path, out_dir="results", tasks=None) -> list[Path]:

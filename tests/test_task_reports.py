@@ -167,3 +167,43 @@ def test_several_runs_read_as_one_report(tmp_path):
 def _copy(src, dst):
     dst.write_text(src.read_text())
     return dst
+
+
+def test_small_extras_keep_what_a_report_can_show():
+    from surrogateshap.benchmark import small_extras
+
+    extra = {"solver": "regression", "pilot_units": np.int64(3), "weight": np.float64(0.5),
+             "split": {"target": {"evaluations": 40, "steps": 58500.0}}, "levels": ["target", "proxy"],
+             "bad": float("nan"), "values": np.zeros(20), "long": list(range(1000)), "obj": object(),
+             "tuple": (1, 2)}
+    kept = small_extras(extra)
+    assert kept == {"solver": "regression", "pilot_units": 3, "weight": 0.5, "bad": None,
+                    "split": {"target": {"evaluations": 40, "steps": 58500.0}}, "levels": ["target", "proxy"],
+                    "tuple": [1, 2]}
+    json.dumps(kept)  # all of it is JSON
+
+
+def test_the_split_a_multifidelity_estimator_bought_is_in_the_task_report(tmp_path):
+    """multifidelity's split (evaluations and steps per fidelity) goes through the
+    benchmark JSON to the task report: no replay from a cache."""
+    from surrogateshap.benchmark import small_extras
+    from surrogateshap.games import UnanimityGame
+    from surrogateshap.registry import get_estimator
+
+    target = random_unanimity_game(6, n_terms=10, seed=0)
+    near = UnanimityGame(6, target.terms, [1.1 * c for c in target.coefficients])
+    att = get_estimator("multifidelity").estimate(target, 20, seed=0,
+                                                  fidelities={"target": 1000, "finetune": (near, 100)})
+    extra = small_extras(att.extra)
+    split = extra["split"]
+    assert set(split) == {"target", "finetune"} and split["target"]["evaluations"] > 0
+    row = {"task": "toy", "utility": "u", "scale": "report", "game": "retraining", "estimator": "multifidelity",
+           "budget": 20, "seed": 0, "cost": att.cost, "cost_unit": "training steps", "lds_0.5_mean": 30.0,
+           "lds_0.5_s0": 30.0, "estimator_extra": extra}
+    (out,) = write_task_reports(_doc(tmp_path, [row]), tmp_path / "reports")
+    text = out.read_text()
+    assert "what each multi-fidelity estimator bought" in text
+    t, f = split["target"], split["finetune"]
+    assert f"target: {t['evaluations']:.0f} evaluations, {t['steps']:.0f} steps" in text
+    assert f"finetune: {f['evaluations']:.0f} evaluations, {f['steps']:.0f} steps" in text
+    assert ", ".join(extra["levels"]) in text

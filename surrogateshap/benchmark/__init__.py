@@ -43,6 +43,7 @@ from surrogateshap.benchmark.reference import (
     json_safe,
     read_reference,
     reference_entries,
+    small_extras,
     write_reference,
 )
 from surrogateshap.benchmark.replay import ReplayedGame
@@ -69,5 +70,5 @@ __all__ = [
     "BenchmarkTask", "KnownGameTask", "TableBenchmark", "ReplayedGame", "Digits10Benchmark",
     "get_benchmark_task", "MAX_EXACT_BUDGET", "BenchmarkCase", "benchmark_cases",
     "prepare_case", "run_case", "reference_entries", "write_reference", "read_reference",
-    "ceiling_figures", "json_safe",
+    "ceiling_figures", "json_safe", "small_extras",
 ]

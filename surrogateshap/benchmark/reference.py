@@ -13,7 +13,7 @@ from surrogateshap._files import atomic_write
 from surrogateshap.evaluation import GroundTruth, aggregate_figures
 from surrogateshap.provenance import git_commit
 
-__all__ = ["reference_entries", "write_reference", "read_reference", "ceiling_figures", "json_safe"]
+__all__ = ["reference_entries", "write_reference", "read_reference", "ceiling_figures", "json_safe", "small_extras"]
 
 
 def reference_entries(records: dict[str, list[dict]], fingerprints: dict[str, str]) -> dict:
@@ -47,6 +47,40 @@ def json_safe(obj):
         x = float(obj)
         return x if math.isfinite(x) else None
     return obj
+
+
+#: the most characters of JSON one estimator extra may take in a benchmark JSON
+EXTRA_JSON_LIMIT = 2000
+
+
+def small_extras(extra: dict, limit: int = EXTRA_JSON_LIMIT) -> dict:
+    """The entries of an Attribution's ``extra`` worth keeping in a benchmark JSON: scalars,
+    and lists and dicts of them (e.g. multifidelity's ``split``, what it bought of each
+    fidelity) whose JSON takes at most ``limit`` characters. Arrays of per-player numbers
+    and larger structures are left out: the values themselves are the Attribution's."""
+    import json
+
+    kept = {}
+    for k, v in extra.items():
+        if isinstance(v, np.ndarray):
+            continue
+        v = json_safe(v)
+        if not _plain(v):
+            continue
+        if isinstance(v, (int, float, str, bool)) or len(json.dumps(v)) <= limit:
+            kept[str(k)] = v
+    return kept
+
+
+def _plain(v) -> bool:
+    """Only None, scalars, and lists and string-keyed dicts of them."""
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return True
+    if isinstance(v, list):
+        return all(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _plain(x) for k, x in v.items())
+    return False
 
 
 def write_reference(path, entries: dict, command: str, scale: str, root=None, note: str = "") -> dict:
