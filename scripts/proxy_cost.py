@@ -129,8 +129,14 @@ def cached_values(bank: StatsBank, w: np.ndarray, folder, step: int = 40, comput
     return np.concatenate(out)
 
 
-def random_weights(n: int, m: int, rng) -> np.ndarray:
-    """m coalitions of uniformly drawn sizes, their units equally weighted."""
+def random_weights(n: int, m: int, rng, draw: str = "sizes") -> np.ndarray:
+    """m coalitions, their units equally weighted: of uniformly drawn sizes ("sizes": small
+    coalitions as often as large ones), or every nonempty coalition equally likely ("half":
+    each unit in with probability 1/2, so sizes gather near n / 2)."""
+    if draw == "half":
+        masks = rng.random((m, n)) < 0.5
+        masks[~masks.any(1), 0] = True
+        return masks / masks.sum(1, keepdims=True)
     masks = np.zeros((m, n), bool)
     for row, k in zip(masks, rng.integers(1, n + 1, size=m)):
         row[rng.choice(n, size=k, replace=False)] = True
@@ -190,13 +196,14 @@ def _best(fn, w, repeats: int = 2) -> float:
 
 
 def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None, alpha: float = 1.0,
-             timed: int = 40, cached_only: bool = False) -> list[dict]:
+             timed: int = 40, cached_only: bool = False, draw: str = "sizes") -> list[dict]:
     """The approximate mode at each rank in ``ranks`` against exact FID over m random
     coalitions (of the synthetic n x d bank with spectrum ``alpha``, kept in ``store`` if
     given, or of ``task``'s proxy bank). With a ``store``, the exact values are computed
     once into it (:func:`cached_values`) and read back by later runs. Speed: both ways on
     the first ``timed`` coalitions, one call each, the set-ups outside the timers.
-    ``cached_only``: score only the leading coalitions whose exact values are stored."""
+    ``cached_only``: score only the leading coalitions whose exact values are stored.
+    ``draw``: how the coalitions are drawn (:func:`random_weights`)."""
     from scipy.stats import spearmanr
 
     if task:
@@ -206,7 +213,7 @@ def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None,
         n, d = exact.mean.shape
     else:
         exact = synthetic_bank(n, d, store=store, alpha=alpha)
-    w = random_weights(n, m, np.random.default_rng(3))
+    w = random_weights(n, m, np.random.default_rng(3), draw)
     t0 = clock()
     exact.whitened()
     setup = clock() - t0
@@ -214,7 +221,8 @@ def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None,
         e = -exact.utility("neg_fid", w)
     else:
         tag = "" if alpha == 1 else f"-a{alpha:g}"
-        e = -cached_values(exact, w, Path(store) / f"exact-{task or 'synthetic'}-n{n}-d{d}{tag}-seed3-m{m}",
+        e = -cached_values(exact, w, Path(store) / (f"exact-{task or 'synthetic'}-n{n}-d{d}{tag}-seed3-m{m}"
+                                             + ("" if draw == "sizes" else f"-{draw}")),
                            compute=not cached_only)
         w = w[: len(e)]
     t_exact = _per_call(lambda x: exact.utility("neg_fid", x), w[:timed])
@@ -231,7 +239,7 @@ def accuracy(n: int, d: int, ranks, m: int, task: str | None = None, store=None,
         t_approx = _per_call(lambda x, bank=approx: bank.utility("neg_fid", x), w[:timed])
         a = -approx.utility("neg_fid", w)
         rel = np.abs(a - e) / np.abs(e)
-        rows.append({"bank": task or f"synthetic alpha={alpha:g}", "n": n, "d": d, "rank": rank, "coalitions": len(w),
+        rows.append({"bank": task or f"synthetic alpha={alpha:g}", "draw": draw, "n": n, "d": d, "rank": rank, "coalitions": len(w),
                      "spearman": float(spearmanr(a, e)[0]), "median rel. error": float(np.median(rel)),
                      "p90 rel. error": float(np.quantile(rel, 0.9)), "max rel. error": float(rel.max()),
                      "traces / FID": float(ratio), "exact ms": 1e3 * t_exact, "approx ms": 1e3 * t_approx,
@@ -327,6 +335,8 @@ def main(argv=None):
     p.add_argument("--alpha", type=float, default=1.0,
                    help="the synthetic features' spectrum: variance of dimension k ~ k^-alpha")
     p.add_argument("--timed", type=int, default=40, help="--accuracy: coalitions timed each way")
+    p.add_argument("--draw", choices=("sizes", "half"), default="sizes",
+                   help="--accuracy: coalitions of uniform sizes, or each unit in with probability 1/2")
     p.add_argument("--cached-only", action="store_true",
                    help="--accuracy with --store: score only the coalitions whose exact values are stored")
     p.add_argument("--peak", type=int, default=0, metavar="D",
@@ -349,7 +359,7 @@ def main(argv=None):
             import pandas as pd
 
             rows = accuracy(args.accuracy_players, args.accuracy_dim, args.ranks or [args.rank], args.accuracy,
-                            args.accuracy_task, args.store, args.alpha, args.timed, args.cached_only)
+                            args.accuracy_task, args.store, args.alpha, args.timed, args.cached_only, args.draw)
             print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"))
             return
         if args.peak:
