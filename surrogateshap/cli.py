@@ -284,7 +284,7 @@ def _build_table(args) -> int:
         table = build_table(task, masks, args.seeds, out, executor=executor, train=not args.export_only,
                             export_every=args.export_every, command=command, note=note, failures=failures)
         if args.benchmark:
-            table = _benchmark_and_export(task, args, out, masks, command, note)
+            table = _benchmark_and_export(task, args, out, masks, command, note, executor)
     finally:
         executor.close()
         torch.set_num_threads(threads)
@@ -300,16 +300,17 @@ def _build_table(args) -> int:
     return 1 if failures else 0
 
 
-def _benchmark_and_export(task, args, out, masks, command, note):
+def _benchmark_and_export(task, args, out, masks, command, note, executor=None):
     """Run the task's default benchmark selection on the table just written, retraining
-    what it lacks (its estimators' coalitions, its removal sets) into the task's cache,
-    then export every coalition the cache holds for the table's seeds."""
+    what it lacks (its estimators' coalitions, its removal sets) into the task's cache on
+    ``executor`` (the command's), then export every coalition the cache holds for the
+    table's seeds."""
     from surrogateshap.benchmark import benchmark_cases, run_case
     from surrogateshap.benchmark.tasks import TableBenchmark
     from surrogateshap.registry import get_estimator
     from surrogateshap.tasks.reference import RETRAINING_CSV, build_table
 
-    bt = TableBenchmark(task.name, args.scale, table_path=out / RETRAINING_CSV, retrain=True)
+    bt = TableBenchmark(task.name, args.scale, table_path=out / RETRAINING_CSV, retrain=True, executor=executor)
     reason = bt.unavailable()
     if reason:
         raise UsageError(reason)

@@ -68,7 +68,21 @@ def test_benchmark_flag_exports_what_the_default_selection_replays(tmp_path, mon
     (tmp_path / "log").mkdir()
     monkeypatch.setitem(LOG, 0, str(tmp_path / "log"))
     out = tmp_path / "table"
-    assert main(["build-table", "--task", "fake14-gt", "--seeds", "0", "1", "--out", str(out), "--benchmark"]) == 0
+    from surrogateshap.benchmark import tasks as bench_tasks
+
+    executors = []  # what trained the benchmark pass's coalitions: the command's executor
+    made = bench_tasks.TableBenchmark.retraining_game
+
+    def spy(self, seed):
+        game = made(self, seed)
+        executors.append(type(game.executor).__name__)
+        return game
+
+    monkeypatch.setattr(bench_tasks.TableBenchmark, "retraining_game", spy)
+    assert main(["build-table", "--task", "fake14-gt", "--seeds", "0", "1", "--out", str(out), "--benchmark",
+                 "--executor", "processes", "--workers", "2"]) == 0
+    assert executors and set(executors) == {"ProcessExecutor"}
+    monkeypatch.setattr(bench_tasks.TableBenchmark, "retraining_game", made)
     trained = (tmp_path / "log" / "trained.log").read_text().split()
     assert len(trained) == len(set(trained))  # nothing trained twice
     table_rows = sum(1 for line in open(out / RETRAINING_CSV) if line[:1] in "01")

@@ -215,7 +215,9 @@ class TableBenchmark(BenchmarkTask):
     raises :class:`~surrogateshap.tasks.games.RetrainingRefusedError` naming it. The
     table is part of the task's cache: its rows are never retrained. ``costs()`` counts
     what the task paid: coalition models trained, the full model, the bank, the proxy
-    evaluations. A task whose data is absent is skipped with the reason.
+    evaluations. A task whose data is absent is skipped with the reason. ``executor``: what
+    trains those coalitions (an :class:`~surrogateshap.execution.Executor` or its name;
+    None: the task's default), e.g. ``build-table --benchmark``'s worker processes.
     """
 
     games = ("retraining", "proxy")
@@ -232,7 +234,7 @@ class TableBenchmark(BenchmarkTask):
     ENUMERATE_MAX_PLAYERS = 12
 
     def __init__(self, name: str, scale: str = "default", table_path: str | os.PathLike | None = None,
-                 retrain: str | bool = "train"):
+                 retrain: str | bool = "train", executor=None):
         super().__init__(scale)
         retrain = {True: "train", False: "refuse"}.get(retrain, retrain)
         if retrain not in self.RETRAIN:
@@ -240,6 +242,7 @@ class TableBenchmark(BenchmarkTask):
         self.name = name
         self.table_path = table_path
         self.retrain = retrain
+        self.executor = executor
         self._task = None
         self._table = None
         self._proxies: dict[str, Game] = {}
@@ -404,7 +407,7 @@ class TableBenchmark(BenchmarkTask):
         (records of every utility), under this benchmark's ``retrain`` policy."""
         if seed not in self._retraining:
             task = self.task
-            self._retraining[seed] = task.retraining_game(task.utilities[0], seed=seed,
+            self._retraining[seed] = task.retraining_game(task.utilities[0], seed=seed, executor=self.executor,
                                                           allow_train=self.retrain == "train")
         return self._retraining[seed]
 
