@@ -58,8 +58,6 @@ def small_extras(extra: dict, limit: int = EXTRA_JSON_LIMIT) -> dict:
     and lists and dicts of them (e.g. multifidelity's ``split``, what it bought of each
     fidelity) whose JSON takes at most ``limit`` characters. Arrays of per-player numbers
     and larger structures are left out: the values themselves are the Attribution's."""
-    import json
-
     kept = {}
     for k, v in extra.items():
         if isinstance(v, np.ndarray):
