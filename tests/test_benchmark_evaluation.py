@@ -371,7 +371,7 @@ def test_a_sampled_table_s_retraining_game_pays_one_seed_and_its_truth_keeps_the
     class _Task:
         utilities = ("neg_fid",)
 
-        def retraining_game(self, utility, seed=0, allow_train=True):
+        def retraining_game(self, utility, seed=0, allow_train=True, executor=None):
             return _Retrain(seed)
 
     bt._task = _Task()
