@@ -53,19 +53,15 @@ def comparison(df, task: str) -> tuple[list[str], dict]:
     return lines, {"cells": cells, "at_half": at_half}
 
 
-SPLIT_HEADER = [("| utility | levels kept | pilot units | target: evaluations, steps | fine-tuning: evaluations, "
-                 "steps | proxy evaluations | correlation with the target (pilot) | level weights |"),
-                "|---|---|---|---|---|---|---|---|"]
+def _split_table(extras: dict) -> list[str]:
+    """The split per utility (``extras``: utility -> multifidelity's extra), as the task
+    report shows it (:func:`surrogateshap.report.split_cells`)."""
+    import pandas as pd
 
+    from surrogateshap.report import markdown_table, split_cells
 
-def _split_row(u: str, x: dict) -> str:
-    sp = x["split"]
-    ft = sp.get("finetune", {})
-    return (f"| {u} | {', '.join(x['levels'])} | {x['pilot_units']} | {sp['target']['evaluations']}, "
-            f"{sp['target']['steps']:.0f} | {ft.get('evaluations', 0)}, {ft.get('steps', 0):.0f} | "
-            f"{sp.get('proxy', {}).get('evaluations', 0)} | "
-            + ", ".join(f"{k} {v:.2f}" for k, v in x["correlation"].items())
-            + f" | {', '.join(f'{w:.2f}' for w in x['level_weights'])} |")
+    rows = [{"utility": u, **split_cells(extras[u])} for u in sorted(extras)]
+    return markdown_table(pd.DataFrame(rows)).splitlines()
 
 
 def split_from_json(mf, seed: int) -> list[str] | None:
@@ -79,25 +75,25 @@ def split_from_json(mf, seed: int) -> list[str] | None:
     extras = {r.utility: json.loads(r.estimator_extra) for r in rows.itertuples()}
     if not all("split" in x for x in extras.values()):
         return None
-    return SPLIT_HEADER + [_split_row(u, extras[u]) for u in sorted(extras)]
+    return _split_table(extras)
 
 
 def split(task: str, budget: int, seed: int, scale: str, utilities) -> list[str]:
     """multifidelity's split per utility, replayed from the cache (refuses to train): for a
     run whose JSON lacks it."""
-    from surrogateshap.benchmark import BenchmarkCase
+    from surrogateshap.benchmark import BenchmarkCase, small_extras
     from surrogateshap.benchmark.cases import prepare_case
     from surrogateshap.benchmark.tasks import get_benchmark_task
 
-    lines = list(SPLIT_HEADER)
+    extras = {}
     for u in utilities:
         call, _ = prepare_case(BenchmarkCase(task, u, "retraining", "multifidelity", budget, seed, scale,
                                              retrain="train"))
-        lines.append(_split_row(u, call().extra))
+        extras[u] = small_extras(call().extra)  # what the JSON would have kept
     trained = get_benchmark_task(task, scale, "train").costs()
     if trained.get("coalition_models_trained") or trained.get("fine_tunings"):
         raise RuntimeError(f"the split was not replayed from the cache: {trained}")
-    return lines
+    return _split_table(extras)
 
 
 def main(argv=None):

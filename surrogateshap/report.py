@@ -603,24 +603,32 @@ def task_report(df: pd.DataFrame, task: str, source: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def split_cells(extra: dict) -> dict | None:
+    """What an estimator that buys several fidelities (its extra's ``split``:
+    multifidelity) bought of each, as a report's cells; None for any other extra."""
+    split = extra.get("split")
+    if not isinstance(split, dict):
+        return None
+    bought = "; ".join(
+        f"{name}: {part.get('evaluations', 0):.0f} evaluations, "
+        + (f"exact by {part['exact']}, free" if part.get("exact") else f"{part.get('steps', 0):.0f} steps")
+        for name, part in split.items() if isinstance(part, dict))
+    weights, corr = extra.get("level_weights"), extra.get("correlation")
+    return {"bought": bought, "levels kept": ", ".join(map(str, extra.get("levels", []))),
+            "pilot units": str(extra.get("pilot_units", "")),
+            "correlation with the target (pilot)": ", ".join(
+                f"{k} {v:.2f}" for k, v in corr.items() if v is not None) if isinstance(corr, dict) else "",
+            "level weights": ", ".join(f"{w:.2f}" for w in weights) if isinstance(weights, list) else ""}
+
+
 def _split_section(util, u: pd.DataFrame) -> list[str]:
-    """What each estimator that buys several fidelities (its extra's ``split``:
-    multifidelity) bought of each, per estimator seed, from the benchmark JSON."""
+    """:func:`split_cells` of every case of ``u`` with a split, per estimator seed, from the
+    benchmark JSON."""
     rows = []
     for r in u.to_dict("records"):
-        extra = json.loads(r["estimator_extra"]) if r.get("estimator_extra") else {}
-        split = extra.get("split")
-        if not isinstance(split, dict):
-            continue
-        bought = "; ".join(
-            f"{name}: {part.get('evaluations', 0):.0f} evaluations, "
-            + (f"exact by {part['exact']}, free" if part.get("exact") else f"{part.get('steps', 0):.0f} steps")
-            for name, part in split.items() if isinstance(part, dict))
-        weights = extra.get("level_weights")
-        rows.append({"estimator": r["label"], "seed": str(int(r["seed"])), "bought": bought,
-                     "levels kept": ", ".join(map(str, extra.get("levels", []))),
-                     "pilot units": str(extra.get("pilot_units", "")),
-                     "level weights": ", ".join(f"{w:.2f}" for w in weights) if isinstance(weights, list) else ""})
+        cells = split_cells(json.loads(r["estimator_extra"])) if r.get("estimator_extra") else None
+        if cells is not None:
+            rows.append({"estimator": r["label"], "seed": str(int(r["seed"])), **cells})
     if not rows:
         return []
     return [f"## {_md(util)}: what each multi-fidelity estimator bought (per estimator seed; steps in "

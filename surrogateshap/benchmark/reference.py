@@ -60,10 +60,8 @@ def small_extras(extra: dict, limit: int = EXTRA_JSON_LIMIT) -> dict:
     and larger structures are left out: the values themselves are the Attribution's."""
     kept = {}
     for k, v in extra.items():
-        if isinstance(v, np.ndarray):
-            continue
         v = json_safe(v)
-        if not _plain(v):
+        if not _plain(v):  # an array (per-player numbers), an object
             continue
         if isinstance(v, (int, float, str, bool)) or len(json.dumps(v)) <= limit:
             kept[str(k)] = v
