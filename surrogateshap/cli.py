@@ -470,7 +470,8 @@ def main(argv=None) -> int:
     b.add_argument("--task", default="digits10")
     b.add_argument("--scale", default="default", choices=["ci", "default", "paper"])
     b.add_argument("--seeds", type=int, nargs="+", default=[0])
-    b.add_argument("--out", default=None, help="table folder (default datasets/<task>)")
+    b.add_argument("--out", default=None, help="table folder (default datasets/<task>); a folder without a table "
+                   "starts from the shipped one (its rows are served and kept, not retrained)")
     b.add_argument("--coalitions", default=None,
                    help="'all' (every coalition: exact values; default up to 12 players), 'protocol' (empty, "
                         "full, the LDS test sets, leave-one-out; default beyond), or a file of bit strings")

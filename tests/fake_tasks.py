@@ -64,6 +64,7 @@ class FakeTask(DiffusionTask):
             raise RuntimeError(f"cannot train coalition {c.poison}")
         time.sleep(c.sleep * len(masks))
         self._log("trained.log", keys)
+        self._log("jobs.log", [str(len(keys))])  # one line per job: the models it trained
         return [self._stats(np.random.default_rng(coalition_seed(seed, m))) for m in masks]
 
     def real_stats(self):

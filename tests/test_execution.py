@@ -114,6 +114,18 @@ def test_remote_results_are_bit_identical_to_serial(tmp_path, request, name):
     assert len(lines(tmp_path / "r" / "log" / "trained.log")) == 15
 
 
+def test_a_few_coalitions_are_spread_over_the_workers(tmp_path, request):
+    """Fewer coalitions than the workers' batches hold go out as one job per worker (4 on 2
+    workers: 2 jobs of 2, not one job of 4 and an idle worker); more fill whole batches."""
+    task = fake(tmp_path, models_per_batch=8)
+    game = RetrainingGame(task, "neg_fid", progress=False, executor=make_executor("processes", request))
+    game.records(MASKS[1:5])
+    assert sorted(lines(tmp_path / "log" / "jobs.log")) == ["2", "2"]
+    game.records(MASKS[5:])  # 11 to train: chunks of min(8, ceil(11 / 2)) = 6
+    assert sorted(lines(tmp_path / "log" / "jobs.log"))[2:] == ["5", "6"]
+    assert len(lines(tmp_path / "log" / "trained.log")) == 15
+
+
 DIGITS_MASKS = np.array([[1, 0, 1, 0, 0, 0, 0, 0, 0, 1], [0, 1] * 5, [1] * 5 + [0] * 5], bool)
 
 

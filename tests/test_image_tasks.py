@@ -398,6 +398,23 @@ def test_a_mostly_built_table_trains_what_it_lacks_in_full_chunks(tmp_path):
     assert len(table.frame) == 16
 
 
+def test_a_new_folder_extends_the_shipped_table(tmp_path, monkeypatch):
+    """``build_table`` into a folder without a table serves the shipped table's rows (no
+    retraining) and keeps them, so the new table extends the shipped one."""
+    from test_tasks import _FakeTask
+
+    from surrogateshap.tasks.reference import RETRAINING_CSV, build_table
+
+    monkeypatch.setenv("SURROGATESHAP_DATASETS", str(tmp_path / "datasets"))
+    masks = np.array([[int(c) for c in f"{i:04b}"] for i in range(16)], bool)
+    build_table(_FakeTask(tmp_path / "cache-a"), masks[:6], [0], progress=False)  # the shipped table
+    assert (tmp_path / "datasets" / "fake4" / RETRAINING_CSV).exists()
+    task = _FakeTask(tmp_path / "cache-b")  # a fresh cache
+    table = build_table(task, masks[4:10], [0], tmp_path / "out", progress=False)
+    assert sorted(task.trained) == sorted(coalition_key(m) for m in masks[6:10])
+    assert sorted(table.frame["coalition"]) == sorted(coalition_key(m) for m in masks[:10])
+
+
 def test_lds_ground_truth_of_a_partial_table():
     import pandas as pd
 

@@ -170,6 +170,8 @@ class RetrainingGame(Game):
             queue.extend(kept)
 
         with ex.session(task_resources(self.task)) as session:
+            # a few coalitions are spread over the workers rather than batched on one of them
+            chunk = min(chunk, -(-len(todo) // max(1, session.capacity)))
             while pending or singles or session.running:
                 while session.free > 0 and (pending or singles):
                     if self.store is not None:

@@ -137,8 +137,8 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
 
     Resumable and append-only: retrainings go to the task's cache (an interrupted run
     loses at most the chunks in flight), the rows of an earlier table of the same
-    configuration and scoring networks in ``out_dir`` are served and kept (any seed, any
-    coalition), and the table is rewritten atomically after every ``export_every``
+    configuration and scoring networks in ``out_dir`` (or, where it holds none, the
+    task's shipped table) are served and kept (any seed, any coalition), and the table is rewritten atomically after every ``export_every``
     new retrainings per seed, so a cut-short run leaves what finished. ``train=False``
     exports what the cache and the earlier table hold. ``executor`` (a name or an
     :class:`~surrogateshap.execution.Executor`) runs the trainings; results land in the
@@ -150,7 +150,14 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
 
     out_dir = Path(out_dir) if out_dir is not None else reference_dir(task.name)
     path = out_dir / RETRAINING_CSV
-    earlier = _earlier_rows(task, path)
+    earlier, source = _earlier_rows(task, path), path
+    shipped = reference_dir(task.name) / RETRAINING_CSV
+    if earlier is None and shipped.exists() and shipped.resolve() != path.resolve():
+        # a new folder extends the shipped table: its rows are served (not retrained) and kept
+        try:
+            earlier, source = _earlier_rows(task, shipped), shipped
+        except ValueError:  # another configuration or other scoring networks: start afresh
+            earlier = None
     if isinstance(coalitions, str):
         if coalitions != "all":
             raise ValueError(f"coalitions must be a boolean (m, n) array or 'all', got {coalitions!r}")
@@ -163,7 +170,7 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     executor = get_executor(executor)
     # the earlier table's sound rows are served, not retrained (its cut-short rows are not)
-    task.cache.use_reference(None if earlier is None else path, table=earlier)
+    task.cache.use_reference(None if earlier is None else source, table=earlier)
     games = {s: task.retraining_game(task.utilities[0], seed=s, progress=progress, executor=executor)
              for s in seeds}
     held = earlier.frame.to_dict("records") if earlier is not None else []
