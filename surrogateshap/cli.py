@@ -251,6 +251,8 @@ def _build_table(args) -> int:
     from surrogateshap.tasks import get_task
     from surrogateshap.tasks.reference import RETRAINING_CSV, _earlier_rows, build_table, reference_dir
 
+    if getattr(args, "selection", None) and not args.benchmark:
+        raise UsageError("--selection chooses the cases of --benchmark; add --benchmark")
     task = _task(args)
     options.executor(args.executor)
     _check_data(task)
@@ -301,7 +303,8 @@ def _build_table(args) -> int:
 
 
 def _benchmark_and_export(task, args, out, masks, command, note, executor=None):
-    """Run the task's default benchmark selection on the table just written, retraining
+    """Run the task's benchmark selection (``--selection``, default the task's scale) on
+    the table just written, retraining
     what it lacks (its estimators' coalitions, its removal sets) into the task's cache on
     ``executor`` (the command's), then export every coalition the cache holds for the
     table's seeds."""
@@ -314,7 +317,8 @@ def _benchmark_and_export(task, args, out, masks, command, note, executor=None):
     reason = bt.unavailable()
     if reason:
         raise UsageError(reason)
-    cases = [c for c in benchmark_cases(args.scale, tasks=[task.name])
+    selection = getattr(args, "selection", None) or args.scale
+    cases = [c for c in benchmark_cases(selection, tasks=[task.name])
              if get_estimator(c.estimator).unsupported(bt.n_players, c.max_evaluations, bt.offers) is None]
     for i, case in enumerate([] if args.export_only else cases, 1):
         print(f"[{i}/{len(cases)}] {case.id}", flush=True)
@@ -326,7 +330,7 @@ def _benchmark_and_export(task, args, out, masks, command, note, executor=None):
         keys |= set(store.records)
     cached = np.array([[c == "1" for c in k] for k in sorted(keys)], dtype=bool).reshape(-1, task.n_players)
     return build_table(task, np.concatenate([masks, cached]), args.seeds, out, train=False, command=command,
-                       note=note + ", the default benchmark selection's retrainings")
+                       note=note + f", the {selection} benchmark selection's retrainings")
 
 
 def _scoring_nets(args) -> int:
@@ -483,6 +487,9 @@ def main(argv=None) -> int:
     b.add_argument("--benchmark", action="store_true",
                    help="then run the default benchmark selection (retraining what it lacks) and export "
                         "every cached coalition")
+    b.add_argument("--selection", default=None, choices=["ci", "default", "report", "paper"],
+                   help="with --benchmark: the benchmark scale whose cases run (default: the task's --scale); "
+                        "'report' also builds the removal sets of the model baselines and the fine-tuning game")
     b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")
     b.add_argument("--export-every", type=int, default=16,
                    help="rewrite the table after this many new retrainings per seed")

@@ -134,3 +134,38 @@ def test_first_takes_a_prefix_of_every_lds_set():
         assert {coalition_key(m) for m in masks[:5]} <= keys and coalition_key(masks[5]) not in keys
     assert len(part) == 2 + 5 * len(LDS_SETS)
     assert keys <= {coalition_key(m) for m in ground_truth_coalitions(n, loo=False)}
+
+
+def test_selection_chooses_the_cases_whose_retrainings_benchmark_builds(tmp_path, monkeypatch, capsys):
+    """`--selection report` runs the report scale's cases (here permutation, which the
+    default selection lacks), so their coalitions and removal sets land in the table;
+    `--selection` without `--benchmark` is refused."""
+    import dataclasses
+
+    from surrogateshap.benchmark.scales import SCALE_SETTINGS, SampledSelection
+    from surrogateshap.cli import main
+    from surrogateshap.tasks.reference import RETRAINING_CSV
+
+    default = SampledSelection(runs=(("loo", "retraining", None),), seeds=(0,))
+    report = SampledSelection(runs=(("loo", "retraining", None), ("permutation", "retraining", None)), seeds=(0,))
+    monkeypatch.setitem(SCALE_SETTINGS, "default", dataclasses.replace(SCALE_SETTINGS["default"], sampled=default))
+    monkeypatch.setitem(SCALE_SETTINGS, "report", dataclasses.replace(SCALE_SETTINGS["report"], sampled=report))
+    (tmp_path / "log").mkdir()
+    monkeypatch.setitem(LOG, 0, str(tmp_path / "log"))
+
+    def rows(name):
+        out = tmp_path / name
+        monkeypatch.setenv("SURROGATESHAP_CACHE", str(tmp_path / f"cache-{name}"))
+        extra = ["--selection", "report"] if name == "report" else []
+        assert main(["build-table", "--task", "fake14-gt", "--seeds", "0", "--out", str(out), "--benchmark",
+                     *extra]) == 0
+        text = (out / RETRAINING_CSV).read_text()
+        assert f"the {name} benchmark selection's retrainings" in text
+        return {line.split(",")[0] for line in text.splitlines() if line[:1] in "01"}
+
+    plain, wide = rows("default"), rows("report")
+    assert plain < wide  # the report's permutation coalitions besides LOO's
+    assert main(["build-table", "--task", "fake14-gt", "--seeds", "0", "--out", str(tmp_path / "x"),
+                 "--selection", "report"]) != 0
+    assert "add --benchmark" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything was built
