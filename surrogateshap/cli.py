@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from surrogateshap.benchmark import options
+from surrogateshap.benchmark.scales import SCALES
 from surrogateshap.evaluation import ALPHAS
 from surrogateshap.execution import NodeLostError
 
@@ -251,7 +252,7 @@ def _build_table(args) -> int:
     from surrogateshap.tasks import get_task
     from surrogateshap.tasks.reference import RETRAINING_CSV, _earlier_rows, build_table, reference_dir
 
-    if getattr(args, "selection", None) and not args.benchmark:
+    if args.selection and not args.benchmark:
         raise UsageError("--selection chooses the cases of --benchmark; add --benchmark")
     task = _task(args)
     options.executor(args.executor)
@@ -304,10 +305,9 @@ def _build_table(args) -> int:
 
 def _benchmark_and_export(task, args, out, masks, command, note, executor=None):
     """Run the task's benchmark selection (``--selection``, default the task's scale) on
-    the table just written, retraining
-    what it lacks (its estimators' coalitions, its removal sets) into the task's cache on
-    ``executor`` (the command's), then export every coalition the cache holds for the
-    table's seeds."""
+    the table just written, retraining what it lacks (its estimators' coalitions, its
+    removal sets) into the task's cache on ``executor`` (the command's), then export every
+    coalition the cache holds for the table's seeds."""
     from surrogateshap.benchmark import benchmark_cases, run_case
     from surrogateshap.benchmark.tasks import TableBenchmark
     from surrogateshap.registry import get_estimator
@@ -317,7 +317,7 @@ def _benchmark_and_export(task, args, out, masks, command, note, executor=None):
     reason = bt.unavailable()
     if reason:
         raise UsageError(reason)
-    selection = getattr(args, "selection", None) or args.scale
+    selection = args.selection or args.scale
     cases = [c for c in benchmark_cases(selection, tasks=[task.name])
              if get_estimator(c.estimator).unsupported(bt.n_players, c.max_evaluations, bt.offers) is None]
     for i, case in enumerate([] if args.export_only else cases, 1):
@@ -485,9 +485,9 @@ def main(argv=None) -> int:
     b.add_argument("--extra", default=None, help="a file of more coalitions (bit strings, one a line)")
     b.add_argument("--limit", type=int, default=None, help="only the first N coalitions (build order)")
     b.add_argument("--benchmark", action="store_true",
-                   help="then run the default benchmark selection (retraining what it lacks) and export "
+                   help="then run a benchmark selection (--selection; retraining what it lacks) and export "
                         "every cached coalition")
-    b.add_argument("--selection", default=None, choices=["ci", "default", "report", "paper"],
+    b.add_argument("--selection", default=None, choices=SCALES,
                    help="with --benchmark: the benchmark scale whose cases run (default: the task's --scale); "
                         "'report' also builds the removal sets of the model baselines and the fine-tuning game")
     b.add_argument("--export-only", action="store_true", help="write what the cache holds; train nothing")

@@ -138,8 +138,9 @@ def build_table(task: DiffusionTask, coalitions, seeds, out_dir: str | os.PathLi
     Resumable and append-only: retrainings go to the task's cache (an interrupted run
     loses at most the chunks in flight), the rows of an earlier table of the same
     configuration and scoring networks in ``out_dir`` (or, where it holds none, the
-    task's shipped table) are served and kept (any seed, any coalition), and the table is rewritten atomically after every ``export_every``
-    new retrainings per seed, so a cut-short run leaves what finished. ``train=False``
+    task's shipped table) are served and kept (any seed, any coalition), and the table
+    is rewritten atomically after every ``export_every`` new retrainings per seed, so a
+    cut-short run leaves what finished. ``train=False``
     exports what the cache and the earlier table hold. ``executor`` (a name or an
     :class:`~surrogateshap.execution.Executor`) runs the trainings; results land in the
     same cache whichever runs them. Coalitions that fail after the retries are left out
